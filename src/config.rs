@@ -1,0 +1,224 @@
+//! Operator settings: command-line flags with environment fallbacks, and the
+//! resolved view the pure modules work from.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+
+use crate::naming;
+
+/// Flags of `irsa-operator run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Name of this cluster. It goes into role names, the default role path and the
+    /// `irsa.dev/cluster` tag, so it must be unique among clusters sharing an AWS account.
+    /// Letters, digits, `_` and `-`, at most 32 characters.
+    #[arg(long, env = "IRSA_CLUSTER_NAME")]
+    pub cluster_name: String,
+
+    /// The cluster's OIDC issuer URL (`https://...`). Discovered from the API server's
+    /// `/.well-known/openid-configuration` when not set.
+    #[arg(long, env = "IRSA_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// IAM path for the roles the operator creates. Default: `/irsa/<cluster-name>/`.
+    #[arg(long, env = "IRSA_ROLE_PATH")]
+    pub role_path: Option<String>,
+
+    /// Prefix for derived role names (an explicit `spec.roleName` is used as is).
+    #[arg(long, env = "IRSA_ROLE_NAME_PREFIX", default_value = "")]
+    pub role_name_prefix: String,
+
+    /// Namespaces to watch, comma separated. Default: all namespaces.
+    #[arg(long, env = "IRSA_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// How many PodIamRoles are reconciled at the same time.
+    #[arg(long, env = "IRSA_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// How often an in-sync PodIamRole is re-read from IAM to repair drift (e.g. `10m`, `30s`).
+    #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Address of the HTTP server for `/metrics`, `/livez` and `/readyz`.
+    #[arg(long, env = "IRSA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "IRSA_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Parses `90s`, `10m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit_seconds) = match text.char_indices().last() {
+        Some((i, 's')) => (&text[..i], 1),
+        Some((i, 'm')) => (&text[..i], 60),
+        Some((i, 'h')) => (&text[..i], 3600),
+        _ => (text, 1),
+    };
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 30s, 10m or 1h"))?;
+    if amount == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs(amount * unit_seconds))
+}
+
+/// Everything the pure steps need to know about where they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorConfig {
+    pub cluster_name: String,
+    /// The AWS partition (`aws`, `aws-cn`, ...), taken from the caller identity.
+    pub partition: String,
+    pub account_id: String,
+    /// The issuer without its scheme, as IAM names the provider: `oidc.eks.../id/ABC`.
+    pub issuer_host_path: String,
+    pub role_path: String,
+    pub role_name_prefix: String,
+}
+
+impl OperatorConfig {
+    pub fn oidc_provider_arn(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:oidc-provider/{}",
+            self.partition, self.account_id, self.issuer_host_path
+        )
+    }
+
+    pub fn role_arn(&self, role_name: &str) -> String {
+        format!(
+            "arn:{}:iam::{}:role{}{}",
+            self.partition, self.account_id, self.role_path, role_name
+        )
+    }
+}
+
+/// Builds the config from flags plus facts learned at start-up, rejecting bad settings.
+pub fn resolve(
+    args: &RunArgs,
+    issuer: &str,
+    caller_arn: &str,
+    account_id: &str,
+) -> Result<OperatorConfig, String> {
+    naming::validate_cluster_name(&args.cluster_name)?;
+    let issuer_host_path = issuer_host_path(issuer)?;
+    let partition = caller_arn
+        .split(':')
+        .nth(1)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| format!("cannot read the partition from caller ARN `{caller_arn}`"))?
+        .to_string();
+    let role_path = args
+        .role_path
+        .clone()
+        .unwrap_or_else(|| format!("/irsa/{}/", args.cluster_name));
+    naming::validate_role_path(&role_path)?;
+    naming::validate_prefix(&args.role_name_prefix)?;
+    Ok(OperatorConfig {
+        cluster_name: args.cluster_name.clone(),
+        partition,
+        account_id: account_id.to_string(),
+        issuer_host_path,
+        role_path,
+        role_name_prefix: args.role_name_prefix.clone(),
+    })
+}
+
+/// `https://host/path` -> `host/path`, as IAM writes provider ARNs and condition keys.
+pub fn issuer_host_path(issuer: &str) -> Result<String, String> {
+    let rest = issuer
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("the OIDC issuer `{issuer}` must be an https:// URL"))?;
+    let trimmed = rest.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.contains(['?', '#', ' ']) {
+        return Err(format!("the OIDC issuer `{issuer}` is not a valid issuer URL"));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+pub(crate) fn test_config() -> OperatorConfig {
+    OperatorConfig {
+        cluster_name: "prod".into(),
+        partition: "aws".into(),
+        account_id: "111122223333".into(),
+        issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/ABC".into(),
+        role_path: "/irsa/prod/".into(),
+        role_name_prefix: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["x", "--cluster-name", "prod"];
+        argv.extend_from_slice(extra);
+        Wrapper::parse_from(argv).args
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+    }
+
+    #[test]
+    fn resolves_defaults_and_arns() {
+        let config = resolve(
+            &args(&[]),
+            "https://oidc.eks.us-east-1.amazonaws.com/id/ABC/",
+            "arn:aws:sts::111122223333:assumed-role/x/y",
+            "111122223333",
+        )
+        .unwrap();
+        assert_eq!(config, test_config());
+        assert_eq!(
+            config.oidc_provider_arn(),
+            "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
+        );
+        assert_eq!(
+            config.role_arn("r"),
+            "arn:aws:iam::111122223333:role/irsa/prod/r"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let caller = "arn:aws:sts::1:x";
+        assert!(resolve(&args(&[]), "http://insecure", caller, "1").is_err());
+        assert!(resolve(&args(&["--role-path", "no-slash"]), "https://i", caller, "1").is_err());
+        assert!(resolve(&args(&["--role-name-prefix", "a b"]), "https://i", caller, "1").is_err());
+        let mut bad_cluster = args(&[]);
+        bad_cluster.cluster_name = "has.dot".into();
+        assert!(resolve(&bad_cluster, "https://i", caller, "1").is_err());
+    }
+
+    #[test]
+    fn namespaces_are_comma_separated() {
+        assert_eq!(args(&["--namespaces", "a,b"]).namespaces, ["a", "b"]);
+        assert!(args(&[]).namespaces.is_empty());
+    }
+}

@@ -1,0 +1,175 @@
+//! Start-up and Controller wiring: resolve the account and issuer, then run one
+//! Controller per watched scope until a signal arrives.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use futures::{StreamExt, future::join_all};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{
+    Api, Client, ResourceExt,
+    api::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Config as ControllerConfig,
+        events::{Recorder, Reporter},
+        reflector,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::{self, OperatorConfig, RunArgs},
+    crd::PodIamRole,
+    http,
+    iam::{IamApi, aws::AwsIam},
+    k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
+    metrics::Metrics,
+    reconciler::{Context, error_policy, reconcile},
+};
+
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn run(args: RunArgs) -> Result<(), StartError> {
+    let client = Client::try_default().await?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let identity = aws_sdk_sts::Client::new(&aws)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| format!("STS GetCallerIdentity failed, check the AWS credentials: {}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+    let issuer = match &args.oidc_issuer {
+        Some(issuer) => issuer.clone(),
+        None => discover_issuer(&client).await?,
+    };
+    let config = config::resolve(
+        &args,
+        &issuer,
+        identity.arn().unwrap_or_default(),
+        identity.account().unwrap_or_default(),
+    )?;
+    info!(
+        cluster = %config.cluster_name,
+        account = %config.account_id,
+        oidc_provider = %config.oidc_provider_arn(),
+        role_path = %config.role_path,
+        "starting"
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let bound = http::serve(args.metrics_addr, metrics.clone(), ready.clone()).await?;
+    info!(address = %bound, "serving /metrics, /livez and /readyz");
+
+    let iam: Arc<dyn IamApi> = Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&aws), metrics.clone()));
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    let shared = Shared { client, iam, config, recorder, metrics };
+    let (controllers, stores): (Vec<_>, Vec<_>) = scopes
+        .into_iter()
+        .map(|scope| controller_for(scope.as_deref(), &shared, &args))
+        .unzip();
+    tokio::spawn(async move {
+        for store in stores {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+        }
+        ready.store(true, Ordering::Relaxed);
+        info!("caches synced, ready");
+    });
+    join_all(controllers).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// What every watched scope's Controller shares.
+struct Shared {
+    client: Client,
+    iam: Arc<dyn IamApi>,
+    config: OperatorConfig,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One Controller for PodIamRoles in `namespace` (or everywhere), woken also by the
+/// ServiceAccounts they name or annotated.
+fn controller_for(
+    namespace: Option<&str>,
+    shared: &Shared,
+    args: &RunArgs,
+) -> (impl Future<Output = ()> + use<>, Store<PodIamRole>) {
+    let (sa_store, sa_writer) = reflector::store();
+    let service_accounts = reflector(
+        sa_writer,
+        watcher(scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let controller = Controller::new(scoped::<PodIamRole>(&shared.client, namespace), watcher::Config::default());
+    let roles = controller.store();
+    let ctx = Arc::new(Context::new(
+        shared.client.clone(),
+        shared.iam.clone(),
+        shared.config.clone(),
+        shared.recorder.clone(),
+        shared.metrics.clone(),
+        args.resync_interval,
+        sa_store,
+    ));
+    let mapper_roles = roles.clone();
+    let run = controller
+        .watches_stream(service_accounts, move |sa| roles_for_service_account(&mapper_roles, &sa))
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "controller error");
+            }
+        });
+    (run, roles)
+}
+
+/// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose
+/// role it is annotated with (so a stale annotation gets released).
+fn roles_for_service_account(
+    roles: &Store<PodIamRole>,
+    sa: &PartialObjectMeta<ServiceAccount>,
+) -> Vec<ObjectRef<PodIamRole>> {
+    let namespace = sa.namespace();
+    let name = sa.name_any();
+    let annotated = sa.annotations().get(ROLE_ARN_ANNOTATION);
+    roles
+        .state()
+        .iter()
+        .filter(|role| role.namespace() == namespace)
+        .filter(|role| {
+            role.spec.service_account_name == name
+                || annotated.is_some() && role.status.as_ref().and_then(|s| s.role_arn.as_ref()) == annotated
+        })
+        .map(|role| ObjectRef::from_obj(role.as_ref()))
+        .collect()
+}

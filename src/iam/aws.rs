@@ -1,0 +1,281 @@
+//! `IamApi` over aws-sdk-iam. SDK errors are classified here and nowhere else.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use aws_sdk_iam::{
+    error::{ProvideErrorMetadata, SdkError},
+    types::Tag,
+};
+use serde_json::Value;
+
+use super::{IamApi, IamError, IamErrorKind, RoleSummary};
+use crate::{metrics::Metrics, plan::IamOp, policy};
+
+/// IAM error codes after which a retry of the same request cannot succeed.
+const TERMINAL_CODES: [&str; 7] = [
+    "MalformedPolicyDocument",
+    "InvalidInput",
+    "LimitExceeded",
+    "ValidationError",
+    "UnmodifiableEntity",
+    "PolicyNotAttachable",
+    "PackedPolicyTooLarge",
+];
+
+pub struct AwsIam {
+    client: aws_sdk_iam::Client,
+    metrics: Arc<Metrics>,
+}
+
+impl AwsIam {
+    pub fn new(client: aws_sdk_iam::Client, metrics: Arc<Metrics>) -> Self {
+        Self { client, metrics }
+    }
+
+    /// Runs one SDK call, counts it, and maps its error.
+    async fn call<T, E, R>(
+        &self,
+        operation: &'static str,
+        request: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, IamError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let result = request.await.map_err(|error| classify(operation, &error));
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(error) => error.kind.label(),
+        };
+        self.metrics.record_iam_call(operation, outcome);
+        result
+    }
+}
+
+impl IamErrorKind {
+    fn label(self) -> &'static str {
+        match self {
+            IamErrorKind::NotFound => "not_found",
+            IamErrorKind::AlreadyExists => "already_exists",
+            IamErrorKind::Terminal => "terminal",
+            IamErrorKind::Retryable => "retryable",
+        }
+    }
+}
+
+fn classify<E, R>(operation: &'static str, error: &SdkError<E, R>) -> IamError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let code = error.code().unwrap_or_default().to_string();
+    let kind = match code.as_str() {
+        "NoSuchEntity" => IamErrorKind::NotFound,
+        "EntityAlreadyExists" => IamErrorKind::AlreadyExists,
+        c if TERMINAL_CODES.contains(&c) => IamErrorKind::Terminal,
+        _ => IamErrorKind::Retryable,
+    };
+    let message = match error.message() {
+        Some(message) => message.to_string(),
+        // Transport errors carry no IAM message; the source chain says what went wrong.
+        None => error_chain(error),
+    };
+    IamError {
+        operation,
+        kind,
+        code: if code.is_empty() { "Unavailable".into() } else { code },
+        message,
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+fn build_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect::<Result<_, _>>()
+        // Key and value are always set above.
+        .expect("tag builder has key and value")
+}
+
+#[async_trait]
+impl IamApi for AwsIam {
+    async fn get_role(&self, role: &str) -> Result<Option<RoleSummary>, IamError> {
+        let request = self.client.get_role().role_name(role).send();
+        let output = match self.call("GetRole", request).await {
+            Ok(output) => output,
+            Err(error) if error.kind == IamErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let Some(found) = output.role() else {
+            return Ok(None);
+        };
+        let trust_policy = policy::decode_iam_document(found.assume_role_policy_document().unwrap_or("{}"))
+            .map_err(|message| IamError {
+                operation: "GetRole",
+                kind: IamErrorKind::Retryable,
+                code: "UnreadableDocument".into(),
+                message,
+            })?;
+        Ok(Some(RoleSummary {
+            arn: found.arn().to_string(),
+            path: found.path().to_string(),
+            trust_policy,
+            description: found.description().unwrap_or_default().to_string(),
+            max_session_duration: found.max_session_duration().unwrap_or(3600),
+            permissions_boundary: found
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_string),
+            tags: found
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        }))
+    }
+
+    async fn list_role_policy_names(&self, role: &str) -> Result<Vec<String>, IamError> {
+        let pages = self
+            .client
+            .list_role_policies()
+            .role_name(role)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect();
+        self.call("ListRolePolicies", pages).await
+    }
+
+    async fn get_role_policy(&self, role: &str, policy_name: &str) -> Result<Value, IamError> {
+        let request = self.client.get_role_policy().role_name(role).policy_name(policy_name).send();
+        let output = self.call("GetRolePolicy", request).await?;
+        policy::decode_iam_document(output.policy_document()).map_err(|message| IamError {
+            operation: "GetRolePolicy",
+            kind: IamErrorKind::Retryable,
+            code: "UnreadableDocument".into(),
+            message,
+        })
+    }
+
+    async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError> {
+        let pages = self
+            .client
+            .list_attached_role_policies()
+            .role_name(role)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect();
+        let attached = self.call("ListAttachedRolePolicies", pages).await?;
+        Ok(attached
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect())
+    }
+
+    async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError> {
+        let c = &self.client;
+        let operation = op.operation();
+        match op {
+            IamOp::CreateRole {
+                path,
+                trust_policy,
+                description,
+                max_session_duration,
+                permissions_boundary,
+                tags,
+            } => {
+                let request = c
+                    .create_role()
+                    .role_name(role)
+                    .path(path)
+                    .assume_role_policy_document(trust_policy.to_string())
+                    .description(description)
+                    .max_session_duration(*max_session_duration)
+                    .set_permissions_boundary(permissions_boundary.clone())
+                    .set_tags(Some(build_tags(tags)))
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::UpdateTrustPolicy(document) => {
+                let request = c
+                    .update_assume_role_policy()
+                    .role_name(role)
+                    .policy_document(document.to_string())
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::UpdateRole {
+                description,
+                max_session_duration,
+            } => {
+                let request = c
+                    .update_role()
+                    .role_name(role)
+                    .description(description)
+                    .max_session_duration(*max_session_duration)
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::PutPermissionsBoundary(arn) => {
+                let request = c
+                    .put_role_permissions_boundary()
+                    .role_name(role)
+                    .permissions_boundary(arn)
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::DeletePermissionsBoundary => {
+                let request = c.delete_role_permissions_boundary().role_name(role).send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::TagRole(tags) => {
+                let request = c.tag_role().role_name(role).set_tags(Some(build_tags(tags))).send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::UntagRole(keys) => {
+                let request = c.untag_role().role_name(role).set_tag_keys(Some(keys.clone())).send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::PutInlinePolicy { name, document } => {
+                let request = c
+                    .put_role_policy()
+                    .role_name(role)
+                    .policy_name(name)
+                    .policy_document(document.to_string())
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::DeleteInlinePolicy(name) => {
+                let request = c.delete_role_policy().role_name(role).policy_name(name).send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::AttachPolicy(arn) => {
+                let request = c.attach_role_policy().role_name(role).policy_arn(arn).send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::DetachPolicy(arn) => {
+                let request = c.detach_role_policy().role_name(role).policy_arn(arn).send();
+                self.call(operation, request).await.map(drop)
+            }
+            IamOp::DeleteRole => {
+                let request = c.delete_role().role_name(role).send();
+                self.call(operation, request).await.map(drop)
+            }
+        }
+    }
+}

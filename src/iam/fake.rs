@@ -1,0 +1,145 @@
+//! An in-memory IAM for unit tests: it applies writes like IAM does and counts every call.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{IamApi, IamError, IamErrorKind, ObservedRole, RoleSummary};
+use crate::plan::IamOp;
+
+#[derive(Default)]
+pub struct FakeIam {
+    pub roles: Mutex<BTreeMap<String, ObservedRole>>,
+    /// Every call made, as `Operation role`.
+    pub calls: Mutex<Vec<String>>,
+    /// The next write fails with this error.
+    pub fail_next_write: Mutex<Option<IamError>>,
+}
+
+impl FakeIam {
+    pub fn writes(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| !c.starts_with("Get") && !c.starts_with("List"))
+            .cloned()
+            .collect()
+    }
+
+    fn record(&self, operation: &str, role: &str) {
+        self.calls.lock().unwrap().push(format!("{operation} {role}"));
+    }
+
+    fn not_found(operation: &'static str, role: &str) -> IamError {
+        IamError {
+            operation,
+            kind: IamErrorKind::NotFound,
+            code: "NoSuchEntity".into(),
+            message: format!("The role with name {role} cannot be found."),
+        }
+    }
+}
+
+#[async_trait]
+impl IamApi for FakeIam {
+    async fn get_role(&self, role: &str) -> Result<Option<RoleSummary>, IamError> {
+        self.record("GetRole", role);
+        Ok(self.roles.lock().unwrap().get(role).map(|r| r.summary.clone()))
+    }
+
+    async fn list_role_policy_names(&self, role: &str) -> Result<Vec<String>, IamError> {
+        self.record("ListRolePolicies", role);
+        let roles = self.roles.lock().unwrap();
+        let found = roles.get(role).ok_or_else(|| Self::not_found("ListRolePolicies", role))?;
+        Ok(found.inline_policies.keys().cloned().collect())
+    }
+
+    async fn get_role_policy(&self, role: &str, policy: &str) -> Result<Value, IamError> {
+        self.record("GetRolePolicy", role);
+        let roles = self.roles.lock().unwrap();
+        roles
+            .get(role)
+            .and_then(|r| r.inline_policies.get(policy).cloned())
+            .ok_or_else(|| Self::not_found("GetRolePolicy", role))
+    }
+
+    async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError> {
+        self.record("ListAttachedRolePolicies", role);
+        let roles = self.roles.lock().unwrap();
+        let found = roles.get(role).ok_or_else(|| Self::not_found("ListAttachedRolePolicies", role))?;
+        Ok(found.managed_policy_arns.clone())
+    }
+
+    async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError> {
+        self.record(op.operation(), role);
+        if let Some(error) = self.fail_next_write.lock().unwrap().take() {
+            return Err(error);
+        }
+        let mut roles = self.roles.lock().unwrap();
+        if let IamOp::CreateRole { path, trust_policy, description, max_session_duration, permissions_boundary, tags } = op {
+            if roles.contains_key(role) {
+                return Err(IamError {
+                    operation: "CreateRole",
+                    kind: IamErrorKind::AlreadyExists,
+                    code: "EntityAlreadyExists".into(),
+                    message: format!("Role with name {role} already exists."),
+                });
+            }
+            let summary = RoleSummary {
+                arn: format!("arn:aws:iam::111122223333:role{path}{role}"),
+                path: path.clone(),
+                trust_policy: trust_policy.clone(),
+                description: description.clone(),
+                max_session_duration: *max_session_duration,
+                permissions_boundary: permissions_boundary.clone(),
+                tags: tags.clone(),
+            };
+            let created = ObservedRole { summary, inline_policies: BTreeMap::new(), managed_policy_arns: BTreeSet::new() };
+            roles.insert(role.to_string(), created);
+            return Ok(());
+        }
+        let found = roles.get_mut(role).ok_or_else(|| Self::not_found(op.operation(), role))?;
+        let summary = &mut found.summary;
+        match op {
+            IamOp::CreateRole { .. } => unreachable!("handled above"),
+            IamOp::UpdateTrustPolicy(document) => summary.trust_policy = document.clone(),
+            IamOp::UpdateRole { description, max_session_duration } => {
+                summary.description = description.clone();
+                summary.max_session_duration = *max_session_duration;
+            }
+            IamOp::PutPermissionsBoundary(arn) => summary.permissions_boundary = Some(arn.clone()),
+            IamOp::DeletePermissionsBoundary => summary.permissions_boundary = None,
+            IamOp::TagRole(tags) => summary.tags.extend(tags.clone()),
+            IamOp::UntagRole(keys) => summary.tags.retain(|k, _| !keys.contains(k)),
+            IamOp::PutInlinePolicy { name, document } => {
+                found.inline_policies.insert(name.clone(), document.clone());
+            }
+            IamOp::DeleteInlinePolicy(name) => {
+                found.inline_policies.remove(name).ok_or_else(|| Self::not_found("DeleteRolePolicy", role))?;
+            }
+            IamOp::AttachPolicy(arn) => {
+                found.managed_policy_arns.insert(arn.clone());
+            }
+            IamOp::DetachPolicy(arn) => {
+                found.managed_policy_arns.remove(arn);
+            }
+            IamOp::DeleteRole => {
+                if !found.inline_policies.is_empty() || !found.managed_policy_arns.is_empty() {
+                    return Err(IamError {
+                        operation: "DeleteRole",
+                        kind: IamErrorKind::Retryable,
+                        code: "DeleteConflict".into(),
+                        message: "Cannot delete entity, must remove policies first.".into(),
+                    });
+                }
+                roles.remove(role);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The narrow IAM surface the operator uses, behind a trait: the AWS SDK implementation
+//! for production and an in-memory fake for unit tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::plan::IamOp;
+
+pub mod aws;
+#[cfg(test)]
+pub mod fake;
+
+/// A role as `GetRole` describes it: everything but its policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleSummary {
+    pub arn: String,
+    pub path: String,
+    pub trust_policy: Value,
+    pub description: String,
+    pub max_session_duration: i32,
+    pub permissions_boundary: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A role as observed in IAM, policies included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedRole {
+    pub summary: RoleSummary,
+    pub inline_policies: BTreeMap<String, Value>,
+    pub managed_policy_arns: BTreeSet<String>,
+}
+
+/// How an IAM call failed, in the terms the reconciler acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamErrorKind {
+    /// `NoSuchEntity`: for deletions this counts as success.
+    NotFound,
+    /// `EntityAlreadyExists`: someone else took the name in the meantime.
+    AlreadyExists,
+    /// IAM rejected the request itself; retrying the same request cannot help.
+    Terminal,
+    /// Throttling, 5xx, transport errors, `DeleteConflict` races: back off and retry.
+    Retryable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("IAM {operation} failed: {code}: {message}")]
+pub struct IamError {
+    pub operation: &'static str,
+    pub kind: IamErrorKind,
+    pub code: String,
+    pub message: String,
+}
+
+#[async_trait]
+pub trait IamApi: Send + Sync {
+    async fn get_role(&self, role: &str) -> Result<Option<RoleSummary>, IamError>;
+    async fn list_role_policy_names(&self, role: &str) -> Result<Vec<String>, IamError>;
+    async fn get_role_policy(&self, role: &str, policy: &str) -> Result<Value, IamError>;
+    async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError>;
+    /// Performs one planned write on `role`.
+    async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError>;
+}
+
+/// Reads a role and its policies. The policy reads are skipped for a role that is not
+/// ours: the ownership check only needs `GetRole`.
+pub async fn observe_role(
+    iam: &dyn IamApi,
+    role: &str,
+    is_ours: impl FnOnce(&RoleSummary) -> bool,
+) -> Result<Option<ObservedRole>, IamError> {
+    let Some(summary) = iam.get_role(role).await? else {
+        return Ok(None);
+    };
+    if !is_ours(&summary) {
+        return Ok(Some(ObservedRole {
+            summary,
+            inline_policies: BTreeMap::new(),
+            managed_policy_arns: BTreeSet::new(),
+        }));
+    }
+    let mut inline_policies = BTreeMap::new();
+    for name in iam.list_role_policy_names(role).await? {
+        let document = iam.get_role_policy(role, &name).await?;
+        inline_policies.insert(name, document);
+    }
+    let managed_policy_arns = iam.list_attached_policy_arns(role).await?;
+    Ok(Some(ObservedRole {
+        summary,
+        inline_policies,
+        managed_policy_arns,
+    }))
+}

@@ -1,0 +1,8 @@
+//! Thin Kubernetes IO: the ServiceAccount annotation and Events.
+
+pub mod events;
+pub mod issuer;
+pub mod service_account;
+
+/// Every write the operator makes to Kubernetes uses this field manager.
+pub const FIELD_MANAGER: &str = "irsa-operator";

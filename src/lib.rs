@@ -1,0 +1,22 @@
+//! irsa-operator: turns `PodIamRole` objects into IAM roles for service accounts (IRSA).
+//!
+//! One reconcile runs `desired` (pure) -> observe (IO) -> `plan` (pure) -> execute (IO)
+//! -> annotate (IO) -> `status` (pure + one patch). The pure steps hold the logic and
+//! most of the tests; `iam`, `k8s` and `reconciler` are thin IO glue.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod desired;
+pub mod http;
+pub mod iam;
+pub mod k8s;
+pub mod metrics;
+pub mod naming;
+pub mod plan;
+pub mod policy;
+pub mod reconciler;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,374 @@
+//! One reconcile: desired -> observe -> plan -> execute -> annotate -> status, inside
+//! kube-runtime's `finalizer()`. Thin glue over the pure modules.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams, PartialObjectMeta},
+    runtime::{
+        controller::Action,
+        events::{EventType, Recorder},
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::{ObjectRef, Store},
+    },
+};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::{
+    config::OperatorConfig,
+    crd::{DeletionPolicy, FINALIZER, PodIamRole},
+    desired::{self, Owner},
+    iam::{IamApi, IamError, IamErrorKind, observe_role},
+    k8s::{
+        FIELD_MANAGER, events,
+        service_account::{self, Annotation, ROLE_ARN_ANNOTATION},
+    },
+    metrics::Metrics,
+    plan::{self, IamOp, RoleConflict},
+    status::{Outcome, next_status},
+};
+
+/// First retry delay after a retryable failure; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Retry delays stop growing here.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer handling failed: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Iam(e) if e.kind == IamErrorKind::Terminal => "iam_terminal",
+            Error::Iam(_) => "iam_retryable",
+            Error::Kube(_) => "kubernetes",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// What the last successful sync of an object established. While it is fresh, triggers
+/// that cannot have changed IAM (our own status patch, ServiceAccount events) skip the
+/// IAM reads entirely.
+#[derive(Debug, Clone)]
+struct SyncMemo {
+    generation: Option<i64>,
+    role_name: String,
+    role_arn: String,
+    at: Instant,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub iam: Arc<dyn IamApi>,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub resync_interval: Duration,
+    /// ServiceAccount metadata in the watched scope, for releasing old annotations.
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    failures: Mutex<HashMap<ObjectRef<PodIamRole>, u32>>,
+    synced: Mutex<HashMap<String, SyncMemo>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        iam: Arc<dyn IamApi>,
+        config: OperatorConfig,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        resync_interval: Duration,
+        service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    ) -> Self {
+        Self {
+            client,
+            iam,
+            config,
+            recorder,
+            metrics,
+            resync_interval,
+            service_accounts,
+            failures: Mutex::default(),
+            synced: Mutex::default(),
+        }
+    }
+
+    fn fresh_memo(&self, object: &PodIamRole) -> Option<SyncMemo> {
+        let synced = self.synced.lock().expect("memo lock");
+        synced
+            .get(&object.uid()?)
+            .filter(|m| m.generation == object.metadata.generation && m.at.elapsed() < self.resync_interval / 2)
+            .cloned()
+    }
+
+    fn remember(&self, object: &PodIamRole, memo: Option<SyncMemo>) {
+        let Some(uid) = object.uid() else { return };
+        let mut synced = self.synced.lock().expect("memo lock");
+        match memo {
+            Some(memo) => synced.insert(uid, memo),
+            None => synced.remove(&uid),
+        };
+    }
+}
+
+#[instrument(skip_all)]
+pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<PodIamRole> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, object.clone(), |event| async {
+        match event {
+            Finalizer::Apply(object) => apply(&object, &ctx).await,
+            Finalizer::Cleanup(object) => cleanup(&object, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    let failure = result.as_ref().err().map(Error::metric_label);
+    ctx.metrics.record_reconcile(started.elapsed(), failure);
+    if result.is_ok() {
+        ctx.failures.lock().expect("failures lock").remove(&ObjectRef::from_obj(&*object));
+    }
+    result
+}
+
+/// Retryable failures back off exponentially per object; terminal ones never reach here,
+/// they end the reconcile with a status and wait for the next change.
+pub fn error_policy(object: Arc<PodIamRole>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().expect("failures lock");
+    let count = failures.entry(ObjectRef::from_obj(&*object)).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = backoff_delay(*count);
+    warn!(%error, attempt = *count, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn backoff_delay(consecutive_failures: u32) -> Duration {
+    let exponent = consecutive_failures.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX)
+}
+
+fn owner_of(object: &PodIamRole, config: &OperatorConfig) -> Owner {
+    Owner {
+        cluster: config.cluster_name.clone(),
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        uid: object.uid().unwrap_or_default(),
+    }
+}
+
+async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
+    let (role_name, role_arn) = match ctx.fresh_memo(object) {
+        Some(memo) => (memo.role_name, memo.role_arn),
+        None => match sync_role(object, ctx).await? {
+            Ok(synced) => synced,
+            Err(outcome) => return finish(object, ctx, outcome).await,
+        },
+    };
+    let namespace = object.namespace().unwrap_or_default();
+    let service_account = &object.spec.service_account_name;
+    release_other_service_accounts(ctx, &namespace, Some(service_account), &role_arn).await?;
+    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let annotation = service_account::annotate(&sa_api, service_account, &role_arn)
+        .await
+        .map_err(Error::Kube)?;
+    ctx.remember(
+        object,
+        Some(SyncMemo {
+            generation: object.metadata.generation,
+            role_name: role_name.clone(),
+            role_arn: role_arn.clone(),
+            at: Instant::now(),
+        }),
+    );
+    let outcome = match annotation {
+        Annotation::Applied => Outcome::Synced { role_name, role_arn },
+        Annotation::ServiceAccountMissing => Outcome::ServiceAccountNotFound {
+            role_name,
+            role_arn,
+            service_account: service_account.clone(),
+        },
+    };
+    finish(object, ctx, outcome).await
+}
+
+/// Brings the IAM role in line with the spec. `Ok(Err(outcome))` is a reported,
+/// non-retryable stop; `Err` is a failure to retry.
+async fn sync_role(object: &PodIamRole, ctx: &Context) -> Result<Result<(String, String), Outcome>, Error> {
+    ctx.remember(object, None);
+    let desired = match desired::desired_role(&object.spec, owner_of(object, &ctx.config), &ctx.config) {
+        Ok(desired) => desired,
+        Err(message) => return Ok(Err(Outcome::InvalidSpec(message))),
+    };
+    let role_name = desired.name.clone();
+    let observed = observe_role(ctx.iam.as_ref(), &role_name, |summary| {
+        desired.owner.mismatch(&summary.tags).is_none()
+    })
+    .await;
+    let observed = match observed {
+        Ok(observed) => observed,
+        Err(error) => return report_iam_failure(object, ctx, &role_name, error).await.map(Err),
+    };
+    let ops = match plan::plan_apply(&desired, observed.as_ref()) {
+        Ok(ops) => ops,
+        Err(RoleConflict(message)) => {
+            return Ok(Err(Outcome::RoleConflict { role_name, message }));
+        }
+    };
+    if let Err(error) = execute(ctx, &role_name, &ops, false).await {
+        return report_iam_failure(object, ctx, &role_name, error).await.map(Err);
+    }
+    if let Some(first) = ops.first() {
+        let (reason, verb) = match first {
+            IamOp::CreateRole { .. } => ("RoleCreated", "created"),
+            _ => ("RoleUpdated", "updated"),
+        };
+        let changes: Vec<String> = ops.iter().map(IamOp::describe).collect();
+        info!(role = %role_name, ?changes, "IAM role {verb}");
+        let note = format!("IAM role {role_name} {verb}: {}", changes.join(", "));
+        events::publish(&ctx.recorder, object, EventType::Normal, reason, note).await;
+    }
+    let role_arn = observed.map_or(desired.arn, |o| o.summary.arn);
+    Ok(Ok((role_name, role_arn)))
+}
+
+/// Terminal IAM errors become a reported outcome; the rest are written to the status
+/// and returned for backoff.
+async fn report_iam_failure(object: &PodIamRole, ctx: &Context, role_name: &str, error: IamError) -> Result<Outcome, Error> {
+    let message = format!("{}: {} ({})", error.code, error.message, error.operation);
+    if error.kind == IamErrorKind::Terminal {
+        return Ok(Outcome::IamRejected { role_name: role_name.to_string(), message });
+    }
+    let outcome = Outcome::IamUnavailable { role_name: role_name.to_string(), message };
+    finish(object, ctx, outcome).await?;
+    Err(Error::Iam(error))
+}
+
+async fn execute(ctx: &Context, role_name: &str, ops: &[IamOp], missing_is_done: bool) -> Result<(), IamError> {
+    for op in ops {
+        match ctx.iam.execute(role_name, op).await {
+            Err(error) if missing_is_done && error.kind == IamErrorKind::NotFound => {}
+            result => result?,
+        }
+    }
+    Ok(())
+}
+
+/// Removes our annotation from ServiceAccounts of `namespace` that still point at
+/// `role_arn`, except `keep`: the ServiceAccount was renamed in the spec, or the
+/// PodIamRole is going away.
+async fn release_other_service_accounts(ctx: &Context, namespace: &str, keep: Option<&String>, role_arn: &str) -> Result<(), Error> {
+    let stale: Vec<String> = ctx
+        .service_accounts
+        .state()
+        .iter()
+        .filter(|sa| sa.namespace().as_deref() == Some(namespace) && Some(&sa.name_any()) != keep)
+        .filter(|sa| sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str) == Some(role_arn))
+        .map(|sa| sa.name_any())
+        .collect();
+    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    for name in stale {
+        service_account::remove_annotation(&sa_api, &name, role_arn).await.map_err(Error::Kube)?;
+        info!(service_account = %name, "removed role annotation from a ServiceAccount no longer named by the spec");
+    }
+    Ok(())
+}
+
+/// Publishes the status for `outcome` (only when it changed) and picks the next action.
+async fn finish(object: &PodIamRole, ctx: &Context, outcome: Outcome) -> Result<Action, Error> {
+    let old = object.status.as_ref();
+    let status = next_status(
+        old,
+        &outcome,
+        object.metadata.generation,
+        &ctx.config.oidc_provider_arn(),
+        jiff::Timestamp::now(),
+    );
+    if old != Some(&status) {
+        let api: Api<PodIamRole> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+        let patch = json!({
+            "apiVersion": PodIamRole::api_version(&()),
+            "kind": PodIamRole::kind(&()),
+            "status": status,
+        });
+        api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::Kube)?;
+        let previous_reason = old.and_then(|s| s.conditions.first()).map(|c| c.reason.as_str());
+        if !outcome.is_ready() && previous_reason != Some(outcome.reason()) {
+            warn!(reason = outcome.reason(), message = %outcome.message(), "PodIamRole not ready");
+            events::publish(&ctx.recorder, object, EventType::Warning, outcome.reason(), outcome.message()).await;
+        }
+    }
+    Ok(match outcome {
+        // The status says why; only a change to the object can help.
+        Outcome::InvalidSpec(_) | Outcome::IamRejected { .. } => Action::await_change(),
+        // Resync repairs drift, and notices when a conflicting role is removed.
+        _ => Action::requeue(ctx.resync_interval),
+    })
+}
+
+async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
+    ctx.remember(object, None);
+    let namespace = object.namespace().unwrap_or_default();
+    let owner = owner_of(object, &ctx.config);
+    let status = object.status.clone().unwrap_or_default();
+    let role_name = status
+        .role_name
+        .unwrap_or_else(|| desired::role_name(&object.spec, &owner.namespace, &owner.name, &ctx.config));
+    let role_arn = status.role_arn.unwrap_or_else(|| ctx.config.role_arn(&role_name));
+
+    if object.spec.deletion_policy == DeletionPolicy::Delete {
+        let observed = observe_role(ctx.iam.as_ref(), &role_name, |s| owner.mismatch(&s.tags).is_none()).await?;
+        match plan::plan_delete(&role_name, &owner, observed.as_ref()) {
+            Ok(ops) if ops.is_empty() => {}
+            Ok(ops) => {
+                execute(ctx, &role_name, &ops, true).await?;
+                let note = format!("IAM role {role_name} deleted");
+                events::publish(&ctx.recorder, object, EventType::Normal, "RoleDeleted", note).await;
+            }
+            Err(RoleConflict(message)) => {
+                warn!(role = %role_name, %message, "not deleting a role this PodIamRole does not own");
+            }
+        }
+    }
+    release_other_service_accounts(ctx, &namespace, None, &role_arn).await?;
+    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    service_account::remove_annotation(&sa_api, &object.spec.service_account_name, &role_arn)
+        .await
+        .map_err(Error::Kube)?;
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff_delay(1), Duration::from_secs(2));
+        assert_eq!(backoff_delay(2), Duration::from_secs(4));
+        assert_eq!(backoff_delay(5), Duration::from_secs(32));
+        assert_eq!(backoff_delay(9), BACKOFF_MAX);
+        assert_eq!(backoff_delay(u32::MAX), BACKOFF_MAX);
+    }
+}
