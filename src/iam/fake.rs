@@ -16,8 +16,6 @@ pub struct FakeIam {
     pub roles: Mutex<BTreeMap<String, ObservedRole>>,
     /// Every call made, as `Operation role`.
     pub calls: Mutex<Vec<String>>,
-    /// The next write fails with this error.
-    pub fail_next_write: Mutex<Option<IamError>>,
 }
 
 impl FakeIam {
@@ -77,9 +75,6 @@ impl IamApi for FakeIam {
 
     async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError> {
         self.record(op.operation(), role);
-        if let Some(error) = self.fail_next_write.lock().unwrap().take() {
-            return Err(error);
-        }
         let mut roles = self.roles.lock().unwrap();
         if let IamOp::CreateRole { path, trust_policy, description, max_session_duration, permissions_boundary, tags } = op {
             if roles.contains_key(role) {

@@ -93,3 +93,65 @@ pub async fn observe_role(
         managed_policy_arns,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{fake::FakeIam, *};
+    use crate::{
+        desired::tests::{desired, owner},
+        plan::{plan_apply, plan_delete},
+    };
+
+    async fn run(iam: &FakeIam, role: &str, ops: &[IamOp]) {
+        for op in ops {
+            iam.execute(role, op).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_converges_and_then_costs_only_reads() {
+        let iam = FakeIam::default();
+        let want = desired();
+        let ours = |s: &RoleSummary| want.owner.mismatch(&s.tags).is_none();
+        let observed = observe_role(&iam, &want.name, ours).await.unwrap();
+        run(&iam, &want.name, &plan_apply(&want, observed.as_ref()).unwrap()).await;
+        assert_eq!(iam.writes(), ["CreateRole prod.shop.payments", "PutRolePolicy prod.shop.payments"]);
+
+        iam.calls.lock().unwrap().clear();
+        let observed = observe_role(&iam, &want.name, ours).await.unwrap();
+        assert_eq!(plan_apply(&want, observed.as_ref()), Ok(vec![]));
+        assert_eq!(
+            *iam.calls.lock().unwrap(),
+            ["GetRole prod.shop.payments", "ListRolePolicies prod.shop.payments", "GetRolePolicy prod.shop.payments", "ListAttachedRolePolicies prod.shop.payments"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_foreign_role_costs_one_read() {
+        let iam = FakeIam::default();
+        let mut foreign = desired();
+        foreign.owner.uid = "someone-else".into();
+        foreign.tags = foreign.owner.tags();
+        run(&iam, &foreign.name, &plan_apply(&foreign, None).unwrap()).await;
+        iam.calls.lock().unwrap().clear();
+
+        let want = desired();
+        let observed = observe_role(&iam, &want.name, |s| want.owner.mismatch(&s.tags).is_none()).await.unwrap();
+        assert!(plan_apply(&want, observed.as_ref()).is_err());
+        assert!(plan_delete(&want.name, &owner(), observed.as_ref()).is_err());
+        assert_eq!(*iam.calls.lock().unwrap(), ["GetRole prod.shop.payments"]);
+    }
+
+    #[tokio::test]
+    async fn delete_plan_satisfies_iam_ordering() {
+        let iam = FakeIam::default();
+        let mut want = desired();
+        want.managed_policy_arns.insert("arn:aws:iam::aws:policy/A".into());
+        run(&iam, &want.name, &plan_apply(&want, None).unwrap()).await;
+        // DeleteRole before removing policies is refused, as IAM does.
+        assert_eq!(iam.execute(&want.name, &IamOp::DeleteRole).await.unwrap_err().code, "DeleteConflict");
+        let observed = observe_role(&iam, &want.name, |_| true).await.unwrap();
+        run(&iam, &want.name, &plan_delete(&want.name, &owner(), observed.as_ref()).unwrap()).await;
+        assert!(iam.roles.lock().unwrap().is_empty());
+    }
+}

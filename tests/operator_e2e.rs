@@ -1,0 +1,388 @@
+//! End-to-end: the operator binary against the real API server and LocalStack IAM,
+//! driven the way users drive it (apply, edit, delete manifests). Each test owns a
+//! namespace, a cluster name and an operator process watching only that namespace.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use irsa_operator::{
+    crd::{PodIamRole, PodIamRoleStatus},
+    policy::{decode_iam_document, semantically_equal},
+};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+use support::{Operator, Testbed, eventually, eventually_matches, install_crypto, testbed, unique};
+
+const ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+const DYNAMO_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+    "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
+    "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]}"#;
+
+/// One test's world: namespace, cluster name and its operator.
+struct Scenario {
+    bed: Testbed,
+    namespace: String,
+    cluster: String,
+    operator: Option<Operator>,
+}
+
+impl Scenario {
+    async fn start(label: &str) -> Option<Self> {
+        install_crypto();
+        let bed = testbed().await?;
+        bed.install_crd().await;
+        let namespace = unique(label);
+        let cluster = unique("e2e").replace('-', "");
+        bed.create_namespace(&namespace).await;
+        let operator = Operator::start(&bed, &cluster, &namespace, &[]);
+        operator.wait_ready().await;
+        Some(Self { bed, namespace, cluster, operator: Some(operator) })
+    }
+
+    fn operator(&self) -> &Operator {
+        self.operator.as_ref().expect("operator running")
+    }
+
+    fn roles(&self) -> Api<PodIamRole> {
+        Api::namespaced(self.bed.kube.clone(), &self.namespace)
+    }
+
+    fn service_accounts(&self) -> Api<ServiceAccount> {
+        Api::namespaced(self.bed.kube.clone(), &self.namespace)
+    }
+
+    fn role_name(&self, name: &str) -> String {
+        format!("{}.{}.{}", self.cluster, self.namespace, name)
+    }
+
+    /// `kubectl apply` of a PodIamRole manifest with this spec.
+    async fn apply(&self, name: &str, spec: Value) {
+        let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
+            "metadata": {"name": name}, "spec": spec});
+        self.roles()
+            .patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&manifest))
+            .await
+            .expect("apply PodIamRole");
+    }
+
+    async fn status(&self, name: &str) -> Option<(Option<i64>, PodIamRoleStatus)> {
+        let object = self.roles().get_opt(name).await.ok()??;
+        Some((object.metadata.generation, object.status.unwrap_or_default()))
+    }
+
+    /// Waits for the current generation to be reported with this Ready reason.
+    async fn wait_reason(&self, name: &str, reason: &str) -> PodIamRoleStatus {
+        let seen = eventually_matches(
+            &format!("{name} to report {reason}"),
+            || self.status(name),
+            |seen| {
+                seen.as_ref().is_some_and(|(generation, status)| {
+                    status.observed_generation == *generation
+                        && status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason)
+                })
+            },
+        )
+        .await;
+        seen.unwrap().1
+    }
+
+    async fn annotation(&self, service_account: &str) -> Option<String> {
+        let sa = self.service_accounts().get(service_account).await.ok()?;
+        sa.annotations().get(ANNOTATION).cloned()
+    }
+
+    async fn role(&self, role_name: &str) -> Option<aws_sdk_iam::types::Role> {
+        let output = self.bed.iam.get_role().role_name(role_name).send().await.ok()?;
+        output.role().cloned()
+    }
+
+    async fn inline_policy(&self, role_name: &str) -> Value {
+        let output = self
+            .bed
+            .iam
+            .get_role_policy()
+            .role_name(role_name)
+            .policy_name("irsa-operator")
+            .send()
+            .await
+            .expect("GetRolePolicy");
+        decode_iam_document(output.policy_document()).unwrap()
+    }
+
+    async fn attached(&self, role_name: &str) -> BTreeSet<String> {
+        let output = self.bed.iam.list_attached_role_policies().role_name(role_name).send().await.expect("list attached");
+        output.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect()
+    }
+
+    async fn create_managed_policy(&self, label: &str) -> String {
+        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]});
+        let output = self
+            .bed
+            .iam
+            .create_policy()
+            .policy_name(unique(label))
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .expect("CreatePolicy");
+        output.policy().unwrap().arn().unwrap().to_string()
+    }
+
+    async fn delete(&self, name: &str) {
+        self.roles().delete(name, &DeleteParams::default()).await.expect("delete PodIamRole");
+        eventually(&format!("{name} to be gone"), || async {
+            self.roles().get_opt(name).await.ok().filter(Option::is_none).map(drop)
+        })
+        .await;
+    }
+
+    fn issuer_host_path(&self) -> String {
+        self.bed.vars["TESTBED_OIDC_ISSUER"].trim_start_matches("https://").to_string()
+    }
+}
+
+fn dynamo_spec(service_account: &str) -> Value {
+    json!({"serviceAccountName": service_account, "policy": serde_json::from_str::<Value>(DYNAMO_POLICY).unwrap(),
+           "tags": {"team": "payments"}})
+}
+
+fn tags(role: &aws_sdk_iam::types::Role) -> BTreeMap<String, String> {
+    role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_then_update_the_policy_with_exactly_one_write() {
+    let Some(s) = Scenario::start("create").await else { return };
+    s.bed.create_service_account(&s.namespace, "payments").await;
+    s.apply("payments", dynamo_spec("payments")).await;
+    let status = s.wait_reason("payments", "Synced").await;
+
+    let role_name = s.role_name("payments");
+    let role = s.role(&role_name).await.expect("role exists in IAM");
+    assert_eq!(status.role_name.as_deref(), Some(role_name.as_str()));
+    assert_eq!(status.role_arn.as_deref(), Some(role.arn()));
+    assert_eq!(role.path(), format!("/irsa/{}/", s.cluster));
+    let issuer = s.issuer_host_path();
+    let provider_arn = format!("arn:aws:iam::000000000000:oidc-provider/{issuer}");
+    assert_eq!(status.oidc_provider_arn.as_deref(), Some(provider_arn.as_str()));
+    let trust = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
+    let expected_trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Federated": provider_arn}, "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            format!("{issuer}:sub"): format!("system:serviceaccount:{}:payments", s.namespace),
+            format!("{issuer}:aud"): "sts.amazonaws.com"}}}]});
+    assert!(semantically_equal(&trust, &expected_trust), "trust policy: {trust:#}");
+    let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
+    assert!(semantically_equal(&s.inline_policy(&role_name).await, &policy));
+    let role_tags = tags(&role);
+    assert_eq!(role_tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(role_tags.get("irsa.dev/cluster"), Some(&s.cluster));
+    assert_eq!(role_tags.get("irsa.dev/namespace"), Some(&s.namespace));
+    assert_eq!(role_tags.get("irsa.dev/name").map(String::as_str), Some("payments"));
+    let uid = s.roles().get("payments").await.unwrap().uid().unwrap();
+    assert_eq!(role_tags.get("irsa.dev/uid"), Some(&uid));
+    assert_eq!(s.annotation("payments").await.as_deref(), Some(role.arn()));
+
+    // Let the follow-up reconciles (finalizer, status, annotation events) settle.
+    let before = settled_writes(s.operator()).await;
+    let mut spec = dynamo_spec("payments");
+    spec["policy"]["Statement"][0]["Action"] = json!(["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"]);
+    s.apply("payments", spec.clone()).await;
+    s.wait_reason("payments", "Synced").await;
+    let after = settled_writes(s.operator()).await;
+    assert_eq!(after - before, 1, "a policy edit must cost exactly one IAM write");
+    assert!(semantically_equal(&s.inline_policy(&role_name).await, &spec["policy"]));
+    let metrics = s.operator().metrics().await.unwrap();
+    assert!(metrics.contains(r#"operation="PutRolePolicy",access="write",outcome="success"} 2"#), "{metrics}");
+
+    s.delete("payments").await;
+    assert!(s.role(&role_name).await.is_none(), "Delete policy removes the role");
+    assert_eq!(s.annotation("payments").await, None, "annotation removed on delete");
+}
+
+/// Write count once it has stopped moving for a few resyncs' worth of reconciles.
+async fn settled_writes(operator: &Operator) -> u64 {
+    let mut last = operator.iam_writes().await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let now = operator.iam_writes().await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_service_account_moves_trust_and_annotation() {
+    let Some(s) = Scenario::start("move-sa").await else { return };
+    s.bed.create_service_account(&s.namespace, "old").await;
+    s.bed.create_service_account(&s.namespace, "new").await;
+    s.apply("app", dynamo_spec("old")).await;
+    let status = s.wait_reason("app", "Synced").await;
+    let arn = status.role_arn.unwrap();
+    assert_eq!(s.annotation("old").await.as_ref(), Some(&arn));
+
+    s.apply("app", dynamo_spec("new")).await;
+    s.wait_reason("app", "Synced").await;
+    assert_eq!(s.annotation("new").await.as_ref(), Some(&arn));
+    assert_eq!(s.annotation("old").await, None, "old ServiceAccount released");
+    let role = s.role(&s.role_name("app")).await.unwrap();
+    let trust = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
+    let subject = &trust["Statement"][0]["Condition"]["StringEquals"][format!("{}:sub", s.issuer_host_path())];
+    assert_eq!(subject, &json!(format!("system:serviceaccount:{}:new", s.namespace)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_policies_are_attached_and_detached() {
+    let Some(s) = Scenario::start("managed").await else { return };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    let first = s.create_managed_policy("first").await;
+    let second = s.create_managed_policy("second").await;
+    s.apply("app", json!({"serviceAccountName": "app", "managedPolicyArns": [first]})).await;
+    s.wait_reason("app", "Synced").await;
+    let role_name = s.role_name("app");
+    assert_eq!(s.attached(&role_name).await, BTreeSet::from([first.clone()]));
+
+    s.apply("app", json!({"serviceAccountName": "app", "managedPolicyArns": [first, second]})).await;
+    s.wait_reason("app", "Synced").await;
+    assert_eq!(s.attached(&role_name).await, BTreeSet::from([first.clone(), second.clone()]));
+
+    s.apply("app", json!({"serviceAccountName": "app", "managedPolicyArns": [second]})).await;
+    s.wait_reason("app", "Synced").await;
+    assert_eq!(s.attached(&role_name).await, BTreeSet::from([second.clone()]));
+
+    s.delete("app").await;
+    assert!(s.role(&role_name).await.is_none(), "role deleted despite attached policy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_keeps_the_role_and_removes_the_annotation() {
+    let Some(s) = Scenario::start("retain").await else { return };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    let mut spec = dynamo_spec("app");
+    spec["deletionPolicy"] = json!("Retain");
+    s.apply("app", spec).await;
+    let status = s.wait_reason("app", "Synced").await;
+    s.delete("app").await;
+    let role = s.role(&s.role_name("app")).await.expect("retained role still exists");
+    assert_eq!(Some(role.arn()), status.role_arn.as_deref());
+    assert_eq!(s.annotation("app").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unowned_role_is_never_touched() {
+    let Some(s) = Scenario::start("conflict").await else { return };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    let role_name = s.role_name("app");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    s.bed
+        .iam
+        .create_role()
+        .role_name(&role_name)
+        .assume_role_policy_document(trust.to_string())
+        .description("made by hand")
+        .send()
+        .await
+        .expect("create the hand-made role");
+
+    s.apply("app", dynamo_spec("app")).await;
+    let status = s.wait_reason("app", "RoleConflict").await;
+    let message = &status.conditions[0].message;
+    assert!(message.contains(&role_name) && message.contains("not owned"), "{message}");
+    assert_eq!(status.role_arn, None);
+    assert_eq!(s.annotation("app").await, None);
+
+    s.delete("app").await;
+    let role = s.role(&role_name).await.expect("the hand-made role survives deletion");
+    assert_eq!(role.description(), Some("made by hand"));
+    assert!(tags(&role).is_empty());
+    let trust_now = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
+    assert!(semantically_equal(&trust_now, &trust));
+    let inline = s.bed.iam.list_role_policies().role_name(&role_name).send().await.unwrap();
+    assert!(inline.policy_names().is_empty());
+    assert_eq!(s.operator().iam_writes().await, 0, "no IAM write for a conflicting role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_created_later_gets_annotated() {
+    let Some(s) = Scenario::start("late-sa").await else { return };
+    s.apply("app", dynamo_spec("late")).await;
+    let status = s.wait_reason("app", "ServiceAccountNotFound").await;
+    assert!(s.role(&s.role_name("app")).await.is_some(), "role is created before the ServiceAccount exists");
+    s.bed.create_service_account(&s.namespace, "late").await;
+    s.wait_reason("app", "Synced").await;
+    assert_eq!(s.annotation("late").await, status.role_arn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_policy_is_reported_and_nothing_is_written() {
+    let Some(s) = Scenario::start("invalid").await else { return };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    let spec = json!({"serviceAccountName": "app", "policy": {"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "dynamodbPutItem", "Resource": "*"}]}});
+    s.apply("app", spec).await;
+    let status = s.wait_reason("app", "InvalidSpec").await;
+    let message = &status.conditions[0].message;
+    assert!(message.contains("Statement[0]") && message.contains("dynamodbPutItem"), "{message}");
+    assert!(s.role(&s.role_name("app")).await.is_none());
+    assert_eq!(s.operator().iam_writes().await, 0);
+
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.bed.kube.clone(), &s.namespace);
+    let warning = eventually("an InvalidSpec event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| e.reason.as_deref() == Some("InvalidSpec"))
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+
+    // Fixing the manifest recovers without any other action.
+    s.apply("app", dynamo_spec("app")).await;
+    s.wait_reason("app", "Synced").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_nothing_changed_makes_zero_writes_and_drift_is_repaired() {
+    let Some(mut s) = Scenario::start("restart").await else { return };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    s.apply("app", dynamo_spec("app")).await;
+    s.wait_reason("app", "Synced").await;
+    s.operator.take().unwrap().stop();
+
+    let operator = Operator::start(&s.bed, &s.cluster, &s.namespace, &[]);
+    operator.wait_ready().await;
+    // Two resync periods: the restarted operator re-reads everything and must write nothing.
+    let reads = eventually_matches(
+        "the restarted operator to re-read the role twice",
+        || async { support::sum_metric(&operator.metrics().await.unwrap_or_default(), "irsa_operator_iam_calls_total", "operation=\"GetRole\"") },
+        |reads| *reads >= 2,
+    )
+    .await;
+    assert!(reads >= 2);
+    assert_eq!(operator.iam_writes().await, 0, "restart of an in-sync object wrote to IAM");
+
+    // A change made directly in IAM is repaired on the next resync.
+    let role_name = s.role_name("app");
+    s.bed
+        .iam
+        .put_role_policy()
+        .role_name(&role_name)
+        .policy_name("irsa-operator")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
+    eventually("drift repaired", || async {
+        semantically_equal(&s.inline_policy(&role_name).await, &policy).then_some(())
+    })
+    .await;
+    assert_eq!(operator.iam_writes().await, 1, "drift repair is one PutRolePolicy");
+    s.operator = Some(operator);
+}

@@ -1,0 +1,274 @@
+//! Shared helpers for tests against the test bed: a real kube-apiserver and LocalStack IAM,
+//! found only through the `.testbed/env` file (see DESIGN.md, "The test bed contract").
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    future::Future,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+use irsa_operator::crd::PodIamRole;
+use k8s_openapi::{
+    api::core::v1::{Namespace, ServiceAccount},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, Config, CustomResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::json;
+
+/// Set by the README's test command: a missing test bed is then a failure, not a skip.
+const REQUIRED_FLAG: &str = "IRSA_E2E_REQUIRED";
+/// How long any eventual condition may take on a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+pub struct Testbed {
+    pub vars: HashMap<String, String>,
+    pub kube: Client,
+    pub kube_config: Config,
+    pub iam: aws_sdk_iam::Client,
+}
+
+fn env_file() -> PathBuf {
+    std::env::var_os("TESTBED_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".testbed/env"))
+}
+
+/// Parses `export KEY=value` lines, with optional single or double quotes.
+pub fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("export "))
+        .filter_map(|assignment| assignment.split_once('='))
+        .map(|(key, value)| {
+            let value = value.trim().trim_matches('"').trim_matches('\'');
+            (key.trim().to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// The test bed, or `None` (with the reason printed) when there is none and it is not required.
+pub async fn testbed() -> Option<Testbed> {
+    let path = env_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) => {
+            let reason = format!("no test bed env file at {} ({error}); run `scripts/testbed up`", path.display());
+            if std::env::var(REQUIRED_FLAG).is_ok_and(|v| v == "1") {
+                panic!("{REQUIRED_FLAG}=1 but {reason}");
+            }
+            eprintln!("SKIPPED: {reason}");
+            return None;
+        }
+    };
+    let vars = parse_env(&text);
+    let var = |key: &str| vars.get(key).cloned().unwrap_or_else(|| panic!("{} lacks {key}", path.display()));
+    let kubeconfig = Kubeconfig::read_from(var("KUBECONFIG")).expect("readable kubeconfig");
+    let kube_config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("valid kubeconfig");
+    let kube = Client::try_from(kube_config.clone()).expect("kube client");
+    let aws = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(var("AWS_ENDPOINT_URL"))
+        .region(Region::new(var("AWS_REGION")))
+        .credentials_provider(Credentials::new(
+            var("AWS_ACCESS_KEY_ID"),
+            var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "testbed",
+        ))
+        .load()
+        .await;
+    Some(Testbed {
+        vars,
+        kube,
+        kube_config,
+        iam: aws_sdk_iam::Client::new(&aws),
+    })
+}
+
+/// Installs rustls' provider once per test process; kube and the AWS SDK both need it.
+pub fn install_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A short unique suffix for names, so runs and tests never collide.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{:x}", (nanos ^ (std::process::id() as u128) << 40) & 0xff_ffff_ffff)
+}
+
+impl Testbed {
+    pub async fn create_namespace(&self, name: &str) {
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(self.kube.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+    }
+
+    pub async fn create_service_account(&self, namespace: &str, name: &str) {
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<ServiceAccount>::namespaced(self.kube.clone(), namespace)
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("create service account");
+    }
+
+    /// Applies the committed CRD, as `kubectl apply -f crds/` would, and waits until it is served.
+    pub async fn install_crd(&self) {
+        let crds: Api<CustomResourceDefinition> = Api::all(self.kube.clone());
+        let crd = PodIamRole::crd();
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &PatchParams::apply("irsa-e2e").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+        eventually("CRD established", || async {
+            let crd = crds.get(&name).await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        })
+        .await;
+    }
+}
+
+/// Polls `probe` until it yields a value; on timeout, fails with what it last saw.
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Like [`eventually`], but reports the last observed value on timeout.
+pub async fn eventually_matches<T: Debug, F, Fut>(what: &str, probe: F, accept: impl Fn(&T) -> bool) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let started = Instant::now();
+    loop {
+        let seen = probe().await;
+        if accept(&seen) {
+            return seen;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for: {what}\nlast seen: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The operator binary, run as a user runs it, watching one namespace.
+pub struct Operator {
+    child: Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(testbed: &Testbed, cluster: &str, namespace: &str, extra: &[&str]) -> Self {
+        let metrics_port = free_port();
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log = log_dir.join(format!("{cluster}-{metrics_port}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
+            .arg("run")
+            .args(["--cluster-name", cluster, "--namespaces", namespace, "--resync-interval", "5s"])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra)
+            .env_clear()
+            .envs(testbed.vars.iter())
+            .env("RUST_LOG", "info,irsa_operator=debug,kube=warn,aws=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start irsa-operator");
+        eprintln!("operator for {namespace} logs to {}", log.display());
+        Self { child, metrics_port, log }
+    }
+
+    /// Raw `/metrics` text, or `None` while the server is not up.
+    pub async fn metrics(&self) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        http_get(&url).await
+    }
+
+    /// Total IAM calls with `access="write"` so far.
+    pub async fn iam_writes(&self) -> u64 {
+        let text = self.metrics().await.expect("metrics are served");
+        sum_metric(&text, "irsa_operator_iam_calls_total", "access=\"write\"")
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        eventually("operator /readyz", || async { http_get(&url).await.filter(|body| body == "ok") }).await;
+    }
+
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sums the samples of `metric` whose labels contain `label`.
+pub fn sum_metric(text: &str, metric: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|line| line.starts_with(metric) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP/1.0 GET over loopback: the tests need no HTTP client crate for this.
+pub async fn http_get(url: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
