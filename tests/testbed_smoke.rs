@@ -35,7 +35,7 @@ async fn token_request_yields_irsa_claims_verifiable_by_discovery() {
         .create_token_request("app", &PostParams::default(), &request)
         .await
         .expect("TokenRequest");
-    let token = issued.status.expect("token status").token;
+    let token = issued.status.and_then(|s| s.token).expect("a token in the TokenRequest status");
     let (header, claims) = claims(&token);
     let issuer = &bed.vars["TESTBED_OIDC_ISSUER"];
     assert_eq!(claims["iss"], json!(issuer));
