@@ -32,6 +32,9 @@ use crate::{
     reconciler::{Context, error_policy, reconcile},
 };
 
+/// How often readiness re-checks the caches until they are synced.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
@@ -83,8 +86,14 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .unzip();
     tokio::spawn(async move {
         for store in stores {
-            if store.wait_until_ready().await.is_err() {
-                return;
+            // The controller awaits the same one-shot signal and only the latest poller
+            // is woken, so poll again periodically rather than wait once.
+            loop {
+                match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => continue,
+                }
             }
         }
         ready.store(true, Ordering::Relaxed);

@@ -64,7 +64,7 @@ pub struct PodIamRoleSpec {
     /// ARNs of managed IAM policies to attach, such as `arn:aws:iam::aws:policy/ReadOnlyAccess`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
-    #[x_kube(validation = Rule::new("self.all(arn, arn.matches('^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$'))").message("every entry must be an IAM policy ARN (arn:<partition>:iam::<account>:policy/<path><name>)"))]
+    #[schemars(inner(length(max = 2048), regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$")))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub managed_policy_arns: Vec<String>,
 
