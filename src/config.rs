@@ -141,7 +141,9 @@ pub fn issuer_host_path(issuer: &str) -> Result<String, String> {
         .ok_or_else(|| format!("the OIDC issuer `{issuer}` must be an https:// URL"))?;
     let trimmed = rest.trim_end_matches('/');
     if trimmed.is_empty() || trimmed.contains(['?', '#', ' ']) {
-        return Err(format!("the OIDC issuer `{issuer}` is not a valid issuer URL"));
+        return Err(format!(
+            "the OIDC issuer `{issuer}` is not a valid issuer URL"
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -209,8 +211,24 @@ mod tests {
     fn rejects_bad_settings() {
         let caller = "arn:aws:sts::1:x";
         assert!(resolve(&args(&[]), "http://insecure", caller, "1").is_err());
-        assert!(resolve(&args(&["--role-path", "no-slash"]), "https://i", caller, "1").is_err());
-        assert!(resolve(&args(&["--role-name-prefix", "a b"]), "https://i", caller, "1").is_err());
+        assert!(
+            resolve(
+                &args(&["--role-path", "no-slash"]),
+                "https://i",
+                caller,
+                "1"
+            )
+            .is_err()
+        );
+        assert!(
+            resolve(
+                &args(&["--role-name-prefix", "a b"]),
+                "https://i",
+                caller,
+                "1"
+            )
+            .is_err()
+        );
         let mut bad_cluster = args(&[]);
         bad_cluster.cluster_name = "has.dot".into();
         assert!(resolve(&bad_cluster, "https://i", caller, "1").is_err());

@@ -44,7 +44,12 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| format!("STS GetCallerIdentity failed, check the AWS credentials: {}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            format!(
+                "STS GetCallerIdentity failed, check the AWS credentials: {}",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            )
+        })?;
     let issuer = match &args.oidc_issuer {
         Some(issuer) => issuer.clone(),
         None => discover_issuer(&client).await?,
@@ -68,7 +73,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let bound = http::serve(args.metrics_addr, metrics.clone(), ready.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");
 
-    let iam: Arc<dyn IamApi> = Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&aws), metrics.clone()));
+    let iam: Arc<dyn IamApi> =
+        Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&aws), metrics.clone()));
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -79,7 +85,13 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    let shared = Shared { client, iam, config, recorder, metrics };
+    let shared = Shared {
+        client,
+        iam,
+        config,
+        recorder,
+        metrics,
+    };
     let (controllers, stores): (Vec<_>, Vec<_>) = scopes
         .into_iter()
         .map(|scope| controller_for(scope.as_deref(), &shared, &args))
@@ -133,11 +145,17 @@ fn controller_for(
     let (sa_store, sa_writer) = reflector::store();
     let service_accounts = reflector(
         sa_writer,
-        watcher(scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace), watcher::Config::default()),
+        watcher(
+            scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .touched_objects();
-    let controller = Controller::new(scoped::<PodIamRole>(&shared.client, namespace), watcher::Config::default());
+    let controller = Controller::new(
+        scoped::<PodIamRole>(&shared.client, namespace),
+        watcher::Config::default(),
+    );
     let roles = controller.store();
     let ctx = Arc::new(Context::new(
         shared.client.clone(),
@@ -150,7 +168,9 @@ fn controller_for(
     ));
     let mapper_roles = roles.clone();
     let run = controller
-        .watches_stream(service_accounts, move |sa| roles_for_service_account(&mapper_roles, &sa))
+        .watches_stream(service_accounts, move |sa| {
+            roles_for_service_account(&mapper_roles, &sa)
+        })
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -177,7 +197,8 @@ fn roles_for_service_account(
         .filter(|role| role.namespace() == namespace)
         .filter(|role| {
             role.spec.service_account_name == name
-                || annotated.is_some() && role.status.as_ref().and_then(|s| s.role_arn.as_ref()) == annotated
+                || annotated.is_some()
+                    && role.status.as_ref().and_then(|s| s.role_arn.as_ref()) == annotated
         })
         .map(|role| ObjectRef::from_obj(role.as_ref()))
         .collect()

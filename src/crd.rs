@@ -23,6 +23,8 @@ pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
 /// The operator creates and maintains the role, its trust policy (federated to the
 /// cluster's OIDC provider and limited to `system:serviceaccount:<namespace>:<serviceAccountName>`),
 /// its permissions, and the `eks.amazonaws.com/role-arn` annotation on the ServiceAccount.
+// clippy mistakes the repeated `type_` keys of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "irsa.dev",
@@ -34,11 +36,28 @@ pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
     status = "PodIamRoleStatus",
     derive = "PartialEq",
     doc = "An IAM role for the pods of one ServiceAccount in this namespace (IRSA).",
-    printcolumn(name = "ServiceAccount", type_ = "string", json_path = ".spec.serviceAccountName"),
+    printcolumn(
+        name = "ServiceAccount",
+        type_ = "string",
+        json_path = ".spec.serviceAccountName"
+    ),
     printcolumn(name = "Role", type_ = "string", json_path = ".status.roleName"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", priority = "1", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0)")
@@ -64,7 +83,10 @@ pub struct PodIamRoleSpec {
     /// ARNs of managed IAM policies to attach, such as `arn:aws:iam::aws:policy/ReadOnlyAccess`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
-    #[schemars(inner(length(max = 2048), regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$")))]
+    #[schemars(inner(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$")
+    ))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub managed_policy_arns: Vec<String>,
 

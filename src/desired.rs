@@ -79,15 +79,30 @@ pub struct DesiredRole {
 
 /// The role name a PodIamRole maps to, even when the rest of its spec is invalid:
 /// cleanup needs it.
-pub fn role_name(spec: &PodIamRoleSpec, namespace: &str, name: &str, config: &OperatorConfig) -> String {
+pub fn role_name(
+    spec: &PodIamRoleSpec,
+    namespace: &str,
+    name: &str,
+    config: &OperatorConfig,
+) -> String {
     spec.role_name.clone().unwrap_or_else(|| {
-        naming::derive_role_name(&config.role_name_prefix, &config.cluster_name, namespace, name)
+        naming::derive_role_name(
+            &config.role_name_prefix,
+            &config.cluster_name,
+            namespace,
+            name,
+        )
     })
 }
 
 /// The trust policy: only `system:serviceaccount:<namespace>:<serviceAccountName>`,
 /// presenting a token for `audience`, may assume the role through the cluster's provider.
-pub fn trust_policy(config: &OperatorConfig, namespace: &str, service_account: &str, audience: &str) -> Value {
+pub fn trust_policy(
+    config: &OperatorConfig,
+    namespace: &str,
+    service_account: &str,
+    audience: &str,
+) -> Value {
     let issuer = &config.issuer_host_path;
     json!({
         "Version": "2012-10-17",
@@ -119,7 +134,12 @@ pub fn desired_role(
             "spec.audience `{audience}` must be a literal audience such as sts.amazonaws.com"
         ));
     }
-    let trust_policy = trust_policy(config, &owner.namespace, &spec.service_account_name, audience);
+    let trust_policy = trust_policy(
+        config,
+        &owner.namespace,
+        &spec.service_account_name,
+        audience,
+    );
     let trust_size = policy::size_without_whitespace(&trust_policy);
     if trust_size > policy::MAX_TRUST_POLICY_CHARS {
         return Err(format!(
@@ -139,7 +159,9 @@ pub fn desired_role(
         validate_policy_arn(arn)?;
     }
 
-    let max_session_duration = spec.max_session_duration.unwrap_or(DEFAULT_MAX_SESSION_DURATION);
+    let max_session_duration = spec
+        .max_session_duration
+        .unwrap_or(DEFAULT_MAX_SESSION_DURATION);
     if !(3600..=43200).contains(&max_session_duration) {
         return Err(format!(
             "spec.maxSessionDuration {max_session_duration} must be between 3600 and 43200 seconds"
@@ -147,7 +169,9 @@ pub fn desired_role(
     }
     let description = spec.description.clone().unwrap_or_default();
     if description.chars().count() > MAX_DESCRIPTION_LEN {
-        return Err(format!("spec.description must be at most {MAX_DESCRIPTION_LEN} characters"));
+        return Err(format!(
+            "spec.description must be at most {MAX_DESCRIPTION_LEN} characters"
+        ));
     }
 
     let tags = merged_tags(&spec.tags, &owner)?;
@@ -193,14 +217,21 @@ fn validate_policy_arn(arn: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("`{arn}` is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>)"))
+        Err(format!(
+            "`{arn}` is not an IAM policy ARN (arn:aws:iam::<account>:policy/<name>)"
+        ))
     }
 }
 
-fn merged_tags(user_tags: &BTreeMap<String, String>, owner: &Owner) -> Result<BTreeMap<String, String>, String> {
+fn merged_tags(
+    user_tags: &BTreeMap<String, String>,
+    owner: &Owner,
+) -> Result<BTreeMap<String, String>, String> {
     for (key, value) in user_tags {
         if key.starts_with(OWNERSHIP_TAG_PREFIX) {
-            return Err(format!("spec.tags: `{key}` is reserved for the operator's ownership tags"));
+            return Err(format!(
+                "spec.tags: `{key}` is reserved for the operator's ownership tags"
+            ));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
             return Err(format!("spec.tags: `{key}` uses the reserved aws: prefix"));
@@ -249,9 +280,11 @@ pub(crate) mod tests {
     pub(crate) fn spec() -> PodIamRoleSpec {
         PodIamRoleSpec {
             service_account_name: "payments".into(),
-            policy: Some(json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            policy: Some(
+                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
                 "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
-                "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]})),
+                "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]}),
+            ),
             ..Default::default()
         }
     }
@@ -265,7 +298,10 @@ pub(crate) mod tests {
         let role = desired();
         assert_eq!(role.name, "prod.shop.payments");
         assert_eq!(role.path, "/irsa/prod/");
-        assert_eq!(role.arn, "arn:aws:iam::111122223333:role/irsa/prod/prod.shop.payments");
+        assert_eq!(
+            role.arn,
+            "arn:aws:iam::111122223333:role/irsa/prod/prod.shop.payments"
+        );
         assert_eq!(role.max_session_duration, 3600);
         assert_eq!(role.tags.get(TAG_UID).map(String::as_str), Some("uid-1"));
         assert_eq!(role.tags.len(), 4);
@@ -291,7 +327,10 @@ pub(crate) mod tests {
     fn role_name_override_is_used_and_validated() {
         let mut spec = spec();
         spec.role_name = Some("custom".into());
-        assert_eq!(desired_role(&spec, owner(), &test_config()).unwrap().name, "custom");
+        assert_eq!(
+            desired_role(&spec, owner(), &test_config()).unwrap().name,
+            "custom"
+        );
         spec.role_name = Some("bad name".into());
         let err = desired_role(&spec, owner(), &test_config()).unwrap_err();
         assert!(err.starts_with("spec.roleName:"), "{err}");
@@ -305,20 +344,64 @@ pub(crate) mod tests {
             let err = desired_role(&spec, owner(), &test_config()).unwrap_err();
             assert!(err.contains(expected), "got `{err}`, want `{expected}`");
         };
-        check(&|s| s.service_account_name = "Bad_SA".into(), "not a valid ServiceAccount name");
-        check(&|s| s.service_account_name = "x:y".into(), "not a valid ServiceAccount name");
+        check(
+            &|s| s.service_account_name = "Bad_SA".into(),
+            "not a valid ServiceAccount name",
+        );
+        check(
+            &|s| s.service_account_name = "x:y".into(),
+            "not a valid ServiceAccount name",
+        );
         check(&|s| s.audience = Some("*".into()), "literal audience");
-        check(&|s| s.policy = Some(json!({"Version": "2012-10-17"})), "spec.policy: Statement");
-        check(&|s| s.policy = None, "set spec.policy, spec.managedPolicyArns");
-        check(&|s| s.managed_policy_arns = vec!["arn:aws:s3:::bucket".into()], "not an IAM policy ARN");
-        check(&|s| s.permissions_boundary = Some("boundary".into()), "not an IAM policy ARN");
-        check(&|s| s.max_session_duration = Some(60), "between 3600 and 43200");
+        check(
+            &|s| s.policy = Some(json!({"Version": "2012-10-17"})),
+            "spec.policy: Statement",
+        );
+        check(
+            &|s| s.policy = None,
+            "set spec.policy, spec.managedPolicyArns",
+        );
+        check(
+            &|s| s.managed_policy_arns = vec!["arn:aws:s3:::bucket".into()],
+            "not an IAM policy ARN",
+        );
+        check(
+            &|s| s.permissions_boundary = Some("boundary".into()),
+            "not an IAM policy ARN",
+        );
+        check(
+            &|s| s.max_session_duration = Some(60),
+            "between 3600 and 43200",
+        );
         check(&|s| s.description = Some("x".repeat(1001)), "at most 1000");
-        check(&|s| { s.tags.insert("irsa.dev/uid".into(), "x".into()); }, "reserved for the operator");
-        check(&|s| { s.tags.insert("aws:foo".into(), "x".into()); }, "reserved aws: prefix");
-        check(&|s| { s.tags.insert("bad{key}".into(), "x".into()); }, "key `bad{key}`");
-        check(&|s| { s.tags.insert("k".into(), "v".repeat(300)); }, "value of `k`");
-        check(&|s| s.tags = (0..47).map(|i| (format!("k{i}"), "v".into())).collect(), "exceed IAM's 50");
+        check(
+            &|s| {
+                s.tags.insert("irsa.dev/uid".into(), "x".into());
+            },
+            "reserved for the operator",
+        );
+        check(
+            &|s| {
+                s.tags.insert("aws:foo".into(), "x".into());
+            },
+            "reserved aws: prefix",
+        );
+        check(
+            &|s| {
+                s.tags.insert("bad{key}".into(), "x".into());
+            },
+            "key `bad{key}`",
+        );
+        check(
+            &|s| {
+                s.tags.insert("k".into(), "v".repeat(300));
+            },
+            "value of `k`",
+        );
+        check(
+            &|s| s.tags = (0..47).map(|i| (format!("k{i}"), "v".into())).collect(),
+            "exceed IAM's 50",
+        );
     }
 
     #[test]

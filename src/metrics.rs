@@ -40,9 +40,15 @@ impl Default for Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_errors = Family::<ReasonLabels, Counter>::default();
         // 5 ms to ~40 s: a reconcile is a handful of IAM round trips.
-        let reconcile_duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 40.0]);
+        let reconcile_duration = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 40.0,
+        ]);
         let iam_calls = Family::<IamCallLabels, Counter>::default();
-        registry.register("reconciles", "PodIamRole reconciles by result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "PodIamRole reconciles by result",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Reconciles that did not reach Ready, by reason",
@@ -53,7 +59,11 @@ impl Default for Metrics {
             "Time spent in one reconcile",
             reconcile_duration.clone(),
         );
-        registry.register("iam_calls", "IAM API calls by operation, access and outcome", iam_calls.clone());
+        registry.register(
+            "iam_calls",
+            "IAM API calls by operation, access and outcome",
+            iam_calls.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -72,17 +82,29 @@ impl Metrics {
             "write"
         };
         self.iam_calls
-            .get_or_create(&IamCallLabels { operation, access, outcome })
+            .get_or_create(&IamCallLabels {
+                operation,
+                access,
+                outcome,
+            })
             .inc();
     }
 
     /// Records a finished reconcile; `failure` is the bounded reason when it did not succeed.
     pub fn record_reconcile(&self, elapsed: Duration, failure: Option<&'static str>) {
         self.reconcile_duration.observe(elapsed.as_secs_f64());
-        let result = if failure.is_some() { "error" } else { "success" };
-        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+        let result = if failure.is_some() {
+            "error"
+        } else {
+            "success"
+        };
+        self.reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
         if let Some(reason) = failure {
-            self.reconcile_errors.get_or_create(&ReasonLabels { reason }).inc();
+            self.reconcile_errors
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
         }
     }
 

@@ -77,7 +77,11 @@ impl IamOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleConflict(pub String);
 
-fn check_ownership(role_name: &str, owner: &Owner, observed: &ObservedRole) -> Result<(), RoleConflict> {
+fn check_ownership(
+    role_name: &str,
+    owner: &Owner,
+    observed: &ObservedRole,
+) -> Result<(), RoleConflict> {
     match owner.mismatch(&observed.summary.tags) {
         None => Ok(()),
         Some(why) => Err(RoleConflict(format!(
@@ -88,7 +92,10 @@ fn check_ownership(role_name: &str, owner: &Owner, observed: &ObservedRole) -> R
 }
 
 /// The writes that make IAM match `desired`.
-pub fn plan_apply(desired: &DesiredRole, observed: Option<&ObservedRole>) -> Result<Vec<IamOp>, RoleConflict> {
+pub fn plan_apply(
+    desired: &DesiredRole,
+    observed: Option<&ObservedRole>,
+) -> Result<Vec<IamOp>, RoleConflict> {
     let Some(observed) = observed else {
         return Ok(plan_create(desired));
     };
@@ -157,7 +164,11 @@ pub fn plan_apply(desired: &DesiredRole, observed: Option<&ObservedRole>) -> Res
             .difference(&desired.managed_policy_arns)
             .map(|arn| IamOp::DetachPolicy(arn.clone())),
     );
-    ops.extend(attachments(desired.managed_policy_arns.difference(&observed.managed_policy_arns)));
+    ops.extend(attachments(
+        desired
+            .managed_policy_arns
+            .difference(&observed.managed_policy_arns),
+    ));
     Ok(ops)
 }
 
@@ -188,7 +199,11 @@ fn attachments<'a>(arns: impl IntoIterator<Item = &'a String>) -> impl Iterator<
 
 /// The writes that remove an owned role: IAM refuses to delete a role that still has
 /// policies (`DeleteConflict`), so they go first.
-pub fn plan_delete(role_name: &str, owner: &Owner, observed: Option<&ObservedRole>) -> Result<Vec<IamOp>, RoleConflict> {
+pub fn plan_delete(
+    role_name: &str,
+    owner: &Owner,
+    observed: Option<&ObservedRole>,
+) -> Result<Vec<IamOp>, RoleConflict> {
     let Some(observed) = observed else {
         return Ok(Vec::new());
     };
@@ -198,7 +213,12 @@ pub fn plan_delete(role_name: &str, owner: &Owner, observed: Option<&ObservedRol
         .keys()
         .map(|name| IamOp::DeleteInlinePolicy(name.clone()))
         .collect();
-    ops.extend(observed.managed_policy_arns.iter().map(|arn| IamOp::DetachPolicy(arn.clone())));
+    ops.extend(
+        observed
+            .managed_policy_arns
+            .iter()
+            .map(|arn| IamOp::DetachPolicy(arn.clone())),
+    );
     ops.push(IamOp::DeleteRole);
     Ok(ops)
 }
@@ -206,13 +226,13 @@ pub fn plan_delete(role_name: &str, owner: &Owner, observed: Option<&ObservedRol
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
     use crate::{
         desired::tests::{desired, owner},
         iam::RoleSummary,
         policy,
     };
     use serde_json::json;
+    use std::collections::BTreeSet;
 
     fn arn_set(arns: &[String]) -> BTreeSet<String> {
         arns.iter().cloned().collect()
@@ -294,13 +314,17 @@ mod tests {
         have.summary.permissions_boundary = Some("arn:aws:iam::aws:policy/B".into());
         have.summary.tags.insert("extra".into(), "x".into());
         have.inline_policies.insert("hand-made".into(), json!({}));
-        have.managed_policy_arns.insert("arn:aws:iam::aws:policy/Admin".into());
+        have.managed_policy_arns
+            .insert("arn:aws:iam::aws:policy/Admin".into());
         let ops = plan_apply(&want, Some(&have)).unwrap();
         assert_eq!(
             ops,
             vec![
                 IamOp::UpdateTrustPolicy(want.trust_policy.clone()),
-                IamOp::UpdateRole { description: String::new(), max_session_duration: 3600 },
+                IamOp::UpdateRole {
+                    description: String::new(),
+                    max_session_duration: 3600
+                },
                 IamOp::DeletePermissionsBoundary,
                 IamOp::UntagRole(vec!["extra".into()]),
                 IamOp::DeleteInlinePolicy("hand-made".into()),
@@ -312,9 +336,15 @@ mod tests {
     #[test]
     fn managed_policies_are_a_set_difference() {
         let mut want = desired();
-        want.managed_policy_arns = arn_set(&["arn:aws:iam::aws:policy/A".into(), "arn:aws:iam::aws:policy/B".into()]);
+        want.managed_policy_arns = arn_set(&[
+            "arn:aws:iam::aws:policy/A".into(),
+            "arn:aws:iam::aws:policy/B".into(),
+        ]);
         let mut have = in_sync(&want);
-        have.managed_policy_arns = arn_set(&["arn:aws:iam::aws:policy/B".into(), "arn:aws:iam::aws:policy/C".into()]);
+        have.managed_policy_arns = arn_set(&[
+            "arn:aws:iam::aws:policy/B".into(),
+            "arn:aws:iam::aws:policy/C".into(),
+        ]);
         assert_eq!(
             plan_apply(&want, Some(&have)).unwrap(),
             vec![
@@ -356,7 +386,10 @@ mod tests {
         let mut have = in_sync(&want);
         have.summary.tags.clear();
         let RoleConflict(message) = plan_apply(&want, Some(&have)).unwrap_err();
-        assert!(message.contains("not owned by this PodIamRole"), "{message}");
+        assert!(
+            message.contains("not owned by this PodIamRole"),
+            "{message}"
+        );
         assert!(plan_delete(&want.name, &owner(), Some(&have)).is_err());
     }
 

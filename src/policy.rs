@@ -51,7 +51,8 @@ pub fn decode_iam_document(encoded: &str) -> Result<Value, String> {
     let decoded = percent_encoding::percent_decode_str(encoded)
         .decode_utf8()
         .map_err(|e| format!("IAM returned a policy that is not UTF-8: {e}"))?;
-    serde_json::from_str(&decoded).map_err(|e| format!("IAM returned a policy that is not JSON: {e}"))
+    serde_json::from_str(&decoded)
+        .map_err(|e| format!("IAM returned a policy that is not JSON: {e}"))
 }
 
 /// True when IAM would evaluate both documents the same way.
@@ -67,7 +68,10 @@ pub fn normalize(document: &Value) -> Value {
     };
     let mut normalized: Map<String, Value> = top.clone();
     if let Some(statements) = top.get("Statement") {
-        let mut list: Vec<Value> = as_list(statements).iter().map(normalize_statement).collect();
+        let mut list: Vec<Value> = as_list(statements)
+            .iter()
+            .map(normalize_statement)
+            .collect();
         sort_dedup(&mut list);
         normalized.insert("Statement".into(), Value::Array(list));
     }
@@ -176,7 +180,8 @@ fn validate_statement(statement: &Value) -> Result<(), String> {
     };
     for key in fields.keys() {
         match key.as_str() {
-            "Sid" | "Effect" | "Action" | "NotAction" | "Resource" | "NotResource" | "Condition" => {}
+            "Sid" | "Effect" | "Action" | "NotAction" | "Resource" | "NotResource"
+            | "Condition" => {}
             "Principal" | "NotPrincipal" => {
                 return Err(format!(
                     "`{key}` is not allowed in a permissions policy; the trust policy is managed by the operator"
@@ -239,7 +244,9 @@ fn strings(value: &Value, key: &str) -> Result<Vec<String>, String> {
         .into_iter()
         .map(|item| match item {
             Value::String(s) if !s.is_empty() => Ok(s),
-            other => Err(format!("{key} entries must be non-empty strings, found {other}")),
+            other => Err(format!(
+                "{key} entries must be non-empty strings, found {other}"
+            )),
         })
         .collect()
 }
@@ -277,7 +284,9 @@ fn validate_condition(condition: &Value) -> Result<(), String> {
             return Err(format!("unknown condition operator `{operator}`"));
         }
         let Value::Object(keys) = keys else {
-            return Err(format!("Condition.{operator} must map condition keys to values"));
+            return Err(format!(
+                "Condition.{operator} must map condition keys to values"
+            ));
         };
         for (key, value) in keys {
             let scalars_only = as_list(value)
@@ -342,7 +351,9 @@ mod tests {
         for b in [
             policy(json!({"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*"})),
             policy(json!({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"})),
-            policy(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::x"})),
+            policy(
+                json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::x"}),
+            ),
             policy(json!({"Effect": "Allow", "NotAction": "s3:GetObject", "Resource": "*"})),
             json!({"Version": "2008-10-17", "Statement": a["Statement"].clone()}),
         ] {
@@ -352,8 +363,12 @@ mod tests {
 
     #[test]
     fn principal_values_are_sets() {
-        let a = policy(json!({"Effect": "Allow", "Principal": {"AWS": ["b", "a"]}, "Action": "sts:AssumeRole"}));
-        let b = policy(json!({"Effect": "Allow", "Principal": {"AWS": ["a", "b"]}, "Action": ["sts:AssumeRole"]}));
+        let a = policy(
+            json!({"Effect": "Allow", "Principal": {"AWS": ["b", "a"]}, "Action": "sts:AssumeRole"}),
+        );
+        let b = policy(
+            json!({"Effect": "Allow", "Principal": {"AWS": ["a", "b"]}, "Action": ["sts:AssumeRole"]}),
+        );
         assert!(semantically_equal(&a, &b));
     }
 
@@ -379,30 +394,102 @@ mod tests {
     fn each_defect_has_a_precise_message() {
         let cases = [
             (json!("text"), "must be an object"),
-            (json!({"Version": "2012-10-17", "Statement": [], "Foo": 1}), "unknown top-level policy key `Foo`"),
+            (
+                json!({"Version": "2012-10-17", "Statement": [], "Foo": 1}),
+                "unknown top-level policy key `Foo`",
+            ),
             (json!({"Statement": []}), "needs `Version"),
-            (json!({"Version": "2020-01-01", "Statement": []}), "Version `2020-01-01`"),
-            (json!({"Version": "2012-10-17", "Statement": []}), "non-empty list"),
-            (policy(json!("x")), "Statement[0]: a statement must be an object"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Principal": "*"})), "`Principal` is not allowed"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Bogus": 1})), "unknown statement key `Bogus`"),
-            (policy(json!({"Sid": "a-b", "Effect": "Allow", "Action": "s3:Get", "Resource": "*"})), "Sid \"a-b\""),
-            (policy(json!({"Effect": "Permit", "Action": "s3:Get", "Resource": "*"})), "Effect `Permit`"),
-            (policy(json!({"Action": "s3:Get", "Resource": "*"})), "Effect is required"),
-            (policy(json!({"Effect": "Allow", "Resource": "*"})), "Action (or NotAction) is required"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "NotAction": "s3:Put", "Resource": "*"})), "either Action or NotAction"),
-            (policy(json!({"Effect": "Allow", "Action": "s3GetObject", "Resource": "*"})), "Action: `s3GetObject` is not an action"),
-            (policy(json!({"Effect": "Allow", "Action": [], "Resource": "*"})), "Action must not be empty"),
-            (policy(json!({"Effect": "Allow", "Action": [1], "Resource": "*"})), "Action entries must be non-empty strings"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get"})), "Resource (or NotResource) is required"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "bucket"})), "Resource `bucket` must be `*` or an ARN"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Condition": {"StringEqual": {"a": "b"}}})), "unknown condition operator `StringEqual`"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Condition": {"Bool": "true"}})), "Condition.Bool must map"),
-            (policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Condition": {"Bool": {"k": {"x": 1}}}})), "Condition.Bool.k must be"),
+            (
+                json!({"Version": "2020-01-01", "Statement": []}),
+                "Version `2020-01-01`",
+            ),
+            (
+                json!({"Version": "2012-10-17", "Statement": []}),
+                "non-empty list",
+            ),
+            (
+                policy(json!("x")),
+                "Statement[0]: a statement must be an object",
+            ),
+            (
+                policy(
+                    json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Principal": "*"}),
+                ),
+                "`Principal` is not allowed",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Bogus": 1})),
+                "unknown statement key `Bogus`",
+            ),
+            (
+                policy(
+                    json!({"Sid": "a-b", "Effect": "Allow", "Action": "s3:Get", "Resource": "*"}),
+                ),
+                "Sid \"a-b\"",
+            ),
+            (
+                policy(json!({"Effect": "Permit", "Action": "s3:Get", "Resource": "*"})),
+                "Effect `Permit`",
+            ),
+            (
+                policy(json!({"Action": "s3:Get", "Resource": "*"})),
+                "Effect is required",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Resource": "*"})),
+                "Action (or NotAction) is required",
+            ),
+            (
+                policy(
+                    json!({"Effect": "Allow", "Action": "s3:Get", "NotAction": "s3:Put", "Resource": "*"}),
+                ),
+                "either Action or NotAction",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Action": "s3GetObject", "Resource": "*"})),
+                "Action: `s3GetObject` is not an action",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Action": [], "Resource": "*"})),
+                "Action must not be empty",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Action": [1], "Resource": "*"})),
+                "Action entries must be non-empty strings",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Action": "s3:Get"})),
+                "Resource (or NotResource) is required",
+            ),
+            (
+                policy(json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "bucket"})),
+                "Resource `bucket` must be `*` or an ARN",
+            ),
+            (
+                policy(
+                    json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Condition": {"StringEqual": {"a": "b"}}}),
+                ),
+                "unknown condition operator `StringEqual`",
+            ),
+            (
+                policy(
+                    json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Condition": {"Bool": "true"}}),
+                ),
+                "Condition.Bool must map",
+            ),
+            (
+                policy(
+                    json!({"Effect": "Allow", "Action": "s3:Get", "Resource": "*", "Condition": {"Bool": {"k": {"x": 1}}}}),
+                ),
+                "Condition.Bool.k must be",
+            ),
         ];
         for (document, expected) in cases {
             let error = error_of(document.clone());
-            assert!(error.contains(expected), "{document}: got `{error}`, want `{expected}`");
+            assert!(
+                error.contains(expected),
+                "{document}: got `{error}`, want `{expected}`"
+            );
         }
     }
 
@@ -411,7 +498,8 @@ mod tests {
         let resources: Vec<String> = (0..400)
             .map(|i| format!("arn:aws:s3:::bucket-number-{i}/*"))
             .collect();
-        let doc = policy(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}));
+        let doc =
+            policy(json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": resources}));
         assert!(error_of(doc).contains("IAM allows 10240"));
     }
 
@@ -421,16 +509,35 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
             "[a-zA-Z0-9:*?/ -]{0,12}".prop_map(Value::String),
-            prop_oneof![Just("Version"), Just("Statement"), Just("Effect"), Just("Allow"), Just("Action"), Just("Resource"), Just("Condition"), Just("2012-10-17"), Just("*"), Just("s3:GetObject")]
-                .prop_map(|s| Value::String(s.into())),
+            prop_oneof![
+                Just("Version"),
+                Just("Statement"),
+                Just("Effect"),
+                Just("Allow"),
+                Just("Action"),
+                Just("Resource"),
+                Just("Condition"),
+                Just("2012-10-17"),
+                Just("*"),
+                Just("s3:GetObject")
+            ]
+            .prop_map(|s| Value::String(s.into())),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
                 prop::collection::btree_map(
-                    prop_oneof![Just("Version".to_string()), Just("Statement".to_string()), Just("Effect".to_string()),
-                        Just("Action".to_string()), Just("NotAction".to_string()), Just("Resource".to_string()),
-                        Just("Condition".to_string()), Just("Sid".to_string()), "[A-Za-z:]{1,8}"],
+                    prop_oneof![
+                        Just("Version".to_string()),
+                        Just("Statement".to_string()),
+                        Just("Effect".to_string()),
+                        Just("Action".to_string()),
+                        Just("NotAction".to_string()),
+                        Just("Resource".to_string()),
+                        Just("Condition".to_string()),
+                        Just("Sid".to_string()),
+                        "[A-Za-z:]{1,8}"
+                    ],
                     inner,
                     0..6
                 )

@@ -10,7 +10,7 @@ use std::{
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{Patch, PatchParams, PartialObjectMeta},
+    api::{PartialObjectMeta, Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{EventType, Recorder},
@@ -113,7 +113,10 @@ impl Context {
         let synced = self.synced.lock().expect("memo lock");
         synced
             .get(&object.uid()?)
-            .filter(|m| m.generation == object.metadata.generation && m.at.elapsed() < self.resync_interval / 2)
+            .filter(|m| {
+                m.generation == object.metadata.generation
+                    && m.at.elapsed() < self.resync_interval / 2
+            })
             .cloned()
     }
 
@@ -140,13 +143,17 @@ pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Act
     })
     .await
     .map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(Box::new(other)),
     });
     let failure = result.as_ref().err().map(Error::metric_label);
     ctx.metrics.record_reconcile(started.elapsed(), failure);
     if result.is_ok() {
-        ctx.failures.lock().expect("failures lock").remove(&ObjectRef::from_obj(&*object));
+        ctx.failures
+            .lock()
+            .expect("failures lock")
+            .remove(&ObjectRef::from_obj(&*object));
     }
     result
 }
@@ -201,7 +208,10 @@ async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
         }),
     );
     let outcome = match annotation {
-        Annotation::Applied => Outcome::Synced { role_name, role_arn },
+        Annotation::Applied => Outcome::Synced {
+            role_name,
+            role_arn,
+        },
         Annotation::ServiceAccountMissing => Outcome::ServiceAccountNotFound {
             role_name,
             role_arn,
@@ -213,12 +223,16 @@ async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
 
 /// Brings the IAM role in line with the spec. `Ok(Err(outcome))` is a reported,
 /// non-retryable stop; `Err` is a failure to retry.
-async fn sync_role(object: &PodIamRole, ctx: &Context) -> Result<Result<(String, String), Outcome>, Error> {
+async fn sync_role(
+    object: &PodIamRole,
+    ctx: &Context,
+) -> Result<Result<(String, String), Outcome>, Error> {
     ctx.remember(object, None);
-    let desired = match desired::desired_role(&object.spec, owner_of(object, &ctx.config), &ctx.config) {
-        Ok(desired) => desired,
-        Err(message) => return Ok(Err(Outcome::InvalidSpec(message))),
-    };
+    let desired =
+        match desired::desired_role(&object.spec, owner_of(object, &ctx.config), &ctx.config) {
+            Ok(desired) => desired,
+            Err(message) => return Ok(Err(Outcome::InvalidSpec(message))),
+        };
     let role_name = desired.name.clone();
     let observed = observe_role(ctx.iam.as_ref(), &role_name, |summary| {
         desired.owner.mismatch(&summary.tags).is_none()
@@ -226,7 +240,11 @@ async fn sync_role(object: &PodIamRole, ctx: &Context) -> Result<Result<(String,
     .await;
     let observed = match observed {
         Ok(observed) => observed,
-        Err(error) => return report_iam_failure(object, ctx, &role_name, error).await.map(Err),
+        Err(error) => {
+            return report_iam_failure(object, ctx, &role_name, error)
+                .await
+                .map(Err);
+        }
     };
     let ops = match plan::plan_apply(&desired, observed.as_ref()) {
         Ok(ops) => ops,
@@ -235,7 +253,9 @@ async fn sync_role(object: &PodIamRole, ctx: &Context) -> Result<Result<(String,
         }
     };
     if let Err(error) = execute(ctx, &role_name, &ops, false).await {
-        return report_iam_failure(object, ctx, &role_name, error).await.map(Err);
+        return report_iam_failure(object, ctx, &role_name, error)
+            .await
+            .map(Err);
     }
     if let Some(first) = ops.first() {
         let (reason, verb) = match first {
@@ -253,17 +273,33 @@ async fn sync_role(object: &PodIamRole, ctx: &Context) -> Result<Result<(String,
 
 /// Terminal IAM errors become a reported outcome; the rest are written to the status
 /// and returned for backoff.
-async fn report_iam_failure(object: &PodIamRole, ctx: &Context, role_name: &str, error: IamError) -> Result<Outcome, Error> {
+async fn report_iam_failure(
+    object: &PodIamRole,
+    ctx: &Context,
+    role_name: &str,
+    error: IamError,
+) -> Result<Outcome, Error> {
     let message = format!("{}: {} ({})", error.code, error.message, error.operation);
     if error.kind == IamErrorKind::Terminal {
-        return Ok(Outcome::IamRejected { role_name: role_name.to_string(), message });
+        return Ok(Outcome::IamRejected {
+            role_name: role_name.to_string(),
+            message,
+        });
     }
-    let outcome = Outcome::IamUnavailable { role_name: role_name.to_string(), message };
+    let outcome = Outcome::IamUnavailable {
+        role_name: role_name.to_string(),
+        message,
+    };
     finish(object, ctx, outcome).await?;
     Err(Error::Iam(error))
 }
 
-async fn execute(ctx: &Context, role_name: &str, ops: &[IamOp], missing_is_done: bool) -> Result<(), IamError> {
+async fn execute(
+    ctx: &Context,
+    role_name: &str,
+    ops: &[IamOp],
+    missing_is_done: bool,
+) -> Result<(), IamError> {
     for op in ops {
         match ctx.iam.execute(role_name, op).await {
             Err(error) if missing_is_done && error.kind == IamErrorKind::NotFound => {}
@@ -276,18 +312,30 @@ async fn execute(ctx: &Context, role_name: &str, ops: &[IamOp], missing_is_done:
 /// Removes our annotation from ServiceAccounts of `namespace` that still point at
 /// `role_arn`, except `keep`: the ServiceAccount was renamed in the spec, or the
 /// PodIamRole is going away.
-async fn release_other_service_accounts(ctx: &Context, namespace: &str, keep: Option<&String>, role_arn: &str) -> Result<(), Error> {
+async fn release_other_service_accounts(
+    ctx: &Context,
+    namespace: &str,
+    keep: Option<&String>,
+    role_arn: &str,
+) -> Result<(), Error> {
     let stale: Vec<String> = ctx
         .service_accounts
         .state()
         .iter()
         .filter(|sa| sa.namespace().as_deref() == Some(namespace) && Some(&sa.name_any()) != keep)
-        .filter(|sa| sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str) == Some(role_arn))
+        .filter(|sa| {
+            sa.annotations()
+                .get(ROLE_ARN_ANNOTATION)
+                .map(String::as_str)
+                == Some(role_arn)
+        })
         .map(|sa| sa.name_any())
         .collect();
     let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
     for name in stale {
-        service_account::remove_annotation(&sa_api, &name, role_arn).await.map_err(Error::Kube)?;
+        service_account::remove_annotation(&sa_api, &name, role_arn)
+            .await
+            .map_err(Error::Kube)?;
         info!(service_account = %name, "removed role annotation from a ServiceAccount no longer named by the spec");
     }
     Ok(())
@@ -304,19 +352,33 @@ async fn finish(object: &PodIamRole, ctx: &Context, outcome: Outcome) -> Result<
         jiff::Timestamp::now(),
     );
     if old != Some(&status) {
-        let api: Api<PodIamRole> = Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+        let api: Api<PodIamRole> =
+            Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
         let patch = json!({
             "apiVersion": PodIamRole::api_version(&()),
             "kind": PodIamRole::kind(&()),
             "status": status,
         });
-        api.patch_status(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::Kube)?;
-        let previous_reason = old.and_then(|s| s.conditions.first()).map(|c| c.reason.as_str());
+        api.patch_status(
+            &object.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::Kube)?;
+        let previous_reason = old
+            .and_then(|s| s.conditions.first())
+            .map(|c| c.reason.as_str());
         if !outcome.is_ready() && previous_reason != Some(outcome.reason()) {
             warn!(reason = outcome.reason(), message = %outcome.message(), "PodIamRole not ready");
-            events::publish(&ctx.recorder, object, EventType::Warning, outcome.reason(), outcome.message()).await;
+            events::publish(
+                &ctx.recorder,
+                object,
+                EventType::Warning,
+                outcome.reason(),
+                outcome.message(),
+            )
+            .await;
         }
     }
     Ok(match outcome {
@@ -332,19 +394,31 @@ async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
     let owner = owner_of(object, &ctx.config);
     let status = object.status.clone().unwrap_or_default();
-    let role_name = status
-        .role_name
-        .unwrap_or_else(|| desired::role_name(&object.spec, &owner.namespace, &owner.name, &ctx.config));
-    let role_arn = status.role_arn.unwrap_or_else(|| ctx.config.role_arn(&role_name));
+    let role_name = status.role_name.unwrap_or_else(|| {
+        desired::role_name(&object.spec, &owner.namespace, &owner.name, &ctx.config)
+    });
+    let role_arn = status
+        .role_arn
+        .unwrap_or_else(|| ctx.config.role_arn(&role_name));
 
     if object.spec.deletion_policy == DeletionPolicy::Delete {
-        let observed = observe_role(ctx.iam.as_ref(), &role_name, |s| owner.mismatch(&s.tags).is_none()).await?;
+        let observed = observe_role(ctx.iam.as_ref(), &role_name, |s| {
+            owner.mismatch(&s.tags).is_none()
+        })
+        .await?;
         match plan::plan_delete(&role_name, &owner, observed.as_ref()) {
             Ok(ops) if ops.is_empty() => {}
             Ok(ops) => {
                 execute(ctx, &role_name, &ops, true).await?;
                 let note = format!("IAM role {role_name} deleted");
-                events::publish(&ctx.recorder, object, EventType::Normal, "RoleDeleted", note).await;
+                events::publish(
+                    &ctx.recorder,
+                    object,
+                    EventType::Normal,
+                    "RoleDeleted",
+                    note,
+                )
+                .await;
             }
             Err(RoleConflict(message)) => {
                 warn!(role = %role_name, %message, "not deleting a role this PodIamRole does not own");

@@ -43,14 +43,22 @@ impl Outcome {
     pub fn message(&self) -> String {
         match self {
             Outcome::Synced { role_arn, .. } => format!("IAM role {role_arn} is in sync"),
-            Outcome::InvalidSpec(message) => format!("invalid spec, nothing was written to IAM: {message}"),
+            Outcome::InvalidSpec(message) => {
+                format!("invalid spec, nothing was written to IAM: {message}")
+            }
             Outcome::RoleConflict { message, .. } => message.clone(),
-            Outcome::ServiceAccountNotFound { role_arn, service_account, .. } => format!(
+            Outcome::ServiceAccountNotFound {
+                role_arn,
+                service_account,
+                ..
+            } => format!(
                 "IAM role {role_arn} is ready, but ServiceAccount {service_account} does not exist; \
                  it is annotated as soon as it is created"
             ),
             Outcome::IamRejected { message, .. } => format!("IAM rejected the change: {message}"),
-            Outcome::IamUnavailable { message, .. } => format!("IAM call failed, retrying: {message}"),
+            Outcome::IamUnavailable { message, .. } => {
+                format!("IAM call failed, retrying: {message}")
+            }
         }
     }
 
@@ -69,10 +77,15 @@ pub fn next_status(
 ) -> PodIamRoleStatus {
     let old = old.cloned().unwrap_or_default();
     let (role_name, role_arn) = match outcome {
-        Outcome::Synced { role_name, role_arn }
-        | Outcome::ServiceAccountNotFound { role_name, role_arn, .. } => {
-            (Some(role_name.clone()), Some(role_arn.clone()))
+        Outcome::Synced {
+            role_name,
+            role_arn,
         }
+        | Outcome::ServiceAccountNotFound {
+            role_name,
+            role_arn,
+            ..
+        } => (Some(role_name.clone()), Some(role_arn.clone())),
         // Someone else's role: never advertise its ARN.
         Outcome::RoleConflict { role_name, .. } => (Some(role_name.clone()), None),
         // The role, if any, is unchanged by a failed reconcile.
@@ -95,7 +108,11 @@ pub fn next_status(
         observed_generation: generation,
         last_transition_time,
     };
-    let mut conditions: Vec<Condition> = old.conditions.into_iter().filter(|c| c.type_ != READY).collect();
+    let mut conditions: Vec<Condition> = old
+        .conditions
+        .into_iter()
+        .filter(|c| c.type_ != READY)
+        .collect();
     conditions.insert(0, ready);
     PodIamRoleStatus {
         observed_generation: generation,
@@ -117,7 +134,10 @@ mod tests {
     }
 
     fn synced() -> Outcome {
-        Outcome::Synced { role_name: "r".into(), role_arn: "arn:r".into() }
+        Outcome::Synced {
+            role_name: "r".into(),
+            role_arn: "arn:r".into(),
+        }
     }
 
     fn ready(status: &PodIamRoleStatus) -> &Condition {
@@ -131,7 +151,10 @@ mod tests {
         assert_eq!(status.role_arn.as_deref(), Some("arn:r"));
         assert_eq!(status.oidc_provider_arn.as_deref(), Some(PROVIDER));
         let condition = ready(&status);
-        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", "Synced"));
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "Synced")
+        );
         assert_eq!(condition.last_transition_time, Time(t(10)));
     }
 
@@ -139,13 +162,28 @@ mod tests {
     fn unchanged_outcome_is_a_fixed_point() {
         let first = next_status(None, &synced(), Some(3), PROVIDER, t(10));
         let again = next_status(Some(&first), &synced(), Some(3), PROVIDER, t(99));
-        assert_eq!(first, again, "an in-sync object must not cause a status patch");
+        assert_eq!(
+            first, again,
+            "an in-sync object must not cause a status patch"
+        );
     }
 
     #[test]
     fn transition_time_moves_only_when_ready_flips() {
-        let first = next_status(None, &Outcome::InvalidSpec("a".into()), Some(1), PROVIDER, t(10));
-        let second = next_status(Some(&first), &Outcome::InvalidSpec("b".into()), Some(2), PROVIDER, t(20));
+        let first = next_status(
+            None,
+            &Outcome::InvalidSpec("a".into()),
+            Some(1),
+            PROVIDER,
+            t(10),
+        );
+        let second = next_status(
+            Some(&first),
+            &Outcome::InvalidSpec("b".into()),
+            Some(2),
+            PROVIDER,
+            t(20),
+        );
         assert_eq!(ready(&second).last_transition_time, Time(t(10)));
         assert_eq!(ready(&second).observed_generation, Some(2));
         let third = next_status(Some(&second), &synced(), Some(3), PROVIDER, t(30));
@@ -155,7 +193,10 @@ mod tests {
     #[test]
     fn conflict_hides_the_foreign_arn() {
         let first = next_status(None, &synced(), Some(1), PROVIDER, t(1));
-        let conflict = Outcome::RoleConflict { role_name: "r".into(), message: "taken".into() };
+        let conflict = Outcome::RoleConflict {
+            role_name: "r".into(),
+            message: "taken".into(),
+        };
         let status = next_status(Some(&first), &conflict, Some(1), PROVIDER, t(2));
         assert_eq!(status.role_arn, None);
         assert_eq!(ready(&status).reason, "RoleConflict");
@@ -167,8 +208,14 @@ mod tests {
         let first = next_status(None, &synced(), Some(1), PROVIDER, t(1));
         for outcome in [
             Outcome::InvalidSpec("bad".into()),
-            Outcome::IamRejected { role_name: "r".into(), message: "MalformedPolicyDocument: x".into() },
-            Outcome::IamUnavailable { role_name: "r".into(), message: "Throttling".into() },
+            Outcome::IamRejected {
+                role_name: "r".into(),
+                message: "MalformedPolicyDocument: x".into(),
+            },
+            Outcome::IamUnavailable {
+                role_name: "r".into(),
+                message: "Throttling".into(),
+            },
         ] {
             let status = next_status(Some(&first), &outcome, Some(2), PROVIDER, t(2));
             assert_eq!(status.role_arn.as_deref(), Some("arn:r"), "{outcome:?}");
@@ -180,7 +227,10 @@ mod tests {
     #[test]
     fn other_conditions_are_kept() {
         let mut old = next_status(None, &synced(), Some(1), PROVIDER, t(1));
-        old.conditions.push(Condition { type_: "OidcProvider".into(), ..ready(&old).clone() });
+        old.conditions.push(Condition {
+            type_: "OidcProvider".into(),
+            ..ready(&old).clone()
+        });
         let status = next_status(Some(&old), &synced(), Some(1), PROVIDER, t(2));
         assert_eq!(status.conditions.len(), 2);
     }

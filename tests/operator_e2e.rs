@@ -41,7 +41,12 @@ impl Scenario {
         bed.create_namespace(&namespace).await;
         let operator = Operator::start(&bed, &cluster, &namespace, &[]);
         operator.wait_ready().await;
-        Some(Self { bed, namespace, cluster, operator: Some(operator) })
+        Some(Self {
+            bed,
+            namespace,
+            cluster,
+            operator: Some(operator),
+        })
     }
 
     fn operator(&self) -> &Operator {
@@ -65,14 +70,21 @@ impl Scenario {
         let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
             "metadata": {"name": name}, "spec": spec});
         self.roles()
-            .patch(name, &PatchParams::apply("kubectl").force(), &Patch::Apply(&manifest))
+            .patch(
+                name,
+                &PatchParams::apply("kubectl").force(),
+                &Patch::Apply(&manifest),
+            )
             .await
             .expect("apply PodIamRole");
     }
 
     async fn status(&self, name: &str) -> Option<(Option<i64>, PodIamRoleStatus)> {
         let object = self.roles().get_opt(name).await.ok()??;
-        Some((object.metadata.generation, object.status.unwrap_or_default()))
+        Some((
+            object.metadata.generation,
+            object.status.unwrap_or_default(),
+        ))
     }
 
     /// Waits for the current generation to be reported with this Ready reason.
@@ -83,7 +95,10 @@ impl Scenario {
             |seen| {
                 seen.as_ref().is_some_and(|(generation, status)| {
                     status.observed_generation == *generation
-                        && status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == reason)
+                        && status
+                            .conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.reason == reason)
                 })
             },
         )
@@ -97,7 +112,14 @@ impl Scenario {
     }
 
     async fn role(&self, role_name: &str) -> Option<aws_sdk_iam::types::Role> {
-        let output = self.bed.iam.get_role().role_name(role_name).send().await.ok()?;
+        let output = self
+            .bed
+            .iam
+            .get_role()
+            .role_name(role_name)
+            .send()
+            .await
+            .ok()?;
         output.role().cloned()
     }
 
@@ -115,8 +137,19 @@ impl Scenario {
     }
 
     async fn attached(&self, role_name: &str) -> BTreeSet<String> {
-        let output = self.bed.iam.list_attached_role_policies().role_name(role_name).send().await.expect("list attached");
-        output.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect()
+        let output = self
+            .bed
+            .iam
+            .list_attached_role_policies()
+            .role_name(role_name)
+            .send()
+            .await
+            .expect("list attached");
+        output
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect()
     }
 
     async fn create_managed_policy(&self, label: &str) -> String {
@@ -134,15 +167,25 @@ impl Scenario {
     }
 
     async fn delete(&self, name: &str) {
-        self.roles().delete(name, &DeleteParams::default()).await.expect("delete PodIamRole");
+        self.roles()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete PodIamRole");
         eventually(&format!("{name} to be gone"), || async {
-            self.roles().get_opt(name).await.ok().filter(Option::is_none).map(drop)
+            self.roles()
+                .get_opt(name)
+                .await
+                .ok()
+                .filter(Option::is_none)
+                .map(drop)
         })
         .await;
     }
 
     fn issuer_host_path(&self) -> String {
-        self.bed.vars["TESTBED_OIDC_ISSUER"].trim_start_matches("https://").to_string()
+        self.bed.vars["TESTBED_OIDC_ISSUER"]
+            .trim_start_matches("https://")
+            .to_string()
     }
 }
 
@@ -152,12 +195,17 @@ fn dynamo_spec(service_account: &str) -> Value {
 }
 
 fn tags(role: &aws_sdk_iam::types::Role) -> BTreeMap<String, String> {
-    role.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()
+    role.tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_then_update_the_policy_with_exactly_one_write() {
-    let Some(s) = Scenario::start("create").await else { return };
+    let Some(s) = Scenario::start("create").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "payments").await;
     s.apply("payments", dynamo_spec("payments")).await;
     let status = s.wait_reason("payments", "Synced").await;
@@ -169,21 +217,33 @@ async fn create_then_update_the_policy_with_exactly_one_write() {
     assert_eq!(role.path(), format!("/irsa/{}/", s.cluster));
     let issuer = s.issuer_host_path();
     let provider_arn = format!("arn:aws:iam::000000000000:oidc-provider/{issuer}");
-    assert_eq!(status.oidc_provider_arn.as_deref(), Some(provider_arn.as_str()));
+    assert_eq!(
+        status.oidc_provider_arn.as_deref(),
+        Some(provider_arn.as_str())
+    );
     let trust = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
     let expected_trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"Federated": provider_arn}, "Action": "sts:AssumeRoleWithWebIdentity",
         "Condition": {"StringEquals": {
             format!("{issuer}:sub"): format!("system:serviceaccount:{}:payments", s.namespace),
             format!("{issuer}:aud"): "sts.amazonaws.com"}}}]});
-    assert!(semantically_equal(&trust, &expected_trust), "trust policy: {trust:#}");
+    assert!(
+        semantically_equal(&trust, &expected_trust),
+        "trust policy: {trust:#}"
+    );
     let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
-    assert!(semantically_equal(&s.inline_policy(&role_name).await, &policy));
+    assert!(semantically_equal(
+        &s.inline_policy(&role_name).await,
+        &policy
+    ));
     let role_tags = tags(&role);
     assert_eq!(role_tags.get("team").map(String::as_str), Some("payments"));
     assert_eq!(role_tags.get("irsa.dev/cluster"), Some(&s.cluster));
     assert_eq!(role_tags.get("irsa.dev/namespace"), Some(&s.namespace));
-    assert_eq!(role_tags.get("irsa.dev/name").map(String::as_str), Some("payments"));
+    assert_eq!(
+        role_tags.get("irsa.dev/name").map(String::as_str),
+        Some("payments")
+    );
     let uid = s.roles().get("payments").await.unwrap().uid().unwrap();
     assert_eq!(role_tags.get("irsa.dev/uid"), Some(&uid));
     assert_eq!(s.annotation("payments").await.as_deref(), Some(role.arn()));
@@ -191,18 +251,36 @@ async fn create_then_update_the_policy_with_exactly_one_write() {
     // Let the follow-up reconciles (finalizer, status, annotation events) settle.
     let before = settled_writes(s.operator()).await;
     let mut spec = dynamo_spec("payments");
-    spec["policy"]["Statement"][0]["Action"] = json!(["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"]);
+    spec["policy"]["Statement"][0]["Action"] =
+        json!(["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"]);
     s.apply("payments", spec.clone()).await;
     s.wait_reason("payments", "Synced").await;
     let after = settled_writes(s.operator()).await;
-    assert_eq!(after - before, 1, "a policy edit must cost exactly one IAM write");
-    assert!(semantically_equal(&s.inline_policy(&role_name).await, &spec["policy"]));
+    assert_eq!(
+        after - before,
+        1,
+        "a policy edit must cost exactly one IAM write"
+    );
+    assert!(semantically_equal(
+        &s.inline_policy(&role_name).await,
+        &spec["policy"]
+    ));
     let metrics = s.operator().metrics().await.unwrap();
-    assert!(metrics.contains(r#"operation="PutRolePolicy",access="write",outcome="success"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"operation="PutRolePolicy",access="write",outcome="success"} 2"#),
+        "{metrics}"
+    );
 
     s.delete("payments").await;
-    assert!(s.role(&role_name).await.is_none(), "Delete policy removes the role");
-    assert_eq!(s.annotation("payments").await, None, "annotation removed on delete");
+    assert!(
+        s.role(&role_name).await.is_none(),
+        "Delete policy removes the role"
+    );
+    assert_eq!(
+        s.annotation("payments").await,
+        None,
+        "annotation removed on delete"
+    );
 }
 
 /// Write count once it has stopped moving for a few resyncs' worth of reconciles.
@@ -220,7 +298,9 @@ async fn settled_writes(operator: &Operator) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_the_service_account_moves_trust_and_annotation() {
-    let Some(s) = Scenario::start("move-sa").await else { return };
+    let Some(s) = Scenario::start("move-sa").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "old").await;
     s.bed.create_service_account(&s.namespace, "new").await;
     s.apply("app", dynamo_spec("old")).await;
@@ -231,53 +311,94 @@ async fn changing_the_service_account_moves_trust_and_annotation() {
     s.apply("app", dynamo_spec("new")).await;
     s.wait_reason("app", "Synced").await;
     assert_eq!(s.annotation("new").await.as_ref(), Some(&arn));
-    assert_eq!(s.annotation("old").await, None, "old ServiceAccount released");
+    assert_eq!(
+        s.annotation("old").await,
+        None,
+        "old ServiceAccount released"
+    );
     let role = s.role(&s.role_name("app")).await.unwrap();
     let trust = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
-    let subject = &trust["Statement"][0]["Condition"]["StringEquals"][format!("{}:sub", s.issuer_host_path())];
-    assert_eq!(subject, &json!(format!("system:serviceaccount:{}:new", s.namespace)));
+    let subject = &trust["Statement"][0]["Condition"]["StringEquals"]
+        [format!("{}:sub", s.issuer_host_path())];
+    assert_eq!(
+        subject,
+        &json!(format!("system:serviceaccount:{}:new", s.namespace))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_policies_are_attached_and_detached() {
-    let Some(s) = Scenario::start("managed").await else { return };
+    let Some(s) = Scenario::start("managed").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "app").await;
     let first = s.create_managed_policy("first").await;
     let second = s.create_managed_policy("second").await;
-    s.apply("app", json!({"serviceAccountName": "app", "managedPolicyArns": [first]})).await;
+    s.apply(
+        "app",
+        json!({"serviceAccountName": "app", "managedPolicyArns": [first]}),
+    )
+    .await;
     s.wait_reason("app", "Synced").await;
     let role_name = s.role_name("app");
-    assert_eq!(s.attached(&role_name).await, BTreeSet::from([first.clone()]));
+    assert_eq!(
+        s.attached(&role_name).await,
+        BTreeSet::from([first.clone()])
+    );
 
-    s.apply("app", json!({"serviceAccountName": "app", "managedPolicyArns": [first, second]})).await;
+    s.apply(
+        "app",
+        json!({"serviceAccountName": "app", "managedPolicyArns": [first, second]}),
+    )
+    .await;
     s.wait_reason("app", "Synced").await;
-    assert_eq!(s.attached(&role_name).await, BTreeSet::from([first.clone(), second.clone()]));
+    assert_eq!(
+        s.attached(&role_name).await,
+        BTreeSet::from([first.clone(), second.clone()])
+    );
 
-    s.apply("app", json!({"serviceAccountName": "app", "managedPolicyArns": [second]})).await;
+    s.apply(
+        "app",
+        json!({"serviceAccountName": "app", "managedPolicyArns": [second]}),
+    )
+    .await;
     s.wait_reason("app", "Synced").await;
-    assert_eq!(s.attached(&role_name).await, BTreeSet::from([second.clone()]));
+    assert_eq!(
+        s.attached(&role_name).await,
+        BTreeSet::from([second.clone()])
+    );
 
     s.delete("app").await;
-    assert!(s.role(&role_name).await.is_none(), "role deleted despite attached policy");
+    assert!(
+        s.role(&role_name).await.is_none(),
+        "role deleted despite attached policy"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_keeps_the_role_and_removes_the_annotation() {
-    let Some(s) = Scenario::start("retain").await else { return };
+    let Some(s) = Scenario::start("retain").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "app").await;
     let mut spec = dynamo_spec("app");
     spec["deletionPolicy"] = json!("Retain");
     s.apply("app", spec).await;
     let status = s.wait_reason("app", "Synced").await;
     s.delete("app").await;
-    let role = s.role(&s.role_name("app")).await.expect("retained role still exists");
+    let role = s
+        .role(&s.role_name("app"))
+        .await
+        .expect("retained role still exists");
     assert_eq!(Some(role.arn()), status.role_arn.as_deref());
     assert_eq!(s.annotation("app").await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unowned_role_is_never_touched() {
-    let Some(s) = Scenario::start("conflict").await else { return };
+    let Some(s) = Scenario::start("conflict").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "app").await;
     let role_name = s.role_name("app");
     let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
@@ -295,27 +416,49 @@ async fn an_unowned_role_is_never_touched() {
     s.apply("app", dynamo_spec("app")).await;
     let status = s.wait_reason("app", "RoleConflict").await;
     let message = &status.conditions[0].message;
-    assert!(message.contains(&role_name) && message.contains("not owned"), "{message}");
+    assert!(
+        message.contains(&role_name) && message.contains("not owned"),
+        "{message}"
+    );
     assert_eq!(status.role_arn, None);
     assert_eq!(s.annotation("app").await, None);
 
     s.delete("app").await;
-    let role = s.role(&role_name).await.expect("the hand-made role survives deletion");
+    let role = s
+        .role(&role_name)
+        .await
+        .expect("the hand-made role survives deletion");
     assert_eq!(role.description(), Some("made by hand"));
     assert!(tags(&role).is_empty());
     let trust_now = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
     assert!(semantically_equal(&trust_now, &trust));
-    let inline = s.bed.iam.list_role_policies().role_name(&role_name).send().await.unwrap();
+    let inline = s
+        .bed
+        .iam
+        .list_role_policies()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
     assert!(inline.policy_names().is_empty());
-    assert_eq!(s.operator().iam_writes().await, 0, "no IAM write for a conflicting role");
+    assert_eq!(
+        s.operator().iam_writes().await,
+        0,
+        "no IAM write for a conflicting role"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_account_created_later_gets_annotated() {
-    let Some(s) = Scenario::start("late-sa").await else { return };
+    let Some(s) = Scenario::start("late-sa").await else {
+        return;
+    };
     s.apply("app", dynamo_spec("late")).await;
     let status = s.wait_reason("app", "ServiceAccountNotFound").await;
-    assert!(s.role(&s.role_name("app")).await.is_some(), "role is created before the ServiceAccount exists");
+    assert!(
+        s.role(&s.role_name("app")).await.is_some(),
+        "role is created before the ServiceAccount exists"
+    );
     s.bed.create_service_account(&s.namespace, "late").await;
     s.wait_reason("app", "Synced").await;
     assert_eq!(s.annotation("late").await, status.role_arn);
@@ -323,21 +466,31 @@ async fn a_service_account_created_later_gets_annotated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_policy_is_reported_and_nothing_is_written() {
-    let Some(s) = Scenario::start("invalid").await else { return };
+    let Some(s) = Scenario::start("invalid").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "app").await;
     let spec = json!({"serviceAccountName": "app", "policy": {"Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "dynamodbPutItem", "Resource": "*"}]}});
     s.apply("app", spec).await;
     let status = s.wait_reason("app", "InvalidSpec").await;
     let message = &status.conditions[0].message;
-    assert!(message.contains("Statement[0]") && message.contains("dynamodbPutItem"), "{message}");
+    assert!(
+        message.contains("Statement[0]") && message.contains("dynamodbPutItem"),
+        "{message}"
+    );
     assert!(s.role(&s.role_name("app")).await.is_none());
     assert_eq!(s.operator().iam_writes().await, 0);
 
-    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.bed.kube.clone(), &s.namespace);
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        s.bed.kube.clone(),
+        &s.namespace,
+    );
     let warning = eventually("an InvalidSpec event", || async {
         let list = events.list(&Default::default()).await.ok()?;
-        list.items.into_iter().find(|e| e.reason.as_deref() == Some("InvalidSpec"))
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("InvalidSpec"))
     })
     .await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
@@ -349,7 +502,9 @@ async fn an_invalid_policy_is_reported_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_nothing_changed_makes_zero_writes_and_drift_is_repaired() {
-    let Some(mut s) = Scenario::start("restart").await else { return };
+    let Some(mut s) = Scenario::start("restart").await else {
+        return;
+    };
     s.bed.create_service_account(&s.namespace, "app").await;
     s.apply("app", dynamo_spec("app")).await;
     s.wait_reason("app", "Synced").await;
@@ -360,12 +515,22 @@ async fn a_restart_with_nothing_changed_makes_zero_writes_and_drift_is_repaired(
     // Two resync periods: the restarted operator re-reads everything and must write nothing.
     let reads = eventually_matches(
         "the restarted operator to re-read the role twice",
-        || async { support::sum_metric(&operator.metrics().await.unwrap_or_default(), "irsa_operator_iam_calls_total", "operation=\"GetRole\"") },
+        || async {
+            support::sum_metric(
+                &operator.metrics().await.unwrap_or_default(),
+                "irsa_operator_iam_calls_total",
+                "operation=\"GetRole\"",
+            )
+        },
         |reads| *reads >= 2,
     )
     .await;
     assert!(reads >= 2);
-    assert_eq!(operator.iam_writes().await, 0, "restart of an in-sync object wrote to IAM");
+    assert_eq!(
+        operator.iam_writes().await,
+        0,
+        "restart of an in-sync object wrote to IAM"
+    );
 
     // A change made directly in IAM is repaired on the next resync.
     let role_name = s.role_name("app");
@@ -383,6 +548,10 @@ async fn a_restart_with_nothing_changed_makes_zero_writes_and_drift_is_repaired(
         semantically_equal(&s.inline_policy(&role_name).await, &policy).then_some(())
     })
     .await;
-    assert_eq!(operator.iam_writes().await, 1, "drift repair is one PutRolePolicy");
+    assert_eq!(
+        operator.iam_writes().await,
+        1,
+        "drift repair is one PutRolePolicy"
+    );
     s.operator = Some(operator);
 }

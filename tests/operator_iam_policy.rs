@@ -29,7 +29,10 @@ fn allowed_actions(policy: &Value) -> BTreeSet<String> {
         .filter(|s| s["Effect"] == "Allow")
         .flat_map(|s| match &s["Action"] {
             Value::String(a) => vec![a.clone()],
-            Value::Array(items) => items.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
             _ => vec![],
         })
         .collect()
@@ -42,7 +45,16 @@ fn every_iam_call_in_the_code_is_allowed_by_the_shipped_policy() {
     let allowed = allowed_actions(&policy);
     let mut called = quoted_after(AWS_IMPL, "self.call(\"");
     called.extend(quoted_after(PLAN, "=> \""));
-    assert!(called.len() >= 16, "found too few operations, the scan is broken: {called:?}");
-    let missing: Vec<_> = called.iter().filter(|op| !allowed.contains(&format!("iam:{op}"))).collect();
-    assert!(missing.is_empty(), "config/iam/operator-policy.json does not allow {missing:?}");
+    assert!(
+        called.len() >= 16,
+        "found too few operations, the scan is broken: {called:?}"
+    );
+    let missing: Vec<_> = called
+        .iter()
+        .filter(|op| !allowed.contains(&format!("iam:{op}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "config/iam/operator-policy.json does not allow {missing:?}"
+    );
 }

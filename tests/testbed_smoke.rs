@@ -12,7 +12,9 @@ use support::{install_crypto, testbed, unique};
 
 fn claims(jwt: &str) -> (Value, Value) {
     let decode = |part: &str| -> Value {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .expect("base64url");
         serde_json::from_slice(&bytes).expect("JSON")
     };
     let mut parts = jwt.split('.');
@@ -35,11 +37,17 @@ async fn token_request_yields_irsa_claims_verifiable_by_discovery() {
         .create_token_request("app", &PostParams::default(), &request)
         .await
         .expect("TokenRequest");
-    let token = issued.status.and_then(|s| s.token).expect("a token in the TokenRequest status");
+    let token = issued
+        .status
+        .and_then(|s| s.token)
+        .expect("a token in the TokenRequest status");
     let (header, claims) = claims(&token);
     let issuer = &bed.vars["TESTBED_OIDC_ISSUER"];
     assert_eq!(claims["iss"], json!(issuer));
-    assert_eq!(claims["sub"], json!(format!("system:serviceaccount:{namespace}:app")));
+    assert_eq!(
+        claims["sub"],
+        json!(format!("system:serviceaccount:{namespace}:app"))
+    );
     assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
 
     // IAM fetches discovery without credentials, so the test does too.
@@ -50,16 +58,33 @@ async fn token_request_yields_irsa_claims_verifiable_by_discovery() {
         let client = anonymous.clone();
         async move {
             let request = http::Request::get(path).body(Vec::new()).unwrap();
-            let body = client.request_text(request).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            let body = client
+                .request_text(request)
+                .await
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
             serde_json::from_str::<Value>(&body).unwrap()
         }
     };
     let discovery = get("/.well-known/openid-configuration").await;
     assert_eq!(discovery["issuer"], json!(issuer));
-    assert_eq!(discovery["jwks_uri"].as_str().map(|u| u.starts_with(issuer.as_str())), Some(true));
+    assert_eq!(
+        discovery["jwks_uri"]
+            .as_str()
+            .map(|u| u.starts_with(issuer.as_str())),
+        Some(true)
+    );
     let jwks = get("/openid/v1/jwks").await;
-    let kids: Vec<&Value> = jwks["keys"].as_array().unwrap().iter().map(|k| &k["kid"]).collect();
-    assert!(kids.contains(&&header["kid"]), "token kid {} not in JWKS {kids:?}", header["kid"]);
+    let kids: Vec<&Value> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["kid"])
+        .collect();
+    assert!(
+        kids.contains(&&header["kid"]),
+        "token kid {} not in JWKS {kids:?}",
+        header["kid"]
+    );
 }
 
 #[tokio::test]
@@ -78,11 +103,31 @@ async fn localstack_stores_iam_roles() {
         .send()
         .await
         .expect("CreateRole");
-    assert!(created.role().unwrap().arn().ends_with(&format!(":role/smoke/{name}")));
-    let read = bed.iam.get_role().role_name(&name).send().await.expect("GetRole");
-    let document = irsa_operator::policy::decode_iam_document(read.role().unwrap().assume_role_policy_document().unwrap()).unwrap();
+    assert!(
+        created
+            .role()
+            .unwrap()
+            .arn()
+            .ends_with(&format!(":role/smoke/{name}"))
+    );
+    let read = bed
+        .iam
+        .get_role()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("GetRole");
+    let document = irsa_operator::policy::decode_iam_document(
+        read.role().unwrap().assume_role_policy_document().unwrap(),
+    )
+    .unwrap();
     assert!(irsa_operator::policy::semantically_equal(&document, &trust));
-    bed.iam.delete_role().role_name(&name).send().await.expect("DeleteRole");
+    bed.iam
+        .delete_role()
+        .role_name(&name)
+        .send()
+        .await
+        .expect("DeleteRole");
     let gone = bed.iam.get_role().role_name(&name).send().await;
     assert!(gone.is_err(), "role still exists after DeleteRole");
 }

@@ -88,7 +88,11 @@ where
     IamError {
         operation,
         kind,
-        code: if code.is_empty() { "Unavailable".into() } else { code },
+        code: if code.is_empty() {
+            "Unavailable".into()
+        } else {
+            code
+        },
         message,
     }
 }
@@ -123,13 +127,14 @@ impl IamApi for AwsIam {
         let Some(found) = output.role() else {
             return Ok(None);
         };
-        let trust_policy = policy::decode_iam_document(found.assume_role_policy_document().unwrap_or("{}"))
-            .map_err(|message| IamError {
-                operation: "GetRole",
-                kind: IamErrorKind::Retryable,
-                code: "UnreadableDocument".into(),
-                message,
-            })?;
+        let trust_policy =
+            policy::decode_iam_document(found.assume_role_policy_document().unwrap_or("{}"))
+                .map_err(|message| IamError {
+                    operation: "GetRole",
+                    kind: IamErrorKind::Retryable,
+                    code: "UnreadableDocument".into(),
+                    message,
+                })?;
         Ok(Some(RoleSummary {
             arn: found.arn().to_string(),
             path: found.path().to_string(),
@@ -161,7 +166,12 @@ impl IamApi for AwsIam {
     }
 
     async fn get_role_policy(&self, role: &str, policy_name: &str) -> Result<Value, IamError> {
-        let request = self.client.get_role_policy().role_name(role).policy_name(policy_name).send();
+        let request = self
+            .client
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy_name)
+            .send();
         let output = self.call("GetRolePolicy", request).await?;
         policy::decode_iam_document(output.policy_document()).map_err(|message| IamError {
             operation: "GetRolePolicy",
@@ -244,11 +254,19 @@ impl IamApi for AwsIam {
                 self.call(operation, request).await.map(drop)
             }
             IamOp::TagRole(tags) => {
-                let request = c.tag_role().role_name(role).set_tags(Some(build_tags(tags))).send();
+                let request = c
+                    .tag_role()
+                    .role_name(role)
+                    .set_tags(Some(build_tags(tags)))
+                    .send();
                 self.call(operation, request).await.map(drop)
             }
             IamOp::UntagRole(keys) => {
-                let request = c.untag_role().role_name(role).set_tag_keys(Some(keys.clone())).send();
+                let request = c
+                    .untag_role()
+                    .role_name(role)
+                    .set_tag_keys(Some(keys.clone()))
+                    .send();
                 self.call(operation, request).await.map(drop)
             }
             IamOp::PutInlinePolicy { name, document } => {
@@ -261,15 +279,27 @@ impl IamApi for AwsIam {
                 self.call(operation, request).await.map(drop)
             }
             IamOp::DeleteInlinePolicy(name) => {
-                let request = c.delete_role_policy().role_name(role).policy_name(name).send();
+                let request = c
+                    .delete_role_policy()
+                    .role_name(role)
+                    .policy_name(name)
+                    .send();
                 self.call(operation, request).await.map(drop)
             }
             IamOp::AttachPolicy(arn) => {
-                let request = c.attach_role_policy().role_name(role).policy_arn(arn).send();
+                let request = c
+                    .attach_role_policy()
+                    .role_name(role)
+                    .policy_arn(arn)
+                    .send();
                 self.call(operation, request).await.map(drop)
             }
             IamOp::DetachPolicy(arn) => {
-                let request = c.detach_role_policy().role_name(role).policy_arn(arn).send();
+                let request = c
+                    .detach_role_policy()
+                    .role_name(role)
+                    .policy_arn(arn)
+                    .send();
                 self.call(operation, request).await.map(drop)
             }
             IamOp::DeleteRole => {

@@ -30,7 +30,10 @@ impl FakeIam {
     }
 
     fn record(&self, operation: &str, role: &str) {
-        self.calls.lock().unwrap().push(format!("{operation} {role}"));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{operation} {role}"));
     }
 
     fn not_found(operation: &'static str, role: &str) -> IamError {
@@ -47,13 +50,20 @@ impl FakeIam {
 impl IamApi for FakeIam {
     async fn get_role(&self, role: &str) -> Result<Option<RoleSummary>, IamError> {
         self.record("GetRole", role);
-        Ok(self.roles.lock().unwrap().get(role).map(|r| r.summary.clone()))
+        Ok(self
+            .roles
+            .lock()
+            .unwrap()
+            .get(role)
+            .map(|r| r.summary.clone()))
     }
 
     async fn list_role_policy_names(&self, role: &str) -> Result<Vec<String>, IamError> {
         self.record("ListRolePolicies", role);
         let roles = self.roles.lock().unwrap();
-        let found = roles.get(role).ok_or_else(|| Self::not_found("ListRolePolicies", role))?;
+        let found = roles
+            .get(role)
+            .ok_or_else(|| Self::not_found("ListRolePolicies", role))?;
         Ok(found.inline_policies.keys().cloned().collect())
     }
 
@@ -69,14 +79,24 @@ impl IamApi for FakeIam {
     async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError> {
         self.record("ListAttachedRolePolicies", role);
         let roles = self.roles.lock().unwrap();
-        let found = roles.get(role).ok_or_else(|| Self::not_found("ListAttachedRolePolicies", role))?;
+        let found = roles
+            .get(role)
+            .ok_or_else(|| Self::not_found("ListAttachedRolePolicies", role))?;
         Ok(found.managed_policy_arns.clone())
     }
 
     async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError> {
         self.record(op.operation(), role);
         let mut roles = self.roles.lock().unwrap();
-        if let IamOp::CreateRole { path, trust_policy, description, max_session_duration, permissions_boundary, tags } = op {
+        if let IamOp::CreateRole {
+            path,
+            trust_policy,
+            description,
+            max_session_duration,
+            permissions_boundary,
+            tags,
+        } = op
+        {
             if roles.contains_key(role) {
                 return Err(IamError {
                     operation: "CreateRole",
@@ -94,16 +114,25 @@ impl IamApi for FakeIam {
                 permissions_boundary: permissions_boundary.clone(),
                 tags: tags.clone(),
             };
-            let created = ObservedRole { summary, inline_policies: BTreeMap::new(), managed_policy_arns: BTreeSet::new() };
+            let created = ObservedRole {
+                summary,
+                inline_policies: BTreeMap::new(),
+                managed_policy_arns: BTreeSet::new(),
+            };
             roles.insert(role.to_string(), created);
             return Ok(());
         }
-        let found = roles.get_mut(role).ok_or_else(|| Self::not_found(op.operation(), role))?;
+        let found = roles
+            .get_mut(role)
+            .ok_or_else(|| Self::not_found(op.operation(), role))?;
         let summary = &mut found.summary;
         match op {
             IamOp::CreateRole { .. } => unreachable!("handled above"),
             IamOp::UpdateTrustPolicy(document) => summary.trust_policy = document.clone(),
-            IamOp::UpdateRole { description, max_session_duration } => {
+            IamOp::UpdateRole {
+                description,
+                max_session_duration,
+            } => {
                 summary.description = description.clone();
                 summary.max_session_duration = *max_session_duration;
             }
@@ -115,7 +144,10 @@ impl IamApi for FakeIam {
                 found.inline_policies.insert(name.clone(), document.clone());
             }
             IamOp::DeleteInlinePolicy(name) => {
-                found.inline_policies.remove(name).ok_or_else(|| Self::not_found("DeleteRolePolicy", role))?;
+                found
+                    .inline_policies
+                    .remove(name)
+                    .ok_or_else(|| Self::not_found("DeleteRolePolicy", role))?;
             }
             IamOp::AttachPolicy(arn) => {
                 found.managed_policy_arns.insert(arn.clone());

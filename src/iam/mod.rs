@@ -114,15 +114,31 @@ mod tests {
         let want = desired();
         let ours = |s: &RoleSummary| want.owner.mismatch(&s.tags).is_none();
         let observed = observe_role(&iam, &want.name, ours).await.unwrap();
-        run(&iam, &want.name, &plan_apply(&want, observed.as_ref()).unwrap()).await;
-        assert_eq!(iam.writes(), ["CreateRole prod.shop.payments", "PutRolePolicy prod.shop.payments"]);
+        run(
+            &iam,
+            &want.name,
+            &plan_apply(&want, observed.as_ref()).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            iam.writes(),
+            [
+                "CreateRole prod.shop.payments",
+                "PutRolePolicy prod.shop.payments"
+            ]
+        );
 
         iam.calls.lock().unwrap().clear();
         let observed = observe_role(&iam, &want.name, ours).await.unwrap();
         assert_eq!(plan_apply(&want, observed.as_ref()), Ok(vec![]));
         assert_eq!(
             *iam.calls.lock().unwrap(),
-            ["GetRole prod.shop.payments", "ListRolePolicies prod.shop.payments", "GetRolePolicy prod.shop.payments", "ListAttachedRolePolicies prod.shop.payments"]
+            [
+                "GetRole prod.shop.payments",
+                "ListRolePolicies prod.shop.payments",
+                "GetRolePolicy prod.shop.payments",
+                "ListAttachedRolePolicies prod.shop.payments"
+            ]
         );
     }
 
@@ -136,7 +152,9 @@ mod tests {
         iam.calls.lock().unwrap().clear();
 
         let want = desired();
-        let observed = observe_role(&iam, &want.name, |s| want.owner.mismatch(&s.tags).is_none()).await.unwrap();
+        let observed = observe_role(&iam, &want.name, |s| want.owner.mismatch(&s.tags).is_none())
+            .await
+            .unwrap();
         assert!(plan_apply(&want, observed.as_ref()).is_err());
         assert!(plan_delete(&want.name, &owner(), observed.as_ref()).is_err());
         assert_eq!(*iam.calls.lock().unwrap(), ["GetRole prod.shop.payments"]);
@@ -146,12 +164,24 @@ mod tests {
     async fn delete_plan_satisfies_iam_ordering() {
         let iam = FakeIam::default();
         let mut want = desired();
-        want.managed_policy_arns.insert("arn:aws:iam::aws:policy/A".into());
+        want.managed_policy_arns
+            .insert("arn:aws:iam::aws:policy/A".into());
         run(&iam, &want.name, &plan_apply(&want, None).unwrap()).await;
         // DeleteRole before removing policies is refused, as IAM does.
-        assert_eq!(iam.execute(&want.name, &IamOp::DeleteRole).await.unwrap_err().code, "DeleteConflict");
+        assert_eq!(
+            iam.execute(&want.name, &IamOp::DeleteRole)
+                .await
+                .unwrap_err()
+                .code,
+            "DeleteConflict"
+        );
         let observed = observe_role(&iam, &want.name, |_| true).await.unwrap();
-        run(&iam, &want.name, &plan_delete(&want.name, &owner(), observed.as_ref()).unwrap()).await;
+        run(
+            &iam,
+            &want.name,
+            &plan_delete(&want.name, &owner(), observed.as_ref()).unwrap(),
+        )
+        .await;
         assert!(iam.roles.lock().unwrap().is_empty());
     }
 }

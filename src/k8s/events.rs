@@ -7,7 +7,13 @@ use kube::{
 
 use crate::crd::PodIamRole;
 
-pub async fn publish(recorder: &Recorder, object: &PodIamRole, type_: EventType, reason: &str, note: String) {
+pub async fn publish(
+    recorder: &Recorder,
+    object: &PodIamRole,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),

@@ -14,8 +14,8 @@ pub async fn discover_issuer(client: &Client) -> Result<String, String> {
 }
 
 fn issuer_from_discovery(body: &str) -> Result<String, String> {
-    let document: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("the OIDC discovery document is not JSON: {e}"))?;
+    let document: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| format!("the OIDC discovery document is not JSON: {e}"))?;
     document["issuer"]
         .as_str()
         .map(str::to_string)
@@ -29,7 +29,10 @@ mod tests {
     #[test]
     fn reads_the_issuer() {
         let body = r#"{"issuer":"https://127.0.0.1:6443","jwks_uri":"https://127.0.0.1:6443/openid/v1/jwks"}"#;
-        assert_eq!(issuer_from_discovery(body).unwrap(), "https://127.0.0.1:6443");
+        assert_eq!(
+            issuer_from_discovery(body).unwrap(),
+            "https://127.0.0.1:6443"
+        );
         assert!(issuer_from_discovery("{}").is_err());
         assert!(issuer_from_discovery("<html>").is_err());
     }

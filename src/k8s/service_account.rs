@@ -30,16 +30,20 @@ fn already_applied(sa: &ServiceAccount, role_arn: &str) -> bool {
         .is_some_and(|v| v == role_arn);
     let owned = meta.managed_fields.iter().flatten().any(|entry| {
         entry.manager.as_deref() == Some(FIELD_MANAGER)
-            && entry
-                .fields_v1
-                .as_ref()
-                .is_some_and(|f| f.0.to_string().contains(&format!("f:{ROLE_ARN_ANNOTATION}")))
+            && entry.fields_v1.as_ref().is_some_and(|f| {
+                f.0.to_string()
+                    .contains(&format!("f:{ROLE_ARN_ANNOTATION}"))
+            })
     });
     value_matches && owned
 }
 
 /// Server-side applies the role ARN annotation and nothing else.
-pub async fn annotate(api: &Api<ServiceAccount>, name: &str, role_arn: &str) -> Result<Annotation, kube::Error> {
+pub async fn annotate(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    role_arn: &str,
+) -> Result<Annotation, kube::Error> {
     let Some(sa) = api.get_opt(name).await? else {
         return Ok(Annotation::ServiceAccountMissing);
     };
@@ -57,7 +61,14 @@ pub async fn annotate(api: &Api<ServiceAccount>, name: &str, role_arn: &str) -> 
             "annotations": {ROLE_ARN_ANNOTATION: role_arn},
         },
     });
-    match api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await {
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(Annotation::Applied),
         Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(Annotation::ServiceAccountMissing),
         Err(e) => Err(e),
@@ -65,15 +76,25 @@ pub async fn annotate(api: &Api<ServiceAccount>, name: &str, role_arn: &str) -> 
 }
 
 /// Removes the annotation if, and only if, it still names `role_arn`.
-pub async fn remove_annotation(api: &Api<ServiceAccount>, name: &str, role_arn: &str) -> Result<(), kube::Error> {
-    let pointer = format!("/metadata/annotations/{}", ROLE_ARN_ANNOTATION.replace('~', "~0").replace('/', "~1"));
+pub async fn remove_annotation(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    role_arn: &str,
+) -> Result<(), kube::Error> {
+    let pointer = format!(
+        "/metadata/annotations/{}",
+        ROLE_ARN_ANNOTATION.replace('~', "~0").replace('/', "~1")
+    );
     // `test` makes the removal atomic: if someone re-pointed the annotation, nothing happens.
     let patch: json_patch::Patch = serde_json::from_value(json!([
         {"op": "test", "path": pointer, "value": role_arn},
         {"op": "remove", "path": pointer},
     ]))
     .expect("a well-formed JSON patch");
-    match api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+    {
         Ok(_) => Ok(()),
         // Gone, or the test failed because the annotation changed or was removed.
         Err(e) if is_status(&e, 404) || is_status(&e, 422) || is_status(&e, 409) => Ok(()),

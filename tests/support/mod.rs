@@ -61,7 +61,10 @@ pub async fn testbed() -> Option<Testbed> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) => {
-            let reason = format!("no test bed env file at {} ({error}); run `scripts/testbed up`", path.display());
+            let reason = format!(
+                "no test bed env file at {} ({error}); run `scripts/testbed up`",
+                path.display()
+            );
             if std::env::var(REQUIRED_FLAG).is_ok_and(|v| v == "1") {
                 panic!("{REQUIRED_FLAG}=1 but {reason}");
             }
@@ -70,7 +73,11 @@ pub async fn testbed() -> Option<Testbed> {
         }
     };
     let vars = parse_env(&text);
-    let var = |key: &str| vars.get(key).cloned().unwrap_or_else(|| panic!("{} lacks {key}", path.display()));
+    let var = |key: &str| {
+        vars.get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} lacks {key}", path.display()))
+    };
     let kubeconfig = Kubeconfig::read_from(var("KUBECONFIG")).expect("readable kubeconfig");
     let kube_config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -107,7 +114,10 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{prefix}-{:x}", (nanos ^ (std::process::id() as u128) << 40) & 0xff_ffff_ffff)
+    format!(
+        "{prefix}-{:x}",
+        (nanos ^ (std::process::id() as u128) << 40) & 0xff_ffff_ffff
+    )
 }
 
 impl Testbed {
@@ -120,7 +130,8 @@ impl Testbed {
     }
 
     pub async fn create_service_account(&self, namespace: &str, name: &str) {
-        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
         Api::<ServiceAccount>::namespaced(self.kube.clone(), namespace)
             .create(&PostParams::default(), &sa)
             .await
@@ -132,9 +143,13 @@ impl Testbed {
         let crds: Api<CustomResourceDefinition> = Api::all(self.kube.clone());
         let crd = PodIamRole::crd();
         let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &PatchParams::apply("irsa-e2e").force(), &Patch::Apply(&crd))
-            .await
-            .expect("apply CRD");
+        crds.patch(
+            &name,
+            &PatchParams::apply("irsa-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
         eventually("CRD established", || async {
             let crd = crds.get(&name).await.ok()?;
             let established = crd
@@ -159,13 +174,20 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(started.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for: {what}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 /// Like [`eventually`], but reports the last observed value on timeout.
-pub async fn eventually_matches<T: Debug, F, Fut>(what: &str, probe: F, accept: impl Fn(&T) -> bool) -> T
+pub async fn eventually_matches<T: Debug, F, Fut>(
+    what: &str,
+    probe: F,
+    accept: impl Fn(&T) -> bool,
+) -> T
 where
     F: Fn() -> Fut,
     Fut: Future<Output = T>,
@@ -185,7 +207,11 @@ where
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The operator binary, run as a user runs it, watching one namespace.
@@ -204,7 +230,14 @@ impl Operator {
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
             .arg("run")
-            .args(["--cluster-name", cluster, "--namespaces", namespace, "--resync-interval", "5s"])
+            .args([
+                "--cluster-name",
+                cluster,
+                "--namespaces",
+                namespace,
+                "--resync-interval",
+                "5s",
+            ])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
             .env_clear()
@@ -215,7 +248,11 @@ impl Operator {
             .spawn()
             .expect("start irsa-operator");
         eprintln!("operator for {namespace} logs to {}", log.display());
-        Self { child, metrics_port, log }
+        Self {
+            child,
+            metrics_port,
+            log,
+        }
     }
 
     /// Raw `/metrics` text, or `None` while the server is not up.
@@ -232,7 +269,10 @@ impl Operator {
 
     pub async fn wait_ready(&self) {
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
-        eventually("operator /readyz", || async { http_get(&url).await.filter(|body| body == "ok") }).await;
+        eventually("operator /readyz", || async {
+            http_get(&url).await.filter(|body| body == "ok")
+        })
+        .await;
     }
 
     pub fn stop(mut self) {
@@ -270,5 +310,7 @@ pub async fn http_get(url: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
 }
