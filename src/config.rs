@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use crate::naming;
+use crate::{naming, oidc::ProviderMode};
 
 /// Flags of `irsa-operator run`.
 #[derive(Args, Debug, Clone)]
@@ -20,6 +20,20 @@ pub struct RunArgs {
     /// `/.well-known/openid-configuration` when not set.
     #[arg(long, env = "IRSA_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
+
+    /// `existing`: verify the cluster's IAM OIDC provider (it exists, has the issuer URL and
+    /// every audience in use) and report problems. `manage`: also create it and keep its
+    /// thumbprint and client IDs right; a provider this operator did not create is never modified.
+    #[arg(
+        long = "oidc-provider",
+        env = "IRSA_OIDC_PROVIDER",
+        default_value = "existing"
+    )]
+    pub oidc_provider_mode: ProviderMode,
+
+    /// Extra CA certificates (PEM) to trust when fingerprinting a private issuer's TLS chain.
+    #[arg(long, env = "IRSA_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<std::path::PathBuf>,
 
     /// IAM path for the roles the operator creates. Default: `/irsa/<cluster-name>/`.
     #[arg(long, env = "IRSA_ROLE_PATH")]

@@ -1,9 +1,12 @@
 //! Start-up and Controller wiring: resolve the account and issuer, then run one
 //! Controller per watched scope until a signal arrives.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use futures::{StreamExt, future::join_all};
@@ -20,16 +23,19 @@ use kube::{
         watcher,
     },
 };
+use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::{
-    config::{self, OperatorConfig, RunArgs},
-    crd::PodIamRole,
+    config::{self, RunArgs},
+    crd::{DEFAULT_AUDIENCE, PodIamRole},
     http,
     iam::{IamApi, aws::AwsIam},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
     metrics::Metrics,
-    reconciler::{Context, error_policy, reconcile},
+    oidc::ProviderMode,
+    provider::ProviderMonitor,
+    reconciler::{Context, Shared, error_policy, reconcile},
 };
 
 /// How often readiness re-checks the caches until they are synced.
@@ -85,17 +91,35 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
+    let (provider_tx, provider_rx) = watch::channel(None);
+    let poke = Arc::new(Notify::new());
+    let monitor = ProviderMonitor {
+        iam: iam.clone(),
+        metrics: metrics.clone(),
+        mode: args.oidc_provider_mode,
+        arn: config.oidc_provider_arn(),
+        issuer: issuer.clone(),
+        issuer_host_path: config.issuer_host_path.clone(),
+        cluster: config.cluster_name.clone(),
+        ca_file: args.oidc_ca_file.clone(),
+        interval: args.resync_interval,
+        poke: poke.clone(),
+    };
     let shared = Shared {
         client,
         iam,
         config,
         recorder,
         metrics,
+        provider: provider_rx,
+        provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
     };
     let (controllers, stores): (Vec<_>, Vec<_>) = scopes
         .into_iter()
         .map(|scope| controller_for(scope.as_deref(), &shared, &args))
         .unzip();
+    let audience_stores = stores.clone();
+    tokio::spawn(monitor.run(move || audiences_in_use(&audience_stores), provider_tx));
     tokio::spawn(async move {
         for store in stores {
             // The controller awaits the same one-shot signal and only the latest poller
@@ -116,13 +140,18 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     Ok(())
 }
 
-/// What every watched scope's Controller shares.
-struct Shared {
-    client: Client,
-    iam: Arc<dyn IamApi>,
-    config: OperatorConfig,
-    recorder: Recorder,
-    metrics: Arc<Metrics>,
+/// Every audience PodIamRoles use, plus the default so new roles work at once.
+fn audiences_in_use(stores: &[Store<PodIamRole>]) -> BTreeSet<String> {
+    let mut audiences = BTreeSet::from([DEFAULT_AUDIENCE.to_string()]);
+    for store in stores {
+        audiences.extend(
+            store
+                .state()
+                .iter()
+                .filter_map(|role| role.spec.audience.clone()),
+        );
+    }
+    audiences
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -157,20 +186,19 @@ fn controller_for(
         watcher::Config::default(),
     );
     let roles = controller.store();
-    let ctx = Arc::new(Context::new(
-        shared.client.clone(),
-        shared.iam.clone(),
-        shared.config.clone(),
-        shared.recorder.clone(),
-        shared.metrics.clone(),
-        args.resync_interval,
-        sa_store,
-    ));
+    let ctx = Arc::new(Context::new(shared.clone(), args.resync_interval, sa_store));
+    // A change in the provider's health changes every PodIamRole's status.
+    let provider_changes =
+        futures::stream::unfold(shared.provider.clone(), |mut provider| async move {
+            provider.changed().await.ok()?;
+            Some(((), provider))
+        });
     let mapper_roles = roles.clone();
     let run = controller
         .watches_stream(service_accounts, move |sa| {
             roles_for_service_account(&mapper_roles, &sa)
         })
+        .reconcile_all_on(provider_changes)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use irsa_operator::{config::RunArgs, controller, crd::PodIamRole, telemetry};
+use irsa_operator::{config::RunArgs, controller, crd::PodIamRole, telemetry, thumbprint};
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.
 #[derive(Parser)]
@@ -17,20 +17,42 @@ enum Command {
     Run(RunArgs),
     /// Print the PodIamRole CustomResourceDefinition as YAML.
     Crd,
+    /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
+    /// certificate its host serves, as 40 lowercase hex characters.
+    Thumbprint {
+        /// The issuer URL, e.g. https://oidc.eks.us-east-1.amazonaws.com/id/ABC.
+        issuer: String,
+        /// Extra CA certificates (PEM) to trust, for private issuers.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube and the AWS SDK share rustls; pin its one crypto provider before either starts.
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .expect("no other crypto provider is installed this early");
     match cli.command {
         Command::Crd => {
             print!("{}", PodIamRole::crd_yaml());
             ExitCode::SUCCESS
         }
+        Command::Thumbprint { issuer, ca_file } => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(thumbprint::fetch_thumbprint(&issuer, ca_file.as_deref())) {
+                Ok(thumbprint) => {
+                    println!("{thumbprint}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
-            // kube and the AWS SDK share rustls; pin its one crypto provider before either starts.
-            rustls::crypto::aws_lc_rs::default_provider()
-                .install_default()
-                .expect("no other crypto provider is installed this early");
             telemetry::init(args.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
             match runtime.block_on(controller::run(args)) {

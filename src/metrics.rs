@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -32,6 +32,8 @@ pub struct Metrics {
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     iam_calls: Family<IamCallLabels, Counter>,
+    oidc_provider_healthy: Gauge,
+    oidc_provider_checks: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -44,6 +46,8 @@ impl Default for Metrics {
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 40.0,
         ]);
         let iam_calls = Family::<IamCallLabels, Counter>::default();
+        let oidc_provider_healthy = Gauge::default();
+        let oidc_provider_checks = Family::<ResultLabels, Counter>::default();
         registry.register(
             "reconciles",
             "PodIamRole reconciles by result",
@@ -64,12 +68,24 @@ impl Default for Metrics {
             "IAM API calls by operation, access and outcome",
             iam_calls.clone(),
         );
+        registry.register(
+            "oidc_provider_healthy",
+            "1 when the cluster's IAM OIDC provider was found correct at the last check",
+            oidc_provider_healthy.clone(),
+        );
+        registry.register(
+            "oidc_provider_checks",
+            "OIDC provider checks by result: healthy or the problem's reason",
+            oidc_provider_checks.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_errors,
             reconcile_duration,
             iam_calls,
+            oidc_provider_healthy,
+            oidc_provider_checks,
         }
     }
 }
@@ -108,6 +124,15 @@ impl Metrics {
         }
     }
 
+    /// Records one OIDC provider check; `problem` is its reason when unhealthy.
+    pub fn record_oidc_provider(&self, problem: Option<&'static str>) {
+        self.oidc_provider_healthy.set(i64::from(problem.is_none()));
+        let result = problem.unwrap_or("healthy");
+        self.oidc_provider_checks
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
@@ -125,10 +150,15 @@ mod tests {
         metrics.record_iam_call("GetRole", "success");
         metrics.record_iam_call("PutRolePolicy", "terminal");
         metrics.record_reconcile(Duration::from_millis(20), Some("RoleConflict"));
+        metrics.record_oidc_provider(Some("OidcProviderNotFound"));
         let text = metrics.render();
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="GetRole",access="read",outcome="success"} 1"#), "{text}");
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="PutRolePolicy",access="write",outcome="terminal"} 1"#));
         assert!(text.contains(r#"irsa_operator_reconcile_errors_total{reason="RoleConflict"} 1"#));
         assert!(text.contains("irsa_operator_reconcile_duration_seconds_count 1"));
+        assert!(text.contains("irsa_operator_oidc_provider_healthy 0"));
+        assert!(text.contains(
+            r#"irsa_operator_oidc_provider_checks_total{result="OidcProviderNotFound"} 1"#
+        ));
     }
 }

@@ -19,11 +19,12 @@ use kube::{
     },
 };
 use serde_json::json;
+use tokio::sync::{Notify, watch};
 use tracing::{info, instrument, warn};
 
 use crate::{
     config::OperatorConfig,
-    crd::{DeletionPolicy, FINALIZER, PodIamRole},
+    crd::{DEFAULT_AUDIENCE, DeletionPolicy, FINALIZER, PodIamRole},
     desired::{self, Owner},
     iam::{IamApi, IamError, IamErrorKind, observe_role},
     k8s::{
@@ -31,8 +32,9 @@ use crate::{
         service_account::{self, Annotation, ROLE_ARN_ANNOTATION},
     },
     metrics::Metrics,
+    oidc::{ProviderCheck, problem_for_audience},
     plan::{self, IamOp, RoleConflict},
-    status::{Outcome, next_status},
+    status::{Outcome, ProviderHealth, next_status},
 };
 
 /// First retry delay after a retryable failure; doubles per consecutive failure.
@@ -73,6 +75,19 @@ struct SyncMemo {
     at: Instant,
 }
 
+/// What every watched scope's Controller shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub client: Client,
+    pub iam: Arc<dyn IamApi>,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub provider: watch::Receiver<Option<ProviderCheck>>,
+    pub provider_poke: Option<Arc<Notify>>,
+}
+
+/// The IO handles a reconcile works with.
 pub struct Context {
     pub client: Client,
     pub iam: Arc<dyn IamApi>,
@@ -82,20 +97,29 @@ pub struct Context {
     pub resync_interval: Duration,
     /// ServiceAccount metadata in the watched scope, for releasing old annotations.
     pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// The latest OIDC provider check, published by the provider monitor.
+    pub provider: watch::Receiver<Option<ProviderCheck>>,
+    /// Wakes the provider monitor when it can fix something (manage mode only).
+    pub provider_poke: Option<Arc<Notify>>,
     failures: Mutex<HashMap<ObjectRef<PodIamRole>, u32>>,
     synced: Mutex<HashMap<String, SyncMemo>>,
 }
 
 impl Context {
     pub fn new(
-        client: Client,
-        iam: Arc<dyn IamApi>,
-        config: OperatorConfig,
-        recorder: Recorder,
-        metrics: Arc<Metrics>,
+        shared: Shared,
         resync_interval: Duration,
         service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     ) -> Self {
+        let Shared {
+            client,
+            iam,
+            config,
+            recorder,
+            metrics,
+            provider,
+            provider_poke,
+        } = shared;
         Self {
             client,
             iam,
@@ -104,8 +128,27 @@ impl Context {
             metrics,
             resync_interval,
             service_accounts,
+            provider,
+            provider_poke,
             failures: Mutex::default(),
             synced: Mutex::default(),
+        }
+    }
+
+    /// The provider's state for `object`'s audience.
+    fn provider_health(&self, object: &PodIamRole) -> ProviderHealth {
+        let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
+        let Some(check) = self.provider.borrow().clone() else {
+            return ProviderHealth::Unknown;
+        };
+        match problem_for_audience(&check, &self.config.oidc_provider_arn(), audience) {
+            None => ProviderHealth::Healthy,
+            Some(problem) => {
+                if let Some(poke) = &self.provider_poke {
+                    poke.notify_one();
+                }
+                ProviderHealth::Unhealthy(problem)
+            }
         }
     }
 
@@ -207,12 +250,19 @@ async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
             at: Instant::now(),
         }),
     );
-    let outcome = match annotation {
-        Annotation::Applied => Outcome::Synced {
+    let outcome = match (annotation, ctx.provider_health(object)) {
+        (Annotation::Applied, ProviderHealth::Unhealthy(problem)) => {
+            Outcome::OidcProviderUnhealthy {
+                role_name,
+                role_arn,
+                problem,
+            }
+        }
+        (Annotation::Applied, _) => Outcome::Synced {
             role_name,
             role_arn,
         },
-        Annotation::ServiceAccountMissing => Outcome::ServiceAccountNotFound {
+        (Annotation::ServiceAccountMissing, _) => Outcome::ServiceAccountNotFound {
             role_name,
             role_arn,
             service_account: service_account.clone(),
@@ -346,6 +396,7 @@ async fn finish(object: &PodIamRole, ctx: &Context, outcome: Outcome) -> Result<
     let old = object.status.as_ref();
     let status = next_status(
         old,
+        &ctx.provider_health(object),
         &outcome,
         object.metadata.generation,
         &ctx.config.oidc_provider_arn(),

@@ -3,9 +3,19 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::PodIamRoleStatus;
+use crate::{crd::PodIamRoleStatus, oidc::ProviderProblem};
 
 pub const READY: &str = "Ready";
+pub const OIDC_PROVIDER_READY: &str = "OidcProviderReady";
+
+/// The cluster's OIDC provider as it concerns one PodIamRole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderHealth {
+    /// Not checked yet since the operator started.
+    Unknown,
+    Healthy,
+    Unhealthy(ProviderProblem),
+}
 
 /// What one reconcile ended with, as the user should see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +36,12 @@ pub enum Outcome {
     IamRejected { role_name: String, message: String },
     /// IAM could not be reached or failed; the operator retries with backoff.
     IamUnavailable { role_name: String, message: String },
+    /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
+    OidcProviderUnhealthy {
+        role_name: String,
+        role_arn: String,
+        problem: ProviderProblem,
+    },
 }
 
 impl Outcome {
@@ -37,6 +53,7 @@ impl Outcome {
             Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
             Outcome::IamRejected { .. } => "IamRejected",
             Outcome::IamUnavailable { .. } => "IamUnavailable",
+            Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
     }
 
@@ -59,6 +76,14 @@ impl Outcome {
             Outcome::IamUnavailable { message, .. } => {
                 format!("IAM call failed, retrying: {message}")
             }
+            Outcome::OidcProviderUnhealthy {
+                role_arn, problem, ..
+            } => {
+                format!(
+                    "IAM role {role_arn} is in sync, but pods cannot assume it: {}",
+                    problem.message
+                )
+            }
         }
     }
 
@@ -67,9 +92,11 @@ impl Outcome {
     }
 }
 
-/// Computes the status to publish. `lastTransitionTime` only moves when `Ready` flips.
+/// Computes the status to publish. A condition's `lastTransitionTime` only moves when
+/// its status flips.
 pub fn next_status(
     old: Option<&PodIamRoleStatus>,
+    provider: &ProviderHealth,
     outcome: &Outcome,
     generation: Option<i64>,
     oidc_provider_arn: &str,
@@ -85,6 +112,11 @@ pub fn next_status(
             role_name,
             role_arn,
             ..
+        }
+        | Outcome::OidcProviderUnhealthy {
+            role_name,
+            role_arn,
+            ..
         } => (Some(role_name.clone()), Some(role_arn.clone())),
         // Someone else's role: never advertise its ARN.
         Outcome::RoleConflict { role_name, .. } => (Some(role_name.clone()), None),
@@ -94,26 +126,46 @@ pub fn next_status(
         }
         Outcome::InvalidSpec(_) => (old.role_name.clone(), old.role_arn.clone()),
     };
-    let status = if outcome.is_ready() { "True" } else { "False" };
-    let previous = old.conditions.iter().find(|c| c.type_ == READY);
-    let last_transition_time = match previous {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(now),
+    let ready_status = if outcome.is_ready() { "True" } else { "False" };
+    let ready = condition(
+        &old.conditions,
+        READY,
+        ready_status,
+        outcome.reason(),
+        outcome.message(),
+        generation,
+        now,
+    );
+    let (status, reason, message) = match provider {
+        ProviderHealth::Unknown => (
+            "Unknown",
+            "Checking",
+            "the IAM OIDC provider has not been checked yet".to_string(),
+        ),
+        ProviderHealth::Healthy => (
+            "True",
+            "Verified",
+            format!(
+                "IAM OIDC provider {oidc_provider_arn} trusts this cluster's issuer for this audience"
+            ),
+        ),
+        ProviderHealth::Unhealthy(problem) => ("False", problem.reason, problem.message.clone()),
     };
-    let ready = Condition {
-        type_: READY.into(),
-        status: status.into(),
-        reason: outcome.reason().into(),
-        message: outcome.message(),
-        observed_generation: generation,
-        last_transition_time,
-    };
+    let provider_condition = condition(
+        &old.conditions,
+        OIDC_PROVIDER_READY,
+        status,
+        reason,
+        message,
+        generation,
+        now,
+    );
     let mut conditions: Vec<Condition> = old
         .conditions
         .into_iter()
-        .filter(|c| c.type_ != READY)
+        .filter(|c| c.type_ != READY && c.type_ != OIDC_PROVIDER_READY)
         .collect();
-    conditions.insert(0, ready);
+    conditions.splice(0..0, [ready, provider_condition]);
     PodIamRoleStatus {
         observed_generation: generation,
         role_name,
@@ -123,11 +175,35 @@ pub fn next_status(
     }
 }
 
+fn condition(
+    old: &[Condition],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let last_transition_time = match old.iter().find(|c| c.type_ == type_) {
+        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const PROVIDER: &str = "arn:aws:iam::1:oidc-provider/x";
+    const H: ProviderHealth = ProviderHealth::Healthy;
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).unwrap()
@@ -146,7 +222,7 @@ mod tests {
 
     #[test]
     fn first_sync_sets_everything() {
-        let status = next_status(None, &synced(), Some(3), PROVIDER, t(10));
+        let status = next_status(None, &H, &synced(), Some(3), PROVIDER, t(10));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.role_arn.as_deref(), Some("arn:r"));
         assert_eq!(status.oidc_provider_arn.as_deref(), Some(PROVIDER));
@@ -160,8 +236,8 @@ mod tests {
 
     #[test]
     fn unchanged_outcome_is_a_fixed_point() {
-        let first = next_status(None, &synced(), Some(3), PROVIDER, t(10));
-        let again = next_status(Some(&first), &synced(), Some(3), PROVIDER, t(99));
+        let first = next_status(None, &H, &synced(), Some(3), PROVIDER, t(10));
+        let again = next_status(Some(&first), &H, &synced(), Some(3), PROVIDER, t(99));
         assert_eq!(
             first, again,
             "an in-sync object must not cause a status patch"
@@ -172,6 +248,7 @@ mod tests {
     fn transition_time_moves_only_when_ready_flips() {
         let first = next_status(
             None,
+            &H,
             &Outcome::InvalidSpec("a".into()),
             Some(1),
             PROVIDER,
@@ -179,6 +256,7 @@ mod tests {
         );
         let second = next_status(
             Some(&first),
+            &H,
             &Outcome::InvalidSpec("b".into()),
             Some(2),
             PROVIDER,
@@ -186,18 +264,18 @@ mod tests {
         );
         assert_eq!(ready(&second).last_transition_time, Time(t(10)));
         assert_eq!(ready(&second).observed_generation, Some(2));
-        let third = next_status(Some(&second), &synced(), Some(3), PROVIDER, t(30));
+        let third = next_status(Some(&second), &H, &synced(), Some(3), PROVIDER, t(30));
         assert_eq!(ready(&third).last_transition_time, Time(t(30)));
     }
 
     #[test]
     fn conflict_hides_the_foreign_arn() {
-        let first = next_status(None, &synced(), Some(1), PROVIDER, t(1));
+        let first = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
         let conflict = Outcome::RoleConflict {
             role_name: "r".into(),
             message: "taken".into(),
         };
-        let status = next_status(Some(&first), &conflict, Some(1), PROVIDER, t(2));
+        let status = next_status(Some(&first), &H, &conflict, Some(1), PROVIDER, t(2));
         assert_eq!(status.role_arn, None);
         assert_eq!(ready(&status).reason, "RoleConflict");
         assert_eq!(ready(&status).message, "taken");
@@ -205,7 +283,7 @@ mod tests {
 
     #[test]
     fn failures_keep_the_known_role() {
-        let first = next_status(None, &synced(), Some(1), PROVIDER, t(1));
+        let first = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
         for outcome in [
             Outcome::InvalidSpec("bad".into()),
             Outcome::IamRejected {
@@ -217,7 +295,7 @@ mod tests {
                 message: "Throttling".into(),
             },
         ] {
-            let status = next_status(Some(&first), &outcome, Some(2), PROVIDER, t(2));
+            let status = next_status(Some(&first), &H, &outcome, Some(2), PROVIDER, t(2));
             assert_eq!(status.role_arn.as_deref(), Some("arn:r"), "{outcome:?}");
             assert_eq!(ready(&status).status, "False");
             assert!(ready(&status).message.contains(&outcome.message()));
@@ -226,12 +304,63 @@ mod tests {
 
     #[test]
     fn other_conditions_are_kept() {
-        let mut old = next_status(None, &synced(), Some(1), PROVIDER, t(1));
+        let mut old = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
         old.conditions.push(Condition {
-            type_: "OidcProvider".into(),
+            type_: "Custom".into(),
             ..ready(&old).clone()
         });
-        let status = next_status(Some(&old), &synced(), Some(1), PROVIDER, t(2));
-        assert_eq!(status.conditions.len(), 2);
+        let status = next_status(Some(&old), &H, &synced(), Some(1), PROVIDER, t(2));
+        assert_eq!(status.conditions.len(), 3);
+    }
+
+    #[test]
+    fn provider_problems_show_in_both_conditions() {
+        let problem = ProviderProblem {
+            reason: "OidcProviderNotFound",
+            message: "no provider".into(),
+        };
+        let provider = |s: &PodIamRoleStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == OIDC_PROVIDER_READY)
+                .unwrap()
+                .clone()
+        };
+        let unknown = next_status(
+            None,
+            &ProviderHealth::Unknown,
+            &synced(),
+            Some(1),
+            PROVIDER,
+            t(1),
+        );
+        assert_eq!(provider(&unknown).status, "Unknown");
+        let outcome = Outcome::OidcProviderUnhealthy {
+            role_name: "r".into(),
+            role_arn: "arn:r".into(),
+            problem: problem.clone(),
+        };
+        let unhealthy = ProviderHealth::Unhealthy(problem);
+        let status = next_status(
+            Some(&unknown),
+            &unhealthy,
+            &outcome,
+            Some(1),
+            PROVIDER,
+            t(2),
+        );
+        assert_eq!(provider(&status).status, "False");
+        assert_eq!(provider(&status).reason, "OidcProviderNotFound");
+        assert_eq!(ready(&status).status, "False");
+        assert_eq!(ready(&status).reason, "OidcProviderNotFound");
+        assert!(
+            ready(&status)
+                .message
+                .contains("pods cannot assume it: no provider")
+        );
+        assert_eq!(status.role_arn.as_deref(), Some("arn:r"));
+        let recovered = next_status(Some(&status), &H, &synced(), Some(1), PROVIDER, t(3));
+        assert_eq!(provider(&recovered).last_transition_time, Time(t(3)));
+        assert_eq!(ready(&recovered).status, "True");
     }
 }

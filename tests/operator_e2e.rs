@@ -4,202 +4,15 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use irsa_operator::{
-    crd::{PodIamRole, PodIamRoleStatus},
-    policy::{decode_iam_document, semantically_equal},
-};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::{
-    Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
-};
+use irsa_operator::policy::{decode_iam_document, semantically_equal};
+use kube::ResourceExt;
 use serde_json::{Value, json};
-use support::{Operator, Testbed, eventually, eventually_matches, install_crypto, testbed, unique};
-
-const ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-const DYNAMO_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-    "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
-    "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]}"#;
-
-/// One test's world: namespace, cluster name and its operator.
-struct Scenario {
-    bed: Testbed,
-    namespace: String,
-    cluster: String,
-    operator: Option<Operator>,
-}
-
-impl Scenario {
-    async fn start(label: &str) -> Option<Self> {
-        install_crypto();
-        let bed = testbed().await?;
-        bed.install_crd().await;
-        let namespace = unique(label);
-        let cluster = unique("e2e").replace('-', "");
-        bed.create_namespace(&namespace).await;
-        let operator = Operator::start(&bed, &cluster, &namespace, &[]);
-        operator.wait_ready().await;
-        Some(Self {
-            bed,
-            namespace,
-            cluster,
-            operator: Some(operator),
-        })
-    }
-
-    fn operator(&self) -> &Operator {
-        self.operator.as_ref().expect("operator running")
-    }
-
-    fn roles(&self) -> Api<PodIamRole> {
-        Api::namespaced(self.bed.kube.clone(), &self.namespace)
-    }
-
-    fn service_accounts(&self) -> Api<ServiceAccount> {
-        Api::namespaced(self.bed.kube.clone(), &self.namespace)
-    }
-
-    fn role_name(&self, name: &str) -> String {
-        format!("{}.{}.{}", self.cluster, self.namespace, name)
-    }
-
-    /// `kubectl apply` of a PodIamRole manifest with this spec.
-    async fn apply(&self, name: &str, spec: Value) {
-        let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
-            "metadata": {"name": name}, "spec": spec});
-        self.roles()
-            .patch(
-                name,
-                &PatchParams::apply("kubectl").force(),
-                &Patch::Apply(&manifest),
-            )
-            .await
-            .expect("apply PodIamRole");
-    }
-
-    async fn status(&self, name: &str) -> Option<(Option<i64>, PodIamRoleStatus)> {
-        let object = self.roles().get_opt(name).await.ok()??;
-        Some((
-            object.metadata.generation,
-            object.status.unwrap_or_default(),
-        ))
-    }
-
-    /// Waits for the current generation to be reported with this Ready reason.
-    async fn wait_reason(&self, name: &str, reason: &str) -> PodIamRoleStatus {
-        let seen = eventually_matches(
-            &format!("{name} to report {reason}"),
-            || self.status(name),
-            |seen| {
-                seen.as_ref().is_some_and(|(generation, status)| {
-                    status.observed_generation == *generation
-                        && status
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.reason == reason)
-                })
-            },
-        )
-        .await;
-        seen.unwrap().1
-    }
-
-    async fn annotation(&self, service_account: &str) -> Option<String> {
-        let sa = self.service_accounts().get(service_account).await.ok()?;
-        sa.annotations().get(ANNOTATION).cloned()
-    }
-
-    async fn role(&self, role_name: &str) -> Option<aws_sdk_iam::types::Role> {
-        let output = self
-            .bed
-            .iam
-            .get_role()
-            .role_name(role_name)
-            .send()
-            .await
-            .ok()?;
-        output.role().cloned()
-    }
-
-    async fn inline_policy(&self, role_name: &str) -> Value {
-        let output = self
-            .bed
-            .iam
-            .get_role_policy()
-            .role_name(role_name)
-            .policy_name("irsa-operator")
-            .send()
-            .await
-            .expect("GetRolePolicy");
-        decode_iam_document(output.policy_document()).unwrap()
-    }
-
-    async fn attached(&self, role_name: &str) -> BTreeSet<String> {
-        let output = self
-            .bed
-            .iam
-            .list_attached_role_policies()
-            .role_name(role_name)
-            .send()
-            .await
-            .expect("list attached");
-        output
-            .attached_policies()
-            .iter()
-            .filter_map(|p| p.policy_arn().map(str::to_string))
-            .collect()
-    }
-
-    async fn create_managed_policy(&self, label: &str) -> String {
-        let document = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]});
-        let output = self
-            .bed
-            .iam
-            .create_policy()
-            .policy_name(unique(label))
-            .policy_document(document.to_string())
-            .send()
-            .await
-            .expect("CreatePolicy");
-        output.policy().unwrap().arn().unwrap().to_string()
-    }
-
-    async fn delete(&self, name: &str) {
-        self.roles()
-            .delete(name, &DeleteParams::default())
-            .await
-            .expect("delete PodIamRole");
-        eventually(&format!("{name} to be gone"), || async {
-            self.roles()
-                .get_opt(name)
-                .await
-                .ok()
-                .filter(Option::is_none)
-                .map(drop)
-        })
-        .await;
-    }
-
-    fn issuer_host_path(&self) -> String {
-        self.bed.vars["TESTBED_OIDC_ISSUER"]
-            .trim_start_matches("https://")
-            .to_string()
-    }
-}
-
-fn dynamo_spec(service_account: &str) -> Value {
-    json!({"serviceAccountName": service_account, "policy": serde_json::from_str::<Value>(DYNAMO_POLICY).unwrap(),
-           "tags": {"team": "payments"}})
-}
-
-fn tags(role: &aws_sdk_iam::types::Role) -> BTreeMap<String, String> {
-    role.tags()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect()
-}
+use support::{
+    Operator, eventually, eventually_matches,
+    scenario::{DYNAMO_POLICY, Scenario, dynamo_spec, tags},
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_then_update_the_policy_with_exactly_one_write() {
@@ -215,7 +28,7 @@ async fn create_then_update_the_policy_with_exactly_one_write() {
     assert_eq!(status.role_name.as_deref(), Some(role_name.as_str()));
     assert_eq!(status.role_arn.as_deref(), Some(role.arn()));
     assert_eq!(role.path(), format!("/irsa/{}/", s.cluster));
-    let issuer = s.issuer_host_path();
+    let issuer = s.bed.issuer_host_path();
     let provider_arn = format!("arn:aws:iam::000000000000:oidc-provider/{issuer}");
     assert_eq!(
         status.oidc_provider_arn.as_deref(),
@@ -319,7 +132,7 @@ async fn changing_the_service_account_moves_trust_and_annotation() {
     let role = s.role(&s.role_name("app")).await.unwrap();
     let trust = decode_iam_document(role.assume_role_policy_document().unwrap()).unwrap();
     let subject = &trust["Statement"][0]["Condition"]["StringEquals"]
-        [format!("{}:sub", s.issuer_host_path())];
+        [format!("{}:sub", s.bed.issuer_host_path())];
     assert_eq!(
         subject,
         &json!(format!("system:serviceaccount:{}:new", s.namespace))

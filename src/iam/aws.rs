@@ -14,7 +14,12 @@ use aws_sdk_iam::{
 use serde_json::Value;
 
 use super::{IamApi, IamError, IamErrorKind, RoleSummary};
-use crate::{metrics::Metrics, plan::IamOp, policy};
+use crate::{
+    metrics::Metrics,
+    oidc::{ObservedProvider, ProviderOp},
+    plan::IamOp,
+    policy,
+};
 
 /// IAM error codes after which a retry of the same request cannot succeed.
 const TERMINAL_CODES: [&str; 7] = [
@@ -304,6 +309,75 @@ impl IamApi for AwsIam {
             }
             IamOp::DeleteRole => {
                 let request = c.delete_role().role_name(role).send();
+                self.call(operation, request).await.map(drop)
+            }
+        }
+    }
+
+    async fn get_oidc_provider(&self, arn: &str) -> Result<Option<ObservedProvider>, IamError> {
+        let request = self
+            .client
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send();
+        let output = match self.call("GetOpenIDConnectProvider", request).await {
+            Ok(output) => output,
+            Err(error) if error.kind == IamErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        Ok(Some(ObservedProvider {
+            url: output.url().unwrap_or_default().to_string(),
+            client_ids: output.client_id_list().iter().cloned().collect(),
+            thumbprints: output.thumbprint_list().to_vec(),
+            tags: output
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        }))
+    }
+
+    async fn execute_provider(&self, arn: &str, op: &ProviderOp) -> Result<(), IamError> {
+        let c = &self.client;
+        let operation = op.operation();
+        match op {
+            ProviderOp::Create {
+                url,
+                client_ids,
+                thumbprints,
+                tags,
+            } => {
+                let request = c
+                    .create_open_id_connect_provider()
+                    .url(url)
+                    .set_client_id_list(Some(client_ids.iter().cloned().collect()))
+                    .set_thumbprint_list(Some(thumbprints.clone()))
+                    .set_tags(Some(build_tags(tags)))
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            ProviderOp::UpdateThumbprints(thumbprints) => {
+                let request = c
+                    .update_open_id_connect_provider_thumbprint()
+                    .open_id_connect_provider_arn(arn)
+                    .set_thumbprint_list(Some(thumbprints.clone()))
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            ProviderOp::AddClientId(id) => {
+                let request = c
+                    .add_client_id_to_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .client_id(id)
+                    .send();
+                self.call(operation, request).await.map(drop)
+            }
+            ProviderOp::RemoveClientId(id) => {
+                let request = c
+                    .remove_client_id_from_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .client_id(id)
+                    .send();
                 self.call(operation, request).await.map(drop)
             }
         }

@@ -9,11 +9,15 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{IamApi, IamError, IamErrorKind, ObservedRole, RoleSummary};
-use crate::plan::IamOp;
+use crate::{
+    oidc::{ObservedProvider, ProviderOp},
+    plan::IamOp,
+};
 
 #[derive(Default)]
 pub struct FakeIam {
     pub roles: Mutex<BTreeMap<String, ObservedRole>>,
+    pub providers: Mutex<BTreeMap<String, ObservedProvider>>,
     /// Every call made, as `Operation role`.
     pub calls: Mutex<Vec<String>>,
 }
@@ -165,6 +169,47 @@ impl IamApi for FakeIam {
                     });
                 }
                 roles.remove(role);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_oidc_provider(&self, arn: &str) -> Result<Option<ObservedProvider>, IamError> {
+        self.record("GetOpenIDConnectProvider", arn);
+        Ok(self.providers.lock().unwrap().get(arn).cloned())
+    }
+
+    async fn execute_provider(&self, arn: &str, op: &ProviderOp) -> Result<(), IamError> {
+        self.record(op.operation(), arn);
+        let mut providers = self.providers.lock().unwrap();
+        if let ProviderOp::Create {
+            url,
+            client_ids,
+            thumbprints,
+            tags,
+        } = op
+        {
+            let url = url.trim_start_matches("https://").to_string();
+            let created = ObservedProvider {
+                url,
+                client_ids: client_ids.clone(),
+                thumbprints: thumbprints.clone(),
+                tags: tags.clone(),
+            };
+            providers.insert(arn.to_string(), created);
+            return Ok(());
+        }
+        let found = providers
+            .get_mut(arn)
+            .ok_or_else(|| Self::not_found(op.operation(), arn))?;
+        match op {
+            ProviderOp::Create { .. } => unreachable!("handled above"),
+            ProviderOp::UpdateThumbprints(thumbprints) => found.thumbprints = thumbprints.clone(),
+            ProviderOp::AddClientId(id) => {
+                found.client_ids.insert(id.clone());
+            }
+            ProviderOp::RemoveClientId(id) => {
+                found.client_ids.remove(id);
             }
         }
         Ok(())

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::plan::IamOp;
+use crate::{
+    oidc::{ObservedProvider, ProviderOp},
+    plan::IamOp,
+};
 
 pub mod aws;
 #[cfg(test)]
@@ -62,6 +65,9 @@ pub trait IamApi: Send + Sync {
     async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError>;
     /// Performs one planned write on `role`.
     async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError>;
+    async fn get_oidc_provider(&self, arn: &str) -> Result<Option<ObservedProvider>, IamError>;
+    /// Performs one planned write on the OIDC provider `arn`.
+    async fn execute_provider(&self, arn: &str, op: &ProviderOp) -> Result<(), IamError>;
 }
 
 /// Reads a role and its policies. The policy reads are skipped for a role that is not

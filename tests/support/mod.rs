@@ -2,6 +2,8 @@
 //! found only through the `.testbed/env` file (see DESIGN.md, "The test bed contract").
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod scenario;
+
 use std::{
     collections::HashMap,
     fmt::Debug,
@@ -136,6 +138,43 @@ impl Testbed {
             .create(&PostParams::default(), &sa)
             .await
             .expect("create service account");
+    }
+
+    pub fn issuer_host_path(&self) -> String {
+        self.vars["TESTBED_OIDC_ISSUER"]
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// LocalStack's account is always 000000000000.
+    pub fn provider_arn(&self) -> String {
+        format!(
+            "arn:aws:iam::000000000000:oidc-provider/{}",
+            self.issuer_host_path()
+        )
+    }
+
+    /// What EKS users have: a provider for the issuer, created outside the operator.
+    pub async fn ensure_oidc_provider(&self) {
+        let exists = self
+            .iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(self.provider_arn())
+            .send()
+            .await
+            .is_ok();
+        if !exists {
+            // A concurrent test may win the race; either way the provider exists afterwards.
+            let _ = self
+                .iam
+                .create_open_id_connect_provider()
+                .url(&self.vars["TESTBED_OIDC_ISSUER"])
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list("0".repeat(40))
+                .send()
+                .await;
+        }
     }
 
     /// Applies the committed CRD, as `kubectl apply -f crds/` would, and waits until it is served.

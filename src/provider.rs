@@ -1,0 +1,163 @@
+//! IO: checks (and in `manage` mode maintains) the cluster's IAM OIDC provider on a
+//! timer, and publishes the result for every reconcile to report.
+
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::{
+    iam::IamApi,
+    metrics::Metrics,
+    oidc::{ProviderCheck, ProviderInputs, ProviderMode, ProviderProblem, check_provider},
+    thumbprint::fetch_thumbprint,
+};
+
+pub struct ProviderMonitor {
+    pub iam: Arc<dyn IamApi>,
+    pub metrics: Arc<Metrics>,
+    pub mode: ProviderMode,
+    pub arn: String,
+    pub issuer: String,
+    pub issuer_host_path: String,
+    pub cluster: String,
+    pub ca_file: Option<PathBuf>,
+    pub interval: Duration,
+    /// Wakes the monitor early, e.g. when a PodIamRole uses an audience the provider lacks.
+    pub poke: Arc<Notify>,
+}
+
+impl ProviderMonitor {
+    /// Checks now, then every interval or poke, publishing each changed result.
+    pub async fn run(
+        self,
+        audiences: impl Fn() -> BTreeSet<String>,
+        publish: watch::Sender<Option<ProviderCheck>>,
+    ) {
+        loop {
+            let check = self.check_once(&audiences()).await;
+            self.metrics
+                .record_oidc_provider(check.problem.as_ref().map(|p| p.reason));
+            publish.send_if_modified(|current| {
+                if current.as_ref() == Some(&check) {
+                    return false;
+                }
+                match &check.problem {
+                    Some(problem) => warn!(reason = problem.reason, message = %problem.message, "OIDC provider problem"),
+                    None => info!(arn = %self.arn, client_ids = ?check.client_ids, "OIDC provider healthy"),
+                }
+                *current = Some(check);
+                true
+            });
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                () = self.poke.notified() => {}
+            }
+        }
+    }
+
+    async fn check_once(&self, audiences: &BTreeSet<String>) -> ProviderCheck {
+        let thumbprint = match self.mode {
+            ProviderMode::Manage => fetch_thumbprint(&self.issuer, self.ca_file.as_deref()).await,
+            ProviderMode::Existing => Err("not computed in existing mode".to_string()),
+        };
+        let failed = |reason: &'static str, message: String| ProviderCheck {
+            ops: Vec::new(),
+            problem: Some(ProviderProblem { reason, message }),
+            client_ids: BTreeSet::new(),
+        };
+        let observed = match self.iam.get_oidc_provider(&self.arn).await {
+            Ok(observed) => observed,
+            Err(error) => {
+                return failed(
+                    "OidcProviderCheckFailed",
+                    format!("cannot read IAM OIDC provider {}: {error}", self.arn),
+                );
+            }
+        };
+        let inputs = ProviderInputs {
+            mode: self.mode,
+            arn: &self.arn,
+            issuer_host_path: &self.issuer_host_path,
+            cluster: &self.cluster,
+            audiences,
+            thumbprint: thumbprint.as_deref().map_err(String::as_str),
+        };
+        let check = check_provider(&inputs, observed.as_ref());
+        for op in &check.ops {
+            if let Err(error) = self.iam.execute_provider(&self.arn, op).await {
+                return failed(
+                    "OidcProviderUpdateFailed",
+                    format!("cannot update IAM OIDC provider {}: {error}", self.arn),
+                );
+            }
+            info!(arn = %self.arn, operation = op.operation(), "OIDC provider updated");
+        }
+        // The writes are done: what is published describes the provider as it now is.
+        ProviderCheck {
+            ops: Vec::new(),
+            ..check
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{iam::fake::FakeIam, oidc::ProviderOp};
+
+    fn monitor(iam: Arc<FakeIam>, mode: ProviderMode) -> ProviderMonitor {
+        ProviderMonitor {
+            iam,
+            metrics: Arc::new(Metrics::default()),
+            mode,
+            arn: "arn:aws:iam::1:oidc-provider/127.0.0.1:1".into(),
+            // Nothing listens on port 1: the thumbprint cannot be computed.
+            issuer: "https://127.0.0.1:1".into(),
+            issuer_host_path: "127.0.0.1:1".into(),
+            cluster: "prod".into(),
+            ca_file: None,
+            interval: Duration::from_secs(60),
+            poke: Arc::new(Notify::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_issuer_creates_nothing_and_says_why() {
+        let iam = Arc::new(FakeIam::default());
+        let check = monitor(iam.clone(), ProviderMode::Manage)
+            .check_once(&BTreeSet::from(["sts.amazonaws.com".into()]))
+            .await;
+        assert_eq!(
+            check.problem.unwrap().reason,
+            "OidcProviderThumbprintUnavailable"
+        );
+        assert!(iam.providers.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn existing_mode_reads_only() {
+        let iam = Arc::new(FakeIam::default());
+        let m = monitor(iam.clone(), ProviderMode::Existing);
+        let audiences = BTreeSet::from(["sts.amazonaws.com".to_string()]);
+        assert_eq!(
+            m.check_once(&audiences).await.problem.unwrap().reason,
+            "OidcProviderNotFound"
+        );
+        let create = ProviderOp::Create {
+            url: "https://127.0.0.1:1".into(),
+            client_ids: audiences.clone(),
+            thumbprints: vec!["0".repeat(40)],
+            tags: Default::default(),
+        };
+        iam.execute_provider(&m.arn, &create).await.unwrap();
+        let healthy = m.check_once(&audiences).await;
+        assert_eq!(healthy.problem, None);
+        assert_eq!(healthy.client_ids, audiences);
+        assert_eq!(
+            iam.writes(),
+            [format!("CreateOpenIDConnectProvider {}", m.arn)],
+            "only the test wrote"
+        );
+    }
+}
