@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::{StreamExt, future::join_all};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
     Api, Client, ResourceExt,
     api::PartialObjectMeta,
@@ -18,7 +18,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
         events::{Recorder, Reporter},
-        reflector,
+        predicates, reflector,
         reflector::{ObjectRef, Store},
         watcher,
     },
@@ -29,13 +29,14 @@ use tracing::{info, warn};
 use crate::{
     config::{self, RunArgs},
     crd::{DEFAULT_AUDIENCE, PodIamRole},
+    guardrail::PodIamRoleGuardrail,
     http,
     iam::{IamApi, aws::AwsIam},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
     metrics::Metrics,
     oidc::ProviderMode,
     provider::ProviderMonitor,
-    reconciler::{Context, Shared, error_policy, reconcile},
+    reconciler::{Caches, Context, Shared, error_policy, reconcile},
 };
 
 /// How often readiness re-checks the caches until they are synced.
@@ -114,23 +115,22 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         provider: provider_rx,
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
     };
-    let (controllers, stores): (Vec<_>, Vec<_>) = scopes
+    let (controllers, caches): (Vec<_>, Vec<_>) = scopes
         .into_iter()
         .map(|scope| controller_for(scope.as_deref(), &shared, &args))
         .unzip();
-    let audience_stores = stores.clone();
-    tokio::spawn(monitor.run(move || audiences_in_use(&audience_stores), provider_tx));
+    let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+    tokio::spawn(monitor.run(move || audiences_in_use(&role_stores), provider_tx));
     tokio::spawn(async move {
-        for store in stores {
-            // The controller awaits the same one-shot signal and only the latest poller
-            // is woken, so poll again periodically rather than wait once.
-            loop {
-                match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return,
-                    Err(_) => continue,
-                }
+        for scope in caches {
+            let listed = wait_listed(&scope.roles).await
+                && wait_listed(&scope.service_accounts).await
+                && wait_listed(&scope.namespaces).await
+                && wait_listed(&scope.guardrails).await;
+            if !listed {
+                return;
             }
+            scope.synced.store(true, Ordering::Relaxed);
         }
         ready.store(true, Ordering::Relaxed);
         info!("caches synced, ready");
@@ -138,6 +138,22 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     join_all(controllers).await;
     info!("stopped");
     Ok(())
+}
+
+/// Waits until `store` has listed once; false if its watcher is gone.
+async fn wait_listed<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    // The controller awaits the same one-shot signal and only the latest poller is
+    // woken, so poll again periodically rather than wait once.
+    loop {
+        match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Every audience PodIamRoles use, plus the default so new roles work at once.
@@ -170,7 +186,7 @@ fn controller_for(
     namespace: Option<&str>,
     shared: &Shared,
     args: &RunArgs,
-) -> (impl Future<Output = ()> + use<>, Store<PodIamRole>) {
+) -> (impl Future<Output = ()> + use<>, Caches) {
     let (sa_store, sa_writer) = reflector::store();
     let service_accounts = reflector(
         sa_writer,
@@ -186,7 +202,49 @@ fn controller_for(
         watcher::Config::default(),
     );
     let roles = controller.store();
-    let ctx = Arc::new(Context::new(shared.clone(), args.resync_interval, sa_store));
+
+    // Guardrails and the labels that select namespaces: a change re-evaluates every role.
+    let (guardrails, guardrail_writer) = reflector::store();
+    let guardrail_changes = reflector(
+        guardrail_writer,
+        watcher(
+            Api::<PodIamRoleGuardrail>::all(shared.client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_config = match namespace {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    };
+    let namespace_changes = reflector(
+        namespace_writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(shared.client.clone()),
+            namespace_config,
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(predicates::labels, Default::default());
+    let policy_changes =
+        futures::stream::select(guardrail_changes.map(|_| ()), namespace_changes.map(|_| ()));
+
+    let caches = Caches {
+        service_accounts: sa_store,
+        namespaces,
+        guardrails,
+        roles: roles.clone(),
+        synced: Arc::new(AtomicBool::new(false)),
+    };
+    let ctx = Arc::new(Context::new(
+        shared.clone(),
+        args.resync_interval,
+        caches.clone(),
+    ));
     // A change in the provider's health changes every PodIamRole's status.
     let provider_changes =
         futures::stream::unfold(shared.provider.clone(), |mut provider| async move {
@@ -199,6 +257,7 @@ fn controller_for(
             roles_for_service_account(&mapper_roles, &sa)
         })
         .reconcile_all_on(provider_changes)
+        .reconcile_all_on(policy_changes)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -207,7 +266,7 @@ fn controller_for(
                 warn!(%error, "controller error");
             }
         });
-    (run, roles)
+    (run, caches)
 }
 
 /// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
+
+use crate::guardrail::PodIamRoleGuardrail;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -167,11 +169,16 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-impl PodIamRole {
-    /// The CRD as YAML, as committed under `crds/`.
-    pub fn crd_yaml() -> String {
-        serde_yaml::to_string(&Self::crd()).expect("a CRD always serializes")
-    }
+/// Every CRD this operator serves, as committed under `crds/`: (file name, YAML).
+pub fn crd_files() -> Vec<(&'static str, String)> {
+    let yaml = |crd| serde_yaml::to_string(&crd).expect("a CRD always serializes");
+    vec![
+        ("podiamroles.irsa.dev.yaml", yaml(PodIamRole::crd())),
+        (
+            "podiamroleguardrails.irsa.dev.yaml",
+            yaml(PodIamRoleGuardrail::crd()),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -179,13 +186,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn committed_crd_matches_the_types() {
-        let committed = include_str!("../crds/podiamroles.irsa.dev.yaml");
-        assert_eq!(
-            committed,
-            PodIamRole::crd_yaml(),
-            "crds/ is stale: run `cargo run -- crd > crds/podiamroles.irsa.dev.yaml`"
-        );
+    fn committed_crds_match_the_types() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        for (file, generated) in crd_files() {
+            let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "crds/{file} is stale: run `scripts/generate-crds`"
+            );
+        }
     }
 
     #[test]

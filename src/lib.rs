@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod guardrail;
 pub mod http;
 pub mod iam;
 pub mod k8s;

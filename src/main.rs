@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use irsa_operator::{config::RunArgs, controller, crd::PodIamRole, telemetry, thumbprint};
+use irsa_operator::{config::RunArgs, controller, crd, telemetry, thumbprint};
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.
 #[derive(Parser)]
@@ -15,7 +15,7 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Run(RunArgs),
-    /// Print the PodIamRole CustomResourceDefinition as YAML.
+    /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail) as YAML.
     Crd,
     /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
     /// certificate its host serves, as 40 lowercase hex characters.
@@ -36,7 +36,9 @@ fn main() -> ExitCode {
         .expect("no other crypto provider is installed this early");
     match cli.command {
         Command::Crd => {
-            print!("{}", PodIamRole::crd_yaml());
+            let documents: Vec<String> =
+                crd::crd_files().into_iter().map(|(_, yaml)| yaml).collect();
+            print!("{}", documents.join("---\n"));
             ExitCode::SUCCESS
         }
         Command::Thumbprint { issuer, ca_file } => {

@@ -3,11 +3,15 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{PartialObjectMeta, Patch, PatchParams},
@@ -26,6 +30,7 @@ use crate::{
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, DeletionPolicy, FINALIZER, PodIamRole},
     desired::{self, Owner},
+    guardrail::{self, PodIamRoleGuardrail, Rule},
     iam::{IamApi, IamError, IamErrorKind, observe_role},
     k8s::{
         FIELD_MANAGER, events,
@@ -50,6 +55,8 @@ pub enum Error {
     Kube(#[source] kube::Error),
     #[error("finalizer handling failed: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("caches not synced yet: guardrails must be known before any IAM write")]
+    CachesNotSynced,
 }
 
 impl Error {
@@ -60,6 +67,7 @@ impl Error {
             Error::Iam(_) => "iam_retryable",
             Error::Kube(_) => "kubernetes",
             Error::Finalizer(_) => "finalizer",
+            Error::CachesNotSynced => "caches_not_synced",
         }
     }
 }
@@ -70,9 +78,25 @@ impl Error {
 #[derive(Debug, Clone)]
 struct SyncMemo {
     generation: Option<i64>,
+    /// The guardrails that applied: a change to them must be re-evaluated.
+    guardrails: u64,
     role_name: String,
     role_arn: String,
     at: Instant,
+}
+
+/// The caches one Controller's reconciles read.
+#[derive(Clone)]
+pub struct Caches {
+    /// ServiceAccount metadata in the watched scope, for releasing old annotations.
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// Namespace labels, for guardrail selectors.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub guardrails: Store<PodIamRoleGuardrail>,
+    /// The PodIamRoles in scope, for namespace quotas.
+    pub roles: Store<PodIamRole>,
+    /// Set once every cache above has listed: no write may happen on an unknown guardrail.
+    pub synced: Arc<AtomicBool>,
 }
 
 /// What every watched scope's Controller shares.
@@ -95,8 +119,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub resync_interval: Duration,
-    /// ServiceAccount metadata in the watched scope, for releasing old annotations.
-    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    pub caches: Caches,
     /// The latest OIDC provider check, published by the provider monitor.
     pub provider: watch::Receiver<Option<ProviderCheck>>,
     /// Wakes the provider monitor when it can fix something (manage mode only).
@@ -106,11 +129,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        shared: Shared,
-        resync_interval: Duration,
-        service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    ) -> Self {
+    pub fn new(shared: Shared, resync_interval: Duration, caches: Caches) -> Self {
         let Shared {
             client,
             iam,
@@ -127,12 +146,61 @@ impl Context {
             recorder,
             metrics,
             resync_interval,
-            service_accounts,
+            caches,
             provider,
             provider_poke,
             failures: Mutex::default(),
             synced: Mutex::default(),
         }
+    }
+
+    /// The guardrail verdict for `object`, and a fingerprint of what it depended on.
+    fn guardrail_verdict(&self, object: &PodIamRole) -> (Result<guardrail::Enforced, String>, u64) {
+        let namespace = object.namespace().unwrap_or_default();
+        let labels = self
+            .caches
+            .namespaces
+            .state()
+            .iter()
+            .find(|ns| ns.name_any() == namespace)
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default();
+        let mut applicable: Vec<Arc<PodIamRoleGuardrail>> = self
+            .caches
+            .guardrails
+            .state()
+            .into_iter()
+            .filter(|g| guardrail::selects(&g.spec, &labels))
+            .collect();
+        applicable.sort_by_key(|g| g.name_any());
+        let names: Vec<String> = applicable.iter().map(|g| g.name_any()).collect();
+        let rules: Vec<Rule<'_>> = applicable
+            .iter()
+            .zip(&names)
+            .map(|(g, name)| Rule {
+                name,
+                spec: &g.spec,
+            })
+            .collect();
+        let rank = guardrail::quota_rank(object, &self.caches.roles.state());
+        let mut hasher = DefaultHasher::new();
+        for rule in &rules {
+            (
+                rule.name,
+                serde_json::to_string(rule.spec).unwrap_or_default(),
+            )
+                .hash(&mut hasher);
+        }
+        if rules
+            .iter()
+            .any(|r| r.spec.max_roles_per_namespace.is_some())
+        {
+            rank.hash(&mut hasher);
+        }
+        (
+            guardrail::evaluate(&object.spec, &rules, rank),
+            hasher.finish(),
+        )
     }
 
     /// The provider's state for `object`'s audience.
@@ -152,12 +220,13 @@ impl Context {
         }
     }
 
-    fn fresh_memo(&self, object: &PodIamRole) -> Option<SyncMemo> {
+    fn fresh_memo(&self, object: &PodIamRole, guardrails: u64) -> Option<SyncMemo> {
         let synced = self.synced.lock().expect("memo lock");
         synced
             .get(&object.uid()?)
             .filter(|m| {
                 m.generation == object.metadata.generation
+                    && m.guardrails == guardrails
                     && m.at.elapsed() < self.resync_interval / 2
             })
             .cloned()
@@ -227,9 +296,20 @@ fn owner_of(object: &PodIamRole, config: &OperatorConfig) -> Owner {
 }
 
 async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
-    let (role_name, role_arn) = match ctx.fresh_memo(object) {
+    if !ctx.caches.synced.load(Ordering::Relaxed) {
+        return Err(Error::CachesNotSynced);
+    }
+    let (verdict, guardrails) = ctx.guardrail_verdict(object);
+    let enforced = match verdict {
+        Ok(enforced) => enforced,
+        Err(message) => {
+            ctx.remember(object, None);
+            return finish(object, ctx, Outcome::PolicyNotAllowed(message)).await;
+        }
+    };
+    let (role_name, role_arn) = match ctx.fresh_memo(object, guardrails) {
         Some(memo) => (memo.role_name, memo.role_arn),
-        None => match sync_role(object, ctx).await? {
+        None => match sync_role(object, ctx, &enforced).await? {
             Ok(synced) => synced,
             Err(outcome) => return finish(object, ctx, outcome).await,
         },
@@ -245,6 +325,7 @@ async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
         object,
         Some(SyncMemo {
             generation: object.metadata.generation,
+            guardrails,
             role_name: role_name.clone(),
             role_arn: role_arn.clone(),
             at: Instant::now(),
@@ -276,13 +357,17 @@ async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
 async fn sync_role(
     object: &PodIamRole,
     ctx: &Context,
+    enforced: &guardrail::Enforced,
 ) -> Result<Result<(String, String), Outcome>, Error> {
     ctx.remember(object, None);
-    let desired =
-        match desired::desired_role(&object.spec, owner_of(object, &ctx.config), &ctx.config) {
-            Ok(desired) => desired,
-            Err(message) => return Ok(Err(Outcome::InvalidSpec(message))),
-        };
+    let owner = owner_of(object, &ctx.config);
+    let mut desired = match desired::desired_role(&object.spec, owner, &ctx.config) {
+        Ok(desired) => desired,
+        Err(message) => return Ok(Err(Outcome::InvalidSpec(message))),
+    };
+    if let Some(boundary) = &enforced.permissions_boundary {
+        desired.permissions_boundary = Some(boundary.clone());
+    }
     let role_name = desired.name.clone();
     let observed = observe_role(ctx.iam.as_ref(), &role_name, |summary| {
         desired.owner.mismatch(&summary.tags).is_none()
@@ -369,6 +454,7 @@ async fn release_other_service_accounts(
     role_arn: &str,
 ) -> Result<(), Error> {
     let stale: Vec<String> = ctx
+        .caches
         .service_accounts
         .state()
         .iter()
@@ -435,6 +521,8 @@ async fn finish(object: &PodIamRole, ctx: &Context, outcome: Outcome) -> Result<
     Ok(match outcome {
         // The status says why; only a change to the object can help.
         Outcome::InvalidSpec(_) | Outcome::IamRejected { .. } => Action::await_change(),
+        // Guardrail and namespace changes trigger a reconcile, but a quota frees up
+        // when an older PodIamRole goes away: the resync notices.
         // Resync repairs drift, and notices when a conflicting role is removed.
         _ => Action::requeue(ctx.resync_interval),
     })

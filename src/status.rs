@@ -24,6 +24,8 @@ pub enum Outcome {
     Synced { role_name: String, role_arn: String },
     /// The spec cannot be turned into a valid role; nothing was written.
     InvalidSpec(String),
+    /// A guardrail forbids what the spec asks for; nothing was written.
+    PolicyNotAllowed(String),
     /// A role with that name exists and belongs to someone else; it was not touched.
     RoleConflict { role_name: String, message: String },
     /// The role is in place, but its ServiceAccount does not exist yet.
@@ -49,6 +51,7 @@ impl Outcome {
         match self {
             Outcome::Synced { .. } => "Synced",
             Outcome::InvalidSpec(_) => "InvalidSpec",
+            Outcome::PolicyNotAllowed(_) => "PolicyNotAllowed",
             Outcome::RoleConflict { .. } => "RoleConflict",
             Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
             Outcome::IamRejected { .. } => "IamRejected",
@@ -62,6 +65,9 @@ impl Outcome {
             Outcome::Synced { role_arn, .. } => format!("IAM role {role_arn} is in sync"),
             Outcome::InvalidSpec(message) => {
                 format!("invalid spec, nothing was written to IAM: {message}")
+            }
+            Outcome::PolicyNotAllowed(message) => {
+                format!("not allowed by the guardrails, nothing was written to IAM: {message}")
             }
             Outcome::RoleConflict { message, .. } => message.clone(),
             Outcome::ServiceAccountNotFound {
@@ -124,7 +130,9 @@ pub fn next_status(
         Outcome::IamRejected { role_name, .. } | Outcome::IamUnavailable { role_name, .. } => {
             (Some(role_name.clone()), old.role_arn.clone())
         }
-        Outcome::InvalidSpec(_) => (old.role_name.clone(), old.role_arn.clone()),
+        Outcome::InvalidSpec(_) | Outcome::PolicyNotAllowed(_) => {
+            (old.role_name.clone(), old.role_arn.clone())
+        }
     };
     let ready_status = if outcome.is_ready() { "True" } else { "False" };
     let ready = condition(

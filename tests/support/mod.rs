@@ -15,13 +15,12 @@ use std::{
 };
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
-use irsa_operator::crd::PodIamRole;
 use k8s_openapi::{
     api::core::v1::{Namespace, ServiceAccount},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, Config, CustomResourceExt,
+    Api, Client, Config,
     api::{Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
@@ -177,28 +176,39 @@ impl Testbed {
         }
     }
 
-    /// Applies the committed CRD, as `kubectl apply -f crds/` would, and waits until it is served.
+    /// Applies the committed CRDs, as `kubectl apply -f crds/` would, and waits until they are served.
     pub async fn install_crd(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.kube.clone());
-        let crd = PodIamRole::crd();
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("irsa-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("apply CRD");
-        eventually("CRD established", || async {
-            let crd = crds.get(&name).await.ok()?;
-            let established = crd
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established.then_some(())
-        })
-        .await;
+        for (_, yaml) in irsa_operator::crd::crd_files() {
+            let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD YAML");
+            let name = crd.metadata.name.clone().unwrap();
+            crds.patch(
+                &name,
+                &PatchParams::apply("irsa-e2e").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .expect("apply CRD");
+            eventually("CRD established", || async {
+                let crd = crds.get(&name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            })
+            .await;
+        }
+    }
+
+    /// Adds labels to a namespace, for guardrail selectors.
+    pub async fn label_namespace(&self, name: &str, labels: serde_json::Value) {
+        let patch = json!({"metadata": {"labels": labels}});
+        Api::<Namespace>::all(self.kube.clone())
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("label namespace");
     }
 }
 

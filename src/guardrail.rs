@@ -1,0 +1,693 @@
+//! Guardrails: what a namespace's PodIamRoles may grant. The `PodIamRoleGuardrail`
+//! resource, and the pure evaluation of a spec against the built-in deny list and
+//! every guardrail selecting its namespace (the strictest wins).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{
+    CustomResource, ResourceExt,
+    core::{Selector, SelectorExt},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::crd::{DEFAULT_MAX_SESSION_DURATION, PodIamRole, PodIamRoleSpec};
+
+/// Limits on the IAM roles that PodIamRoles in the selected namespaces may produce.
+///
+/// Every guardrail selecting a namespace applies, and the strictest wins: an action,
+/// resource or managed policy must be allowed by every guardrail that lists allowed
+/// values, and the lowest quota and session duration apply. A violation sets the
+/// PodIamRole's `Ready=False` with reason `PolicyNotAllowed`, and nothing is written to IAM.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "irsa.dev",
+    version = "v1alpha1",
+    kind = "PodIamRoleGuardrail",
+    plural = "podiamroleguardrails",
+    shortname = "pirg",
+    derive = "PartialEq",
+    doc = "Limits on the IAM roles that PodIamRoles in the selected namespaces may produce.",
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIamRoleGuardrailSpec {
+    /// The namespaces this guardrail applies to. An empty selector selects every namespace.
+    #[serde(default)]
+    pub namespace_selector: LabelSelector,
+    /// Action patterns (`s3:Get*`, `dynamodb:*`) that Allow statements may use. When set,
+    /// every allowed action must fall within one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_actions: Option<Vec<String>>,
+    /// Action patterns that Allow statements may never grant, on top of the built-in list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_actions: Vec<String>,
+    /// Resource ARN patterns that Allow statements may name. When set, every resource must
+    /// fall within one of them (`*` only if `*` is listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_resources: Option<Vec<String>>,
+    /// Managed policy ARN patterns that `managedPolicyArns` may attach. When set, every
+    /// attached policy must match one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_managed_policy_arns: Option<Vec<String>>,
+    /// A permissions boundary forced onto every role; a PodIamRole naming another one is rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$"))]
+    pub required_permissions_boundary: Option<String>,
+    /// The most PodIamRoles a namespace may have; the oldest ones are served first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_roles_per_namespace: Option<u32>,
+    /// The longest `maxSessionDuration` a PodIamRole may ask for, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 3600, max = 43200))]
+    pub max_session_duration: Option<i32>,
+}
+
+/// Grants no PodIamRole may hold: every action, or every IAM action. Narrower IAM
+/// actions are fine unless they are in [`BUILT_IN_DENIED_ACTIONS`].
+pub const BUILT_IN_DENIED_GRANTS: [&str; 2] = ["*", "iam:*"];
+
+/// Actions no PodIamRole may be allowed, even through a wildcard: each one lets the
+/// role escalate its own privileges or leave the organization's control.
+pub const BUILT_IN_DENIED_ACTIONS: [&str; 18] = [
+    "organizations:*",
+    "iam:PassRole",
+    "iam:CreatePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+    "iam:AttachRolePolicy",
+    "iam:AttachUserPolicy",
+    "iam:AttachGroupPolicy",
+    "iam:PutRolePolicy",
+    "iam:PutUserPolicy",
+    "iam:PutGroupPolicy",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:CreateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:AddUserToGroup",
+    "iam:DeleteRolePermissionsBoundary",
+    "iam:PutRolePermissionsBoundary",
+    "iam:CreateRole",
+];
+
+/// Managed policies no PodIamRole may attach.
+const BUILT_IN_DENIED_MANAGED_POLICIES: [&str; 2] = [
+    "arn:aws*:iam::aws:policy/AdministratorAccess",
+    "arn:aws*:iam::aws:policy/IAMFullAccess",
+];
+
+/// Case-insensitive glob match where `*` is any run and `?` one character, as IAM matches.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
+    let text: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                backtrack = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match backtrack {
+                Some((star, matched)) => {
+                    p = star + 1;
+                    t = matched + 1;
+                    backtrack = Some((star, matched + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// A granted action pattern overlaps a denied one when either could match the other:
+/// `*` and `iam:Pass*` both reach `iam:PassRole`.
+fn overlaps(granted: &str, denied: &str) -> bool {
+    glob_match(granted, denied) || glob_match(denied, granted)
+}
+
+/// A guardrail with its name, as the evaluation sees it.
+pub struct Rule<'a> {
+    pub name: &'a str,
+    pub spec: &'a PodIamRoleGuardrailSpec,
+}
+
+/// Which guardrails select a namespace with these labels. A selector that cannot be
+/// parsed selects everything: a broken guardrail must fail closed, not open.
+pub fn selects(
+    spec: &PodIamRoleGuardrailSpec,
+    namespace_labels: &BTreeMap<String, String>,
+) -> bool {
+    Selector::try_from(spec.namespace_selector.clone())
+        .map(|selector| selector.matches(namespace_labels))
+        .unwrap_or(true)
+}
+
+/// How many PodIamRoles of `object`'s namespace come before it for the quota: older
+/// ones first, by creation time then name, ignoring those being deleted.
+pub fn quota_rank(object: &PodIamRole, roles: &[Arc<PodIamRole>]) -> usize {
+    let key = |role: &PodIamRole| {
+        let created = role.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        (created, role.name_any())
+    };
+    let own = key(object);
+    roles
+        .iter()
+        .filter(|role| role.namespace() == object.namespace())
+        .filter(|role| role.metadata.deletion_timestamp.is_none())
+        .filter(|role| key(role) < own)
+        .count()
+}
+
+/// What the guardrails impose on an accepted spec.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Enforced {
+    pub permissions_boundary: Option<String>,
+}
+
+/// Checks a spec against the built-in deny list and `rules`. `rank` is how many older
+/// PodIamRoles its namespace has, for the quota.
+pub fn evaluate(
+    spec: &PodIamRoleSpec,
+    rules: &[Rule<'_>],
+    rank: usize,
+) -> Result<Enforced, String> {
+    for rule in rules {
+        if let Some(max) = rule.spec.max_roles_per_namespace
+            && rank >= max as usize
+        {
+            return Err(format!(
+                "guardrail {} allows {max} PodIamRoles in this namespace, and {rank} older ones exist",
+                rule.name
+            ));
+        }
+        let duration = spec
+            .max_session_duration
+            .unwrap_or(DEFAULT_MAX_SESSION_DURATION);
+        if let Some(max) = rule.spec.max_session_duration
+            && duration > max
+        {
+            return Err(format!(
+                "guardrail {} limits maxSessionDuration to {max} seconds, not {duration}",
+                rule.name
+            ));
+        }
+    }
+    if let Some(policy) = &spec.policy {
+        check_statements(policy, rules)?;
+    }
+    for arn in &spec.managed_policy_arns {
+        check_managed_policy(arn, rules)?;
+    }
+    let enforced = Enforced {
+        permissions_boundary: required_boundary(rules)?,
+    };
+    match (&enforced.permissions_boundary, &spec.permissions_boundary) {
+        (Some(required), Some(asked)) if required != asked => Err(format!(
+            "spec.permissionsBoundary {asked} differs from {required}, which the guardrails require"
+        )),
+        _ => Ok(enforced),
+    }
+}
+
+fn required_boundary(rules: &[Rule<'_>]) -> Result<Option<String>, String> {
+    let mut required: Option<(&str, &str)> = None;
+    for rule in rules {
+        let Some(boundary) = rule.spec.required_permissions_boundary.as_deref() else {
+            continue;
+        };
+        match required {
+            Some((other, existing)) if existing != boundary => {
+                return Err(format!(
+                    "guardrails {other} and {} require different permissions boundaries ({existing}, {boundary}); \
+                     a role can only have one",
+                    rule.name
+                ));
+            }
+            _ => required = Some((rule.name, boundary)),
+        }
+    }
+    Ok(required.map(|(_, boundary)| boundary.to_string()))
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn check_statements(policy: &Value, rules: &[Rule<'_>]) -> Result<(), String> {
+    let statements = match policy.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(single) => vec![single.clone()],
+        None => Vec::new(),
+    };
+    for (index, statement) in statements.iter().enumerate() {
+        // Deny statements only take permissions away.
+        if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            continue;
+        }
+        check_allow_statement(statement, rules)
+            .map_err(|e| format!("spec.policy Statement[{index}]: {e}"))?;
+    }
+    Ok(())
+}
+
+fn check_allow_statement(statement: &Value, rules: &[Rule<'_>]) -> Result<(), String> {
+    if statement.get("NotAction").is_some() {
+        return Err("Allow with NotAction grants every other action, including the denied ones; list the actions".into());
+    }
+    let actions = strings(statement.get("Action"));
+    let resources = strings(statement.get("Resource"));
+    for action in &actions {
+        if let Some(grant) = BUILT_IN_DENIED_GRANTS
+            .iter()
+            .find(|g| glob_match(action, g))
+        {
+            return Err(format!(
+                "Action `{action}` grants `{grant}`, denied by the built-in guardrail"
+            ));
+        }
+        if let Some(denied) = BUILT_IN_DENIED_ACTIONS.iter().find(|d| overlaps(action, d)) {
+            return Err(format!(
+                "Action `{action}` reaches `{denied}`, denied by the built-in guardrail"
+            ));
+        }
+        if overlaps(action, "sts:AssumeRole") && resources.iter().any(|r| r == "*") {
+            return Err(format!(
+                "Action `{action}` on Resource `*` may assume any role, denied by the built-in guardrail"
+            ));
+        }
+        for rule in rules {
+            if let Some(denied) = rule
+                .spec
+                .denied_actions
+                .iter()
+                .find(|d| overlaps(action, d))
+            {
+                return Err(format!(
+                    "Action `{action}` reaches `{denied}`, denied by guardrail {}",
+                    rule.name
+                ));
+            }
+            if let Some(allowed) = &rule.spec.allowed_actions
+                && !allowed.iter().any(|pattern| glob_match(pattern, action))
+            {
+                return Err(format!(
+                    "Action `{action}` is not within the actions guardrail {} allows ({})",
+                    rule.name,
+                    allowed.join(", ")
+                ));
+            }
+        }
+    }
+    for rule in rules {
+        let Some(allowed) = &rule.spec.allowed_resources else {
+            continue;
+        };
+        if statement.get("NotResource").is_some() {
+            return Err(format!(
+                "Allow with NotResource reaches resources outside what guardrail {} allows",
+                rule.name
+            ));
+        }
+        if let Some(resource) = resources
+            .iter()
+            .find(|r| !allowed.iter().any(|p| glob_match(p, r)))
+        {
+            return Err(format!(
+                "Resource `{resource}` is not within the resources guardrail {} allows ({})",
+                rule.name,
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_managed_policy(arn: &str, rules: &[Rule<'_>]) -> Result<(), String> {
+    if BUILT_IN_DENIED_MANAGED_POLICIES
+        .iter()
+        .any(|p| glob_match(p, arn))
+    {
+        return Err(format!(
+            "managed policy {arn} is denied by the built-in guardrail"
+        ));
+    }
+    for rule in rules {
+        if let Some(allowed) = &rule.spec.allowed_managed_policy_arns
+            && !allowed.iter().any(|p| glob_match(p, arn))
+        {
+            return Err(format!(
+                "managed policy {arn} is not among those guardrail {} allows ({})",
+                rule.name,
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::tests::spec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn with_statement(statement: Value) -> PodIamRoleSpec {
+        PodIamRoleSpec {
+            policy: Some(json!({"Version": "2012-10-17", "Statement": [statement]})),
+            ..spec()
+        }
+    }
+
+    fn allow(action: Value, resource: Value) -> PodIamRoleSpec {
+        with_statement(json!({"Effect": "Allow", "Action": action, "Resource": resource}))
+    }
+
+    fn err(spec: &PodIamRoleSpec, rules: &[Rule<'_>]) -> String {
+        evaluate(spec, rules, 0).unwrap_err()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("s3:Get*", "s3:GetObject"));
+        assert!(
+            glob_match("S3:get*", "s3:GetObject"),
+            "IAM actions are case-insensitive"
+        );
+        assert!(glob_match(
+            "arn:aws:s3:::team-*/*",
+            "arn:aws:s3:::team-a/key"
+        ));
+        assert!(glob_match("s3:?etObject", "s3:GetObject"));
+        assert!(!glob_match("s3:Get*", "s3:PutObject"));
+        assert!(!glob_match("s3:Get", "s3:GetObject"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn the_payments_policy_passes_with_no_guardrail() {
+        assert_eq!(evaluate(&spec(), &[], 0), Ok(Enforced::default()));
+    }
+
+    #[test]
+    fn built_in_denials() {
+        for (action, resource, expected) in [
+            (json!("*"), json!("*"), "Action `*` grants `*`"),
+            (
+                json!(["s3:GetObject", "iam:*"]),
+                json!("*"),
+                "Action `iam:*` grants `iam:*`",
+            ),
+            (json!("i*"), json!("*"), "grants `iam:*`"),
+            (json!("iam:Pass*"), json!("*"), "reaches `iam:PassRole`"),
+            (json!("IAM:passrole"), json!("*"), "reaches `iam:PassRole`"),
+            (
+                json!("iam:CreatePolicyVersion"),
+                json!("*"),
+                "reaches `iam:CreatePolicyVersion`",
+            ),
+            (
+                json!("organizations:LeaveOrganization"),
+                json!("*"),
+                "reaches `organizations:*`",
+            ),
+            (json!("sts:AssumeRole"), json!("*"), "may assume any role"),
+            (json!("sts:*"), json!("*"), "may assume any role"),
+        ] {
+            let message = err(&allow(action.clone(), resource), &[]);
+            assert!(message.contains(expected), "{action}: {message}");
+            assert!(
+                message.starts_with("spec.policy Statement[0]: "),
+                "{message}"
+            );
+        }
+        assert!(
+            evaluate(
+                &allow(json!("sts:AssumeRole"), json!("arn:aws:iam::1:role/x")),
+                &[],
+                0
+            )
+            .is_ok()
+        );
+        assert!(
+            evaluate(
+                &allow(json!(["iam:GetRole", "iam:List*"]), json!("*")),
+                &[],
+                0
+            )
+            .is_ok(),
+            "read-only IAM is fine"
+        );
+        let deny_all = with_statement(json!({"Effect": "Deny", "Action": "*", "Resource": "*"}));
+        assert!(
+            evaluate(&deny_all, &[], 0).is_ok(),
+            "Deny statements only restrict"
+        );
+        let not_action =
+            with_statement(json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}));
+        assert!(err(&not_action, &[]).contains("NotAction"));
+        let admin = PodIamRoleSpec {
+            managed_policy_arns: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
+            ..spec()
+        };
+        assert!(
+            err(&admin, &[]).contains("AdministratorAccess is denied by the built-in guardrail")
+        );
+    }
+
+    #[test]
+    fn each_rule_names_itself() {
+        let guardrail = PodIamRoleGuardrailSpec {
+            allowed_actions: Some(vec!["dynamodb:*".into()]),
+            denied_actions: vec!["dynamodb:Delete*".into()],
+            allowed_resources: Some(vec!["arn:aws:dynamodb:*:*:table/payments*".into()]),
+            allowed_managed_policy_arns: Some(vec!["arn:aws:iam::aws:policy/ReadOnly*".into()]),
+            max_roles_per_namespace: Some(2),
+            max_session_duration: Some(7200),
+            ..Default::default()
+        };
+        let rules = [Rule {
+            name: "tenants",
+            spec: &guardrail,
+        }];
+        assert_eq!(evaluate(&spec(), &rules, 1), Ok(Enforced::default()));
+        let cases = [
+            (
+                allow(json!("s3:GetObject"), json!("*")),
+                "Action `s3:GetObject` is not within the actions guardrail tenants allows (dynamodb:*)",
+            ),
+            (
+                allow(json!("dynamodb:DeleteTable"), json!("*")),
+                "Action `dynamodb:DeleteTable` reaches `dynamodb:Delete*`, denied by guardrail tenants",
+            ),
+            (
+                allow(
+                    json!("dynamodb:GetItem"),
+                    json!("arn:aws:dynamodb:us-east-1:1:table/orders"),
+                ),
+                "Resource `arn:aws:dynamodb:us-east-1:1:table/orders` is not within the resources guardrail tenants allows",
+            ),
+            (
+                allow(json!("dynamodb:GetItem"), json!("*")),
+                "Resource `*` is not within",
+            ),
+            (
+                with_statement(
+                    json!({"Effect": "Allow", "Action": "dynamodb:GetItem", "NotResource": "x"}),
+                ),
+                "NotResource",
+            ),
+            (
+                PodIamRoleSpec {
+                    managed_policy_arns: vec!["arn:aws:iam::aws:policy/PowerUserAccess".into()],
+                    ..spec()
+                },
+                "managed policy arn:aws:iam::aws:policy/PowerUserAccess is not among those guardrail tenants allows",
+            ),
+            (
+                PodIamRoleSpec {
+                    max_session_duration: Some(43200),
+                    ..spec()
+                },
+                "guardrail tenants limits maxSessionDuration to 7200 seconds, not 43200",
+            ),
+        ];
+        for (spec, expected) in cases {
+            let message = err(&spec, &rules);
+            assert!(
+                message.contains(expected),
+                "got `{message}`, want `{expected}`"
+            );
+        }
+        assert!(evaluate(&spec(), &rules, 2).unwrap_err().contains(
+            "guardrail tenants allows 2 PodIamRoles in this namespace, and 2 older ones exist"
+        ));
+    }
+
+    #[test]
+    fn boundaries_are_forced_and_must_agree() {
+        let boundary = "arn:aws:iam::111122223333:policy/tenant-boundary";
+        let a = PodIamRoleGuardrailSpec {
+            required_permissions_boundary: Some(boundary.into()),
+            ..Default::default()
+        };
+        let b = PodIamRoleGuardrailSpec {
+            required_permissions_boundary: Some("arn:aws:iam::111122223333:policy/other".into()),
+            ..Default::default()
+        };
+        let forced = evaluate(
+            &spec(),
+            &[Rule {
+                name: "a",
+                spec: &a,
+            }],
+            0,
+        )
+        .unwrap();
+        assert_eq!(forced.permissions_boundary.as_deref(), Some(boundary));
+        let own = PodIamRoleSpec {
+            permissions_boundary: Some("arn:aws:iam::111122223333:policy/mine".into()),
+            ..spec()
+        };
+        assert!(
+            err(
+                &own,
+                &[Rule {
+                    name: "a",
+                    spec: &a
+                }]
+            )
+            .contains("differs from")
+        );
+        let both = [
+            Rule {
+                name: "a",
+                spec: &a,
+            },
+            Rule {
+                name: "b",
+                spec: &b,
+            },
+        ];
+        assert!(
+            err(&spec(), &both)
+                .contains("guardrails a and b require different permissions boundaries")
+        );
+    }
+
+    #[test]
+    fn the_strictest_guardrail_wins() {
+        let loose = PodIamRoleGuardrailSpec {
+            allowed_actions: Some(vec!["dynamodb:*".into(), "s3:*".into()]),
+            max_roles_per_namespace: Some(10),
+            ..Default::default()
+        };
+        let strict = PodIamRoleGuardrailSpec {
+            allowed_actions: Some(vec!["s3:Get*".into()]),
+            max_roles_per_namespace: Some(1),
+            ..Default::default()
+        };
+        let rules = [
+            Rule {
+                name: "loose",
+                spec: &loose,
+            },
+            Rule {
+                name: "strict",
+                spec: &strict,
+            },
+        ];
+        assert!(err(&spec(), &rules).contains("guardrail strict"));
+        assert!(evaluate(&allow(json!("s3:GetObject"), json!("*")), &rules, 0).is_ok());
+        assert!(
+            evaluate(&allow(json!("s3:GetObject"), json!("*")), &rules, 1)
+                .unwrap_err()
+                .contains("strict allows 1")
+        );
+    }
+
+    #[test]
+    fn quota_rank_orders_by_age_then_name() {
+        let role = |name: &str, namespace: &str, created: i64, deleting: bool| {
+            let mut role = PodIamRole::new(name, spec());
+            role.metadata.namespace = Some(namespace.into());
+            role.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::from_second(created).unwrap(),
+                ));
+            if deleting {
+                role.metadata.deletion_timestamp = role.metadata.creation_timestamp.clone();
+            }
+            Arc::new(role)
+        };
+        let roles = vec![
+            role("a", "shop", 10, false),
+            role("b", "shop", 20, false),
+            role("c", "shop", 20, false),
+            role("old-but-deleting", "shop", 1, true),
+            role("other-namespace", "bank", 1, false),
+        ];
+        let rank = |i: usize| quota_rank(&roles[i], &roles);
+        assert_eq!((rank(0), rank(1), rank(2)), (0, 1, 2));
+    }
+
+    #[test]
+    fn selectors() {
+        let labels = BTreeMap::from([("team".to_string(), "payments".to_string())]);
+        let every = PodIamRoleGuardrailSpec::default();
+        assert!(selects(&every, &labels));
+        let payments: PodIamRoleGuardrailSpec = serde_json::from_value(
+            json!({"namespaceSelector": {"matchLabels": {"team": "payments"}}}),
+        )
+        .unwrap();
+        assert!(selects(&payments, &labels));
+        assert!(!selects(&payments, &BTreeMap::new()));
+        let broken: PodIamRoleGuardrailSpec = serde_json::from_value(json!({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Bogus"}]}})).unwrap();
+        assert!(
+            selects(&broken, &BTreeMap::new()),
+            "an unparsable selector fails closed"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn glob_never_panics_and_star_matches_all(pattern in "[a-z*?:]{0,12}", text in "[a-z:]{0,12}") {
+            let _ = glob_match(&pattern, &text);
+            prop_assert!(glob_match("*", &text));
+            prop_assert!(glob_match(&text, &text));
+        }
+
+        /// Whatever an Allow statement lists, an accepted one never reaches a built-in denied action.
+        #[test]
+        fn accepted_actions_never_reach_the_deny_list(action in "(\\*|[a-z]{1,4}:[A-Za-z*?]{1,8}|iam:[A-Za-z*]{1,12}|sts:[A-Za-z*]{1,12})") {
+            if evaluate(&allow(json!(action.clone()), json!("*")), &[], 0).is_ok() {
+                for denied in BUILT_IN_DENIED_ACTIONS {
+                    prop_assert!(!overlaps(&action, denied), "{} reaches {}", action, denied);
+                }
+                for grant in BUILT_IN_DENIED_GRANTS {
+                    prop_assert!(!glob_match(&action, grant), "{} grants {}", action, grant);
+                }
+            }
+        }
+    }
+}
