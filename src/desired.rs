@@ -26,6 +26,8 @@ const MAX_TAGS: usize = 50;
 const MAX_TAG_KEY_LEN: usize = 128;
 const MAX_TAG_VALUE_LEN: usize = 256;
 const MAX_DESCRIPTION_LEN: usize = 1000;
+/// IAM's hard limit on managed policies per role (the default quota is 10).
+const MAX_MANAGED_POLICIES: usize = 20;
 
 /// Who a role belongs to: the identity carried in its ownership tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +157,12 @@ pub fn desired_role(
         return Err("set spec.policy, spec.managedPolicyArns, or both".into());
     }
     let managed_policy_arns: BTreeSet<String> = spec.managed_policy_arns.iter().cloned().collect();
+    if managed_policy_arns.len() > MAX_MANAGED_POLICIES {
+        return Err(format!(
+            "spec.managedPolicyArns lists {}; IAM attaches at most {MAX_MANAGED_POLICIES} to a role",
+            managed_policy_arns.len()
+        ));
+    }
     for arn in managed_policy_arns.iter().chain(&spec.permissions_boundary) {
         validate_policy_arn(arn)?;
     }
@@ -373,6 +381,14 @@ pub(crate) mod tests {
             &|s| s.max_session_duration = Some(60),
             "between 3600 and 43200",
         );
+        check(
+            &|s| {
+                s.managed_policy_arns = (0..21)
+                    .map(|i| format!("arn:aws:iam::aws:policy/P{i}"))
+                    .collect()
+            },
+            "at most 20",
+        );
         check(&|s| s.description = Some("x".repeat(1001)), "at most 1000");
         check(
             &|s| {
@@ -426,7 +442,63 @@ pub(crate) mod tests {
         assert!(why.contains("irsa.dev/uid=uid-2 (expected uid-1)"), "{why}");
     }
 
+    /// Arbitrary JSON shaped loosely like a spec: right keys, wrong and right values.
+    fn arbitrary_spec() -> impl Strategy<Value = serde_json::Value> {
+        let text = prop_oneof![
+            "[a-z0-9.-]{0,20}",
+            "\\PC{0,30}",
+            Just("arn:aws:iam::aws:policy/ReadOnlyAccess".to_string()),
+            Just("arn:aws:iam::111122223333:policy/x".to_string()),
+        ];
+        let statement = (
+            prop_oneof![Just("Allow"), Just("Deny"), Just("Maybe")],
+            prop::collection::vec(prop_oneof!["[a-z0-9]{1,6}:[A-Za-z*?]{1,10}", Just("*".to_string()), "\\PC{0,12}"], 0..4),
+            prop::collection::vec(prop_oneof![Just("*".to_string()), "arn:aws:[a-z0-9:/*-]{0,30}", "\\PC{0,12}"], 0..3),
+        )
+            .prop_map(|(effect, actions, resources)| json!({"Effect": effect, "Action": actions, "Resource": resources}));
+        (
+            text.clone(),
+            proptest::option::of(prop::collection::vec(statement, 0..4)),
+            prop::collection::vec(text.clone(), 0..4),
+            proptest::option::of(text.clone()),
+            proptest::option::of(any::<i32>()),
+            prop::collection::btree_map("\\PC{0,20}", "\\PC{0,30}", 0..6),
+            proptest::option::of(text),
+        )
+            .prop_map(|(sa, statements, managed, role_name, duration, tags, audience)| {
+                let mut spec = json!({"serviceAccountName": sa, "managedPolicyArns": managed, "tags": tags});
+                if let Some(statements) = statements {
+                    spec["policy"] = json!({"Version": "2012-10-17", "Statement": statements});
+                }
+                for (key, value) in [("roleName", json!(role_name)), ("maxSessionDuration", json!(duration)), ("audience", json!(audience))] {
+                    if !value.is_null() {
+                        spec[key] = value;
+                    }
+                }
+                spec
+            })
+    }
+
     proptest! {
+        /// Whatever the spec, building the role never panics, and an accepted role is one
+        /// IAM accepts: valid name, documents within quota, at most 50 tags.
+        #[test]
+        fn accepted_specs_are_within_iam_limits(value in arbitrary_spec()) {
+            let Ok(spec) = serde_json::from_value::<PodIamRoleSpec>(value) else { return Ok(()) };
+            let _ = crate::guardrail::evaluate(&spec, &[], 0);
+            if let Ok(role) = desired_role(&spec, owner(), &test_config()) {
+                prop_assert!(naming::validate_role_name(&role.name).is_ok());
+                prop_assert!(policy::size_without_whitespace(&role.trust_policy) <= policy::MAX_TRUST_POLICY_CHARS);
+                if let Some(document) = &role.inline_policy {
+                    prop_assert!(policy::validate_identity_policy(document).is_ok());
+                    prop_assert!(policy::size_without_whitespace(document) <= policy::MAX_INLINE_POLICY_CHARS);
+                }
+                prop_assert!(role.tags.len() <= MAX_TAGS);
+                prop_assert!((3600..=43200).contains(&role.max_session_duration));
+                prop_assert!(role.managed_policy_arns.len() <= MAX_MANAGED_POLICIES);
+            }
+        }
+
         /// No spec field can widen trust beyond the object's own namespace.
         #[test]
         fn trust_never_leaves_the_namespace(
