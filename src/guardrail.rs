@@ -132,6 +132,10 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     pattern[p..].iter().all(|c| *c == '*')
 }
 
+fn matches_any(patterns: &[String], text: &str) -> bool {
+    patterns.iter().any(|pattern| glob_match(pattern, text))
+}
+
 /// A granted action pattern overlaps a denied one when either could match the other:
 /// `*` and `iam:Pass*` both reach `iam:PassRole`.
 fn overlaps(granted: &str, denied: &str) -> bool {
@@ -308,7 +312,7 @@ fn check_allow_statement(statement: &Value, rules: &[Rule<'_>]) -> Result<(), St
                 ));
             }
             if let Some(allowed) = &rule.spec.allowed_actions
-                && !allowed.iter().any(|pattern| glob_match(pattern, action))
+                && !matches_any(allowed, action)
             {
                 return Err(format!(
                     "Action `{action}` is not within the actions guardrail {} allows ({})",
@@ -328,10 +332,7 @@ fn check_allow_statement(statement: &Value, rules: &[Rule<'_>]) -> Result<(), St
                 rule.name
             ));
         }
-        if let Some(resource) = resources
-            .iter()
-            .find(|r| !allowed.iter().any(|p| glob_match(p, r)))
-        {
+        if let Some(resource) = resources.iter().find(|r| !matches_any(allowed, r)) {
             return Err(format!(
                 "Resource `{resource}` is not within the resources guardrail {} allows ({})",
                 rule.name,
@@ -353,7 +354,7 @@ fn check_managed_policy(arn: &str, rules: &[Rule<'_>]) -> Result<(), String> {
     }
     for rule in rules {
         if let Some(allowed) = &rule.spec.allowed_managed_policy_arns
-            && !allowed.iter().any(|p| glob_match(p, arn))
+            && !matches_any(allowed, arn)
         {
             return Err(format!(
                 "managed policy {arn} is not among those guardrail {} allows ({})",
