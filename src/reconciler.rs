@@ -155,16 +155,19 @@ impl Context {
     }
 
     /// The guardrail verdict for `object`, and a fingerprint of what it depended on.
-    fn guardrail_verdict(&self, object: &PodIamRole) -> (Result<guardrail::Enforced, String>, u64) {
+    /// Errs while its namespace is not cached yet: guessing its labels could skip a guardrail.
+    fn guardrail_verdict(
+        &self,
+        object: &PodIamRole,
+    ) -> Result<(Result<guardrail::Enforced, String>, u64), Error> {
         let namespace = object.namespace().unwrap_or_default();
         let labels = self
             .caches
             .namespaces
-            .state()
-            .iter()
-            .find(|ns| ns.name_any() == namespace)
-            .map(|ns| ns.labels().clone())
-            .unwrap_or_default();
+            .get(&ObjectRef::new(&namespace))
+            .ok_or(Error::CachesNotSynced)?
+            .labels()
+            .clone();
         let mut applicable: Vec<Arc<PodIamRoleGuardrail>> = self
             .caches
             .guardrails
@@ -197,10 +200,10 @@ impl Context {
         {
             rank.hash(&mut hasher);
         }
-        (
+        Ok((
             guardrail::evaluate(&object.spec, &rules, rank),
             hasher.finish(),
-        )
+        ))
     }
 
     /// The provider's state for `object`'s audience.
@@ -299,7 +302,7 @@ async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
     if !ctx.caches.synced.load(Ordering::Relaxed) {
         return Err(Error::CachesNotSynced);
     }
-    let (verdict, guardrails) = ctx.guardrail_verdict(object);
+    let (verdict, guardrails) = ctx.guardrail_verdict(object)?;
     let enforced = match verdict {
         Ok(enforced) => enforced,
         Err(message) => {
