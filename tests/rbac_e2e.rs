@@ -116,10 +116,9 @@ async fn the_operator_works_with_exactly_the_shipped_rbac() {
     assert!(s.role(&s.role_name("app")).await.is_none());
 
     let log = std::fs::read_to_string(&s.operator.as_ref().unwrap().log).unwrap();
-    for denied in ["forbidden", "Forbidden", "403"] {
-        assert!(
-            !log.contains(denied),
-            "the operator hit an RBAC denial:\n{log}"
-        );
-    }
+    // kube's errors for a 403 say "forbidden"; ports and timestamps never do.
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator hit an RBAC denial:\n{log}"
+    );
 }
