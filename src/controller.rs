@@ -120,7 +120,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .map(|scope| controller_for(scope.as_deref(), &shared, &args))
         .unzip();
     let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
-    tokio::spawn(monitor.run(move || audiences_in_use(&role_stores), provider_tx));
     tokio::spawn(async move {
         for scope in caches {
             let listed = wait_listed(&scope.roles).await
@@ -134,6 +133,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
         ready.store(true, Ordering::Relaxed);
         info!("caches synced, ready");
+        // Only now are the audiences in use known: an earlier check could drop client IDs.
+        monitor
+            .run(move || audiences_in_use(&role_stores), provider_tx)
+            .await;
     });
     join_all(controllers).await;
     info!("stopped");

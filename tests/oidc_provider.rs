@@ -212,6 +212,24 @@ async fn oidc_provider_existing_and_manage_modes() {
         client_ids,
         BTreeSet::from(["sts.amazonaws.com".to_string(), "vault".to_string()])
     );
+    // A restart with nothing changed writes nothing, not even to the provider: its client
+    // IDs are only reconciled once every PodIamRole's audience is known.
+    let s = s.with_operator(&manage).await;
+    let operator = s.operator.as_ref().unwrap();
+    eventually_matches(
+        "two provider checks after the restart",
+        || async {
+            let metrics = operator.metrics().await.unwrap_or_default();
+            support::sum_metric(
+                &metrics,
+                "irsa_operator_oidc_provider_checks_total",
+                "result=",
+            )
+        },
+        |checks| *checks >= 2,
+    )
+    .await;
+    assert_eq!(operator.iam_writes().await, 0, "restart wrote to IAM");
     s.delete("vault").await;
 
     // The API server comes back with a serving chain from a new CA: the thumbprint follows.
