@@ -61,6 +61,34 @@ async fn create_then_update_the_policy_with_exactly_one_write() {
     assert_eq!(role_tags.get("irsa.dev/uid"), Some(&uid));
     assert_eq!(s.annotation("payments").await.as_deref(), Some(role.arn()));
 
+    // LocalStack does not evaluate trust, so check the chain by hand: a real token of the
+    // ServiceAccount satisfies the stored trust policy, and tokens it must refuse do not.
+    let (_, claims) = s
+        .bed
+        .service_account_token(&s.namespace, "payments", "sts.amazonaws.com")
+        .await;
+    assert!(
+        support::trust_admits(&trust, &claims),
+        "trust {trust:#} refuses {claims:#}"
+    );
+    s.bed.create_service_account(&s.namespace, "intruder").await;
+    let (_, other_sa) = s
+        .bed
+        .service_account_token(&s.namespace, "intruder", "sts.amazonaws.com")
+        .await;
+    assert!(
+        !support::trust_admits(&trust, &other_sa),
+        "another ServiceAccount is admitted"
+    );
+    let (_, other_audience) = s
+        .bed
+        .service_account_token(&s.namespace, "payments", "vault")
+        .await;
+    assert!(
+        !support::trust_admits(&trust, &other_audience),
+        "another audience is admitted"
+    );
+
     // Let the follow-up reconciles (finalizer, status, annotation events) settle.
     let before = settled_writes(s.operator()).await;
     let mut spec = dynamo_spec("payments");

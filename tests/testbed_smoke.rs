@@ -3,23 +3,9 @@
 
 mod support;
 
-use base64::Engine;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::{Api, Client, api::PostParams, config::AuthInfo};
+use kube::{Client, config::AuthInfo};
 use serde_json::{Value, json};
 use support::{install_crypto, testbed, unique};
-
-fn claims(jwt: &str) -> (Value, Value) {
-    let decode = |part: &str| -> Value {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .expect("base64url");
-        serde_json::from_slice(&bytes).expect("JSON")
-    };
-    let mut parts = jwt.split('.');
-    (decode(parts.next().unwrap()), decode(parts.next().unwrap()))
-}
 
 #[tokio::test]
 async fn token_request_yields_irsa_claims_verifiable_by_discovery() {
@@ -29,19 +15,9 @@ async fn token_request_yields_irsa_claims_verifiable_by_discovery() {
     bed.create_namespace(&namespace).await;
     bed.create_service_account(&namespace, "app").await;
 
-    let request: TokenRequest = serde_json::from_value(json!({
-        "spec": {"audiences": ["sts.amazonaws.com"], "expirationSeconds": 3600}
-    }))
-    .unwrap();
-    let issued = Api::<ServiceAccount>::namespaced(bed.kube.clone(), &namespace)
-        .create_token_request("app", &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest");
-    let token = issued
-        .status
-        .and_then(|s| s.token)
-        .expect("a token in the TokenRequest status");
-    let (header, claims) = claims(&token);
+    let (header, claims) = bed
+        .service_account_token(&namespace, "app", "sts.amazonaws.com")
+        .await;
     let issuer = &bed.vars["TESTBED_OIDC_ISSUER"];
     assert_eq!(claims["iss"], json!(issuer));
     assert_eq!(

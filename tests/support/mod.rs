@@ -15,8 +15,12 @@ use std::{
 };
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+use base64::Engine;
 use k8s_openapi::{
-    api::core::v1::{Namespace, ServiceAccount},
+    api::{
+        authentication::v1::TokenRequest,
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
@@ -24,7 +28,7 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Set by the README's test command: a missing test bed is then a failure, not a skip.
 const REQUIRED_FLAG: &str = "IRSA_E2E_REQUIRED";
@@ -202,6 +206,36 @@ impl Testbed {
         }
     }
 
+    /// A projected-style token for a ServiceAccount, as the pod identity webhook requests
+    /// it: (JWT header, claims).
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+    ) -> (Value, Value) {
+        let request: TokenRequest = serde_json::from_value(
+            json!({"spec": {"audiences": [audience], "expirationSeconds": 3600}}),
+        )
+        .unwrap();
+        let issued = Api::<ServiceAccount>::namespaced(self.kube.clone(), namespace)
+            .create_token_request(name, &PostParams::default(), &request)
+            .await
+            .expect("TokenRequest");
+        let token = issued
+            .status
+            .and_then(|s| s.token)
+            .expect("a token in the TokenRequest status");
+        let decode = |part: &str| -> Value {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .expect("base64url");
+            serde_json::from_slice(&bytes).expect("JSON")
+        };
+        let mut parts = token.split('.');
+        (decode(parts.next().unwrap()), decode(parts.next().unwrap()))
+    }
+
     /// Adds labels to a namespace, for guardrail selectors.
     pub async fn label_namespace(&self, name: &str, labels: serde_json::Value) {
         let patch = json!({"metadata": {"labels": labels}});
@@ -210,6 +244,47 @@ impl Testbed {
             .await
             .expect("label namespace");
     }
+}
+
+/// Whether STS would let a token with these claims assume a role with this trust policy,
+/// for the IRSA shape of policy: LocalStack does not check, so the tests do. A statement
+/// admits the token when it allows `sts:AssumeRoleWithWebIdentity` for the provider of the
+/// token's issuer and every `StringEquals` condition holds.
+pub fn trust_admits(trust: &Value, claims: &Value) -> bool {
+    let issuer = claims["iss"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://");
+    let as_list = |v: &Value| match v {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    as_list(&trust["Statement"]).iter().any(|statement| {
+        let federated = statement["Principal"]["Federated"]
+            .as_str()
+            .unwrap_or_default();
+        let conditions = statement["Condition"]
+            .as_object()
+            .map(|c| c.keys().all(|op| op == "StringEquals"));
+        statement["Effect"] == "Allow"
+            && as_list(&statement["Action"]).contains(&json!("sts:AssumeRoleWithWebIdentity"))
+            && federated.ends_with(&format!(":oidc-provider/{issuer}"))
+            && conditions == Some(true)
+            && statement["Condition"]["StringEquals"]
+                .as_object()
+                .is_some_and(|equals| {
+                    equals.iter().all(|(key, want)| {
+                        let claim = match key.strip_prefix(&format!("{issuer}:")) {
+                            Some("sub") => &claims["sub"],
+                            Some("aud") => &claims["aud"],
+                            _ => return false,
+                        };
+                        as_list(claim)
+                            .iter()
+                            .any(|have| as_list(want).contains(have))
+                    })
+                })
+    })
 }
 
 /// Polls `probe` until it yields a value; on timeout, fails with what it last saw.
