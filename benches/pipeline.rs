@@ -84,6 +84,11 @@ fn median_micros(statements: usize) -> f64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this unoptimised and without `--bench`: skip, it measures nothing then.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("pipeline benchmark: run it with `cargo bench --bench pipeline`");
+        return;
+    }
     for statements in [1, 10, 40] {
         let size = irsa_operator::policy::size_without_whitespace(
             spec(statements).policy.as_ref().unwrap(),
