@@ -163,18 +163,6 @@ pub fn issuer_host_path(issuer: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-pub(crate) fn test_config() -> OperatorConfig {
-    OperatorConfig {
-        cluster_name: "prod".into(),
-        partition: "aws".into(),
-        account_id: "111122223333".into(),
-        issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/ABC".into(),
-        role_path: "/irsa/prod/".into(),
-        role_name_prefix: String::new(),
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
@@ -210,7 +198,7 @@ mod tests {
             "111122223333",
         )
         .unwrap();
-        assert_eq!(config, test_config());
+        assert_eq!(config, crate::testing::test_config());
         assert_eq!(
             config.oidc_provider_arn(),
             "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"

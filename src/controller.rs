@@ -1,12 +1,9 @@
 //! Start-up and Controller wiring: resolve the account and issuer, then run one
 //! Controller per watched scope until a signal arrives.
 
-use std::{
-    collections::BTreeSet,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use futures::{StreamExt, future::join_all};
@@ -28,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::{self, RunArgs},
-    crd::{DEFAULT_AUDIENCE, PodIamRole},
+    crd::PodIamRole,
     guardrail::PodIamRoleGuardrail,
     http,
     iam::{IamApi, aws::AwsIam},
@@ -36,7 +33,7 @@ use crate::{
     metrics::Metrics,
     oidc::ProviderMode,
     provider::ProviderMonitor,
-    reconciler::{Caches, Context, Shared, error_policy, reconcile},
+    reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
 };
 
 /// How often readiness re-checks the caches until they are synced.
@@ -119,9 +116,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .into_iter()
         .map(|scope| controller_for(scope.as_deref(), &shared, &args))
         .unzip();
-    let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+    let audience_config = shared.config.clone();
     tokio::spawn(async move {
-        for scope in caches {
+        for scope in &caches {
             let listed = wait_listed(&scope.roles).await
                 && wait_listed(&scope.service_accounts).await
                 && wait_listed(&scope.namespaces).await
@@ -135,7 +132,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         info!("caches synced, ready");
         // Only now are the audiences in use known: an earlier check could drop client IDs.
         monitor
-            .run(move || audiences_in_use(&role_stores), provider_tx)
+            .run(
+                move || audiences_in_use(&caches, &audience_config),
+                provider_tx,
+            )
             .await;
     });
     join_all(controllers).await;
@@ -157,20 +157,6 @@ where
             Err(_) => continue,
         }
     }
-}
-
-/// Every audience PodIamRoles use, plus the default so new roles work at once.
-fn audiences_in_use(stores: &[Store<PodIamRole>]) -> BTreeSet<String> {
-    let mut audiences = BTreeSet::from([DEFAULT_AUDIENCE.to_string()]);
-    for store in stores {
-        audiences.extend(
-            store
-                .state()
-                .iter()
-                .filter_map(|role| role.spec.audience.clone()),
-        );
-    }
-    audiences
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

@@ -10,17 +10,14 @@ use serde_json::{Value, json};
 use crate::{
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec},
-    naming, policy,
+    naming,
+    ownership::{OWNERSHIP_TAG_PREFIX, Owner},
+    policy,
 };
 
 /// The name of the single inline policy that carries `spec.policy`.
 pub const INLINE_POLICY_NAME: &str = "irsa-operator";
 
-pub const TAG_CLUSTER: &str = "irsa.dev/cluster";
-pub const TAG_NAMESPACE: &str = "irsa.dev/namespace";
-pub const TAG_NAME: &str = "irsa.dev/name";
-pub const TAG_UID: &str = "irsa.dev/uid";
-const OWNERSHIP_TAG_PREFIX: &str = "irsa.dev/";
 /// IAM's limit on tags per role.
 const MAX_TAGS: usize = 50;
 const MAX_TAG_KEY_LEN: usize = 128;
@@ -28,40 +25,6 @@ const MAX_TAG_VALUE_LEN: usize = 256;
 const MAX_DESCRIPTION_LEN: usize = 1000;
 /// IAM's hard limit on managed policies per role (the default quota is 10).
 const MAX_MANAGED_POLICIES: usize = 20;
-
-/// Who a role belongs to: the identity carried in its ownership tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub cluster: String,
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-}
-
-impl Owner {
-    pub fn tags(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (TAG_CLUSTER.to_string(), self.cluster.clone()),
-            (TAG_NAMESPACE.to_string(), self.namespace.clone()),
-            (TAG_NAME.to_string(), self.name.clone()),
-            (TAG_UID.to_string(), self.uid.clone()),
-        ])
-    }
-
-    /// Why a role with these tags is not ours, or `None` when it is.
-    pub fn mismatch(&self, tags: &BTreeMap<String, String>) -> Option<String> {
-        let missing: Vec<String> = self
-            .tags()
-            .into_iter()
-            .filter(|(key, value)| tags.get(key) != Some(value))
-            .map(|(key, value)| match tags.get(&key) {
-                Some(found) => format!("{key}={found} (expected {value})"),
-                None => format!("{key} missing"),
-            })
-            .collect();
-        (!missing.is_empty()).then(|| missing.join(", "))
-    }
-}
 
 /// The IAM role a PodIamRole asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,35 +234,13 @@ fn merged_tags(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::config::test_config;
+    use crate::{
+        ownership::{TAG_CLUSTER, TAG_UID},
+        testing::{desired, owner, spec, test_config},
+    };
     use proptest::prelude::*;
-
-    pub(crate) fn owner() -> Owner {
-        Owner {
-            cluster: "prod".into(),
-            namespace: "shop".into(),
-            name: "payments".into(),
-            uid: "uid-1".into(),
-        }
-    }
-
-    pub(crate) fn spec() -> PodIamRoleSpec {
-        PodIamRoleSpec {
-            service_account_name: "payments".into(),
-            policy: Some(
-                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
-                "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]}),
-            ),
-            ..Default::default()
-        }
-    }
-
-    pub(crate) fn desired() -> DesiredRole {
-        desired_role(&spec(), owner(), &test_config()).unwrap()
-    }
 
     #[test]
     fn builds_the_role() {

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::crd::{DEFAULT_MAX_SESSION_DURATION, PodIamRole, PodIamRoleSpec};
+use crate::crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRole, PodIamRoleSpec};
 
 /// Limits on the IAM roles that PodIamRoles in the selected namespaces may produce.
 ///
@@ -68,6 +68,16 @@ pub struct PodIamRoleGuardrailSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 3600, max = 43200))]
     pub max_session_duration: Option<i32>,
+    /// Token audience patterns (`sts.amazonaws.com`, `sts.*.amazonaws.com`) that `spec.audience`
+    /// may use. When set, the audience must match one of them. Every accepted audience
+    /// becomes a client ID of the cluster's shared OIDC provider in `manage` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_audiences: Option<Vec<String>>,
+    /// Role name patterns that `spec.roleName` may use beyond the namespace's own prefix
+    /// (`<prefix><cluster>.<namespace>.`). Without such a grant, a PodIamRole cannot take
+    /// a name that another namespace's PodIamRole would derive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_role_names: Vec<String>,
 }
 
 /// Grants no PodIamRole may hold: every action, or every IAM action. Narrower IAM
@@ -209,6 +219,7 @@ pub fn evaluate(
             ));
         }
     }
+    check_audience(spec, rules)?;
     if let Some(policy) = &spec.policy {
         check_statements(policy, rules)?;
     }
@@ -224,6 +235,46 @@ pub fn evaluate(
         )),
         _ => Ok(enforced),
     }
+}
+
+fn check_audience(spec: &PodIamRoleSpec, rules: &[Rule<'_>]) -> Result<(), String> {
+    let audience = spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
+    for rule in rules {
+        if let Some(allowed) = &rule.spec.allowed_audiences
+            && !matches_any(allowed, audience)
+        {
+            return Err(format!(
+                "audience `{audience}` is not within the audiences guardrail {} allows ({})",
+                rule.name,
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An explicit `spec.roleName` must start with `own_prefix`, the prefix every name
+/// derived in the object's namespace has, unless a guardrail grants it: otherwise a
+/// tenant could take the name another namespace's PodIamRole will derive.
+pub fn check_role_name(
+    spec: &PodIamRoleSpec,
+    rules: &[Rule<'_>],
+    own_prefix: &str,
+) -> Result<(), String> {
+    let Some(name) = spec.role_name.as_deref() else {
+        return Ok(());
+    };
+    if name.starts_with(own_prefix)
+        || rules
+            .iter()
+            .any(|rule| matches_any(&rule.spec.granted_role_names, name))
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "spec.roleName `{name}` must start with `{own_prefix}`, this namespace's prefix; \
+         other names need a guardrail's grantedRoleNames"
+    ))
 }
 
 fn required_boundary(rules: &[Rule<'_>]) -> Result<Option<String>, String> {
@@ -369,7 +420,7 @@ fn check_managed_policy(arn: &str, rules: &[Rule<'_>]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::tests::spec;
+    use crate::testing::spec;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -403,6 +454,48 @@ mod tests {
         assert!(!glob_match("s3:Get*", "s3:PutObject"));
         assert!(!glob_match("s3:Get", "s3:GetObject"));
         assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn audiences_must_be_allowed_by_every_guardrail_listing_them() {
+        let only_sts = PodIamRoleGuardrailSpec {
+            allowed_audiences: Some(vec!["sts.amazonaws.com".into()]),
+            ..Default::default()
+        };
+        let rules = [Rule {
+            name: "tenants",
+            spec: &only_sts,
+        }];
+        assert!(evaluate(&spec(), &rules, 0).is_ok(), "the default audience");
+        let custom = PodIamRoleSpec {
+            audience: Some("vault".into()),
+            ..spec()
+        };
+        assert!(err(&custom, &rules).contains("audience `vault` is not within"));
+        assert!(evaluate(&custom, &[], 0).is_ok(), "no guardrail, no limit");
+    }
+
+    #[test]
+    fn role_names_stay_in_the_namespace_prefix_unless_granted() {
+        let named = |name: &str| PodIamRoleSpec {
+            role_name: Some(name.into()),
+            ..spec()
+        };
+        let prefix = "prod.shop.";
+        assert!(check_role_name(&spec(), &[], prefix).is_ok(), "derived");
+        assert!(check_role_name(&named("prod.shop.payments-v2"), &[], prefix).is_ok());
+        let squat = check_role_name(&named("prod.bank.payments"), &[], prefix).unwrap_err();
+        assert!(squat.contains("must start with `prod.shop.`"), "{squat}");
+        let grant = PodIamRoleGuardrailSpec {
+            granted_role_names: vec!["legacy-*".into()],
+            ..Default::default()
+        };
+        let rules = [Rule {
+            name: "legacy",
+            spec: &grant,
+        }];
+        assert!(check_role_name(&named("legacy-payments"), &rules, prefix).is_ok());
+        assert!(check_role_name(&named("prod.bank.payments"), &rules, prefix).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! One reconcile runs `desired` (pure) -> observe (IO) -> `plan` (pure) -> execute (IO)
 //! -> annotate (IO) -> `status` (pure + one patch). The pure steps hold the logic and
-//! most of the tests; `iam`, `k8s` and `reconciler` are thin IO glue.
+//! most of the tests; `iam`, `k8s` and `reconcile` are thin IO glue.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -10,17 +10,23 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod failure;
 pub mod guardrail;
 pub mod http;
 pub mod iam;
 pub mod k8s;
 pub mod metrics;
 pub mod naming;
+pub mod observed;
 pub mod oidc;
+pub mod ownership;
 pub mod plan;
 pub mod policy;
 pub mod provider;
-pub mod reconciler;
+pub mod reconcile;
+pub mod sa_owner;
 pub mod status;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod thumbprint;

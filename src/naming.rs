@@ -21,12 +21,21 @@ fn is_role_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if is_role_name_char(c) { c } else { '-' })
+        .collect()
+}
+
+/// What every untruncated name derived in `namespace` starts with. No other
+/// namespace's derived name can start with it, since namespaces contain no dot.
+pub fn namespace_prefix(prefix: &str, cluster: &str, namespace: &str) -> String {
+    sanitize(&format!("{prefix}{cluster}.{namespace}."))
+}
+
 /// The role name for a PodIamRole without a `roleName` override.
 pub fn derive_role_name(prefix: &str, cluster: &str, namespace: &str, name: &str) -> String {
-    let full: String = format!("{prefix}{cluster}.{namespace}.{name}")
-        .chars()
-        .map(|c| if is_role_name_char(c) { c } else { '-' })
-        .collect();
+    let full = namespace_prefix(prefix, cluster, namespace) + &sanitize(name);
     if full.len() <= MAX_ROLE_NAME_LEN {
         return full;
     }

@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::desired::TAG_CLUSTER;
+use crate::ownership::TAG_CLUSTER;
 
 /// Marks a provider as created by this operator; only such providers are ever changed.
 pub const TAG_MANAGED_BY: &str = "irsa.dev/managed-by";
 const MANAGED_BY: &str = "irsa-operator";
+/// IAM's limit on client IDs per OIDC provider.
+pub const MAX_CLIENT_IDS: usize = 100;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderMode {
@@ -220,6 +222,18 @@ fn verify_foreign(inputs: &ProviderInputs<'_>, observed: &ObservedProvider) -> P
     }
 }
 
+/// At most [`MAX_CLIENT_IDS`] audiences, `default` always among them and the rest in
+/// sorted order, so the provider never hits IAM's limit and the choice is stable.
+pub fn within_client_id_limit(audiences: BTreeSet<String>, default: &str) -> BTreeSet<String> {
+    let (defaults, others): (BTreeSet<String>, BTreeSet<String>) =
+        audiences.into_iter().partition(|a| a == default);
+    let room = MAX_CLIENT_IDS.saturating_sub(defaults.len());
+    defaults
+        .into_iter()
+        .chain(others.into_iter().take(room))
+        .collect()
+}
+
 /// The provider's state as seen by one PodIamRole using `audience`.
 pub fn problem_for_audience(
     check: &ProviderCheck,
@@ -228,6 +242,15 @@ pub fn problem_for_audience(
 ) -> Option<ProviderProblem> {
     if let Some(problem) = &check.problem {
         return Some(problem.clone());
+    }
+    if check.client_ids.len() >= MAX_CLIENT_IDS && !check.client_ids.contains(audience) {
+        return Some(ProviderProblem {
+            reason: "OidcProviderClientIdLimit",
+            message: format!(
+                "IAM OIDC provider {arn} already has {MAX_CLIENT_IDS} client IDs, IAM's limit, so audience \
+                 {audience} cannot be added; use an audience already in use, such as sts.amazonaws.com"
+            ),
+        });
     }
     (!check.client_ids.contains(audience)).then(|| ProviderProblem {
         reason: "OidcProviderMissingAudience",
@@ -241,6 +264,26 @@ pub fn problem_for_audience(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_stay_within_iams_limit_and_keep_the_default() {
+        let many: BTreeSet<String> = (0..150)
+            .map(|i| format!("aud-{i:03}"))
+            .chain(["zz-default".to_string()])
+            .collect();
+        let kept = within_client_id_limit(many, "zz-default");
+        assert_eq!(kept.len(), MAX_CLIENT_IDS);
+        assert!(kept.contains("zz-default") && kept.contains("aud-000"));
+        assert!(!kept.contains("aud-099"), "sorted, the first 99 others");
+        let check = ProviderCheck {
+            ops: Vec::new(),
+            problem: None,
+            client_ids: kept,
+        };
+        let problem = problem_for_audience(&check, "arn", "aud-120").unwrap();
+        assert_eq!(problem.reason, "OidcProviderClientIdLimit");
+        assert_eq!(problem_for_audience(&check, "arn", "aud-001"), None);
+    }
 
     const ARN: &str = "arn:aws:iam::1:oidc-provider/issuer.example/id/A";
     const TP: &str = "990f4193972f2becf12ddeda5237f9c952f20d9e";

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::{
-    desired::{DesiredRole, INLINE_POLICY_NAME, Owner},
-    iam::ObservedRole,
+    desired::{DesiredRole, INLINE_POLICY_NAME},
+    observed::ObservedRole,
+    ownership::Owner,
     policy::semantically_equal,
 };
 
@@ -227,9 +228,9 @@ pub fn plan_delete(
 mod tests {
     use super::*;
     use crate::{
-        desired::tests::{desired, owner},
         iam::RoleSummary,
         policy,
+        testing::{desired, owner},
     };
     use serde_json::json;
     use std::collections::BTreeSet;

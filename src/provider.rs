@@ -1,7 +1,12 @@
 //! IO: checks (and in `manage` mode maintains) the cluster's IAM OIDC provider on a
 //! timer, and publishes the result for every reconcile to report.
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -12,6 +17,24 @@ use crate::{
     oidc::{ProviderCheck, ProviderInputs, ProviderMode, ProviderProblem, check_provider},
     thumbprint::fetch_thumbprint,
 };
+
+/// A check that could not reach IAM keeps the last definite verdict this long: one IAM
+/// hiccup must not turn every PodIamRole in the cluster not-ready.
+const KEEP_VERDICT_FOR: Duration = Duration::from_secs(30 * 60);
+/// After such a failure, look again soon rather than after a full interval.
+const RETRY_FAILED_CHECK: Duration = Duration::from_secs(30);
+/// Problems that say the check itself failed, not what is wrong with the provider.
+const CHECK_FAILURES: [&str; 2] = ["OidcProviderCheckFailed", "OidcProviderUpdateFailed"];
+
+/// Whether a failed check should be held back, given when the last definite verdict
+/// was published.
+fn hold_back(check: &ProviderCheck, last_verdict: Option<Instant>, now: Instant) -> bool {
+    let failed = check
+        .problem
+        .as_ref()
+        .is_some_and(|p| CHECK_FAILURES.contains(&p.reason));
+    failed && last_verdict.is_some_and(|at| now.duration_since(at) < KEEP_VERDICT_FOR)
+}
 
 pub struct ProviderMonitor {
     pub iam: Arc<dyn IamApi>,
@@ -34,10 +57,24 @@ impl ProviderMonitor {
         audiences: impl Fn() -> BTreeSet<String>,
         publish: watch::Sender<Option<ProviderCheck>>,
     ) {
+        let mut last_verdict: Option<Instant> = None;
         loop {
             let check = self.check_once(&audiences()).await;
             self.metrics
                 .record_oidc_provider(check.problem.as_ref().map(|p| p.reason));
+            if hold_back(&check, last_verdict, Instant::now()) {
+                let problem = check.problem.as_ref().map(|p| p.message.as_str());
+                warn!(
+                    ?problem,
+                    "OIDC provider check failed; keeping the last verdict"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_FAILED_CHECK) => {}
+                    () = self.poke.notified() => {}
+                }
+                continue;
+            }
+            last_verdict = Some(Instant::now());
             publish.send_if_modified(|current| {
                 if current.as_ref() == Some(&check) {
                     return false;
@@ -120,6 +157,33 @@ mod tests {
             interval: Duration::from_secs(60),
             poke: Arc::new(Notify::new()),
         }
+    }
+
+    #[test]
+    fn a_failed_check_keeps_the_last_verdict_for_a_while_only() {
+        let failed = ProviderCheck {
+            ops: Vec::new(),
+            problem: Some(ProviderProblem {
+                reason: "OidcProviderCheckFailed",
+                message: "Throttling".into(),
+            }),
+            client_ids: BTreeSet::new(),
+        };
+        let now = Instant::now();
+        assert!(!hold_back(&failed, None, now), "nothing to keep yet");
+        assert!(hold_back(&failed, Some(now), now));
+        assert!(!hold_back(&failed, Some(now), now + KEEP_VERDICT_FOR));
+        let definite = ProviderCheck {
+            problem: Some(ProviderProblem {
+                reason: "OidcProviderNotFound",
+                message: "gone".into(),
+            }),
+            ..failed
+        };
+        assert!(
+            !hold_back(&definite, Some(now), now),
+            "a real problem shows at once"
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::{crd::PodIamRoleStatus, oidc::ProviderProblem};
+use crate::{crd::PodIamRoleStatus, failure::Classified, oidc::ProviderProblem};
 
 pub const READY: &str = "Ready";
 pub const OIDC_PROVIDER_READY: &str = "OidcProviderReady";
@@ -34,10 +34,17 @@ pub enum Outcome {
         role_arn: String,
         service_account: String,
     },
-    /// IAM rejected a request; retrying it unchanged cannot help.
-    IamRejected { role_name: String, message: String },
-    /// IAM could not be reached or failed; the operator retries with backoff.
-    IamUnavailable { role_name: String, message: String },
+    /// An IAM call failed; `failure` says why and when it is retried.
+    IamFailed {
+        role_name: String,
+        failure: Classified,
+    },
+    /// Another PodIamRole of the namespace, older than this one, names the same
+    /// ServiceAccount and owns its annotation; nothing was written.
+    ServiceAccountInUse {
+        service_account: String,
+        owner: String,
+    },
     /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
     OidcProviderUnhealthy {
         role_name: String,
@@ -54,8 +61,8 @@ impl Outcome {
             Outcome::PolicyNotAllowed(_) => "PolicyNotAllowed",
             Outcome::RoleConflict { .. } => "RoleConflict",
             Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
-            Outcome::IamRejected { .. } => "IamRejected",
-            Outcome::IamUnavailable { .. } => "IamUnavailable",
+            Outcome::IamFailed { failure, .. } => failure.reason,
+            Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
     }
@@ -78,10 +85,15 @@ impl Outcome {
                 "IAM role {role_arn} is ready, but ServiceAccount {service_account} does not exist; \
                  it is annotated as soon as it is created"
             ),
-            Outcome::IamRejected { message, .. } => format!("IAM rejected the change: {message}"),
-            Outcome::IamUnavailable { message, .. } => {
-                format!("IAM call failed, retrying: {message}")
-            }
+            Outcome::IamFailed { failure, .. } => failure.message.clone(),
+            Outcome::ServiceAccountInUse {
+                service_account,
+                owner,
+            } => format!(
+                "ServiceAccount {service_account} is already used by PodIamRole {owner}, which is older \
+                 and owns its role annotation; nothing was written. Use another ServiceAccount, or delete one \
+                 of the two"
+            ),
             Outcome::OidcProviderUnhealthy {
                 role_arn, problem, ..
             } => {
@@ -127,12 +139,10 @@ pub fn next_status(
         // Someone else's role: never advertise its ARN.
         Outcome::RoleConflict { role_name, .. } => (Some(role_name.clone()), None),
         // The role, if any, is unchanged by a failed reconcile.
-        Outcome::IamRejected { role_name, .. } | Outcome::IamUnavailable { role_name, .. } => {
-            (Some(role_name.clone()), old.role_arn.clone())
-        }
-        Outcome::InvalidSpec(_) | Outcome::PolicyNotAllowed(_) => {
-            (old.role_name.clone(), old.role_arn.clone())
-        }
+        Outcome::IamFailed { role_name, .. } => (Some(role_name.clone()), old.role_arn.clone()),
+        Outcome::InvalidSpec(_)
+        | Outcome::PolicyNotAllowed(_)
+        | Outcome::ServiceAccountInUse { .. } => (old.role_name.clone(), old.role_arn.clone()),
     };
     let ready_status = if outcome.is_ready() { "True" } else { "False" };
     let ready = condition(
@@ -209,6 +219,7 @@ fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::Retry;
 
     const PROVIDER: &str = "arn:aws:iam::1:oidc-provider/x";
     const H: ProviderHealth = ProviderHealth::Healthy;
@@ -294,13 +305,13 @@ mod tests {
         let first = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
         for outcome in [
             Outcome::InvalidSpec("bad".into()),
-            Outcome::IamRejected {
+            Outcome::IamFailed {
                 role_name: "r".into(),
-                message: "MalformedPolicyDocument: x".into(),
-            },
-            Outcome::IamUnavailable {
-                role_name: "r".into(),
-                message: "Throttling".into(),
+                failure: Classified {
+                    reason: "IamRejected",
+                    message: "MalformedPolicyDocument: x".into(),
+                    retry: Retry::OnChange,
+                },
             },
         ] {
             let status = next_status(Some(&first), &H, &outcome, Some(2), PROVIDER, t(2));

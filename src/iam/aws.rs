@@ -15,22 +15,12 @@ use serde_json::Value;
 
 use super::{IamApi, IamError, IamErrorKind, RoleSummary};
 use crate::{
+    failure::REJECTED_CODES,
     metrics::Metrics,
     oidc::{ObservedProvider, ProviderOp},
     plan::IamOp,
     policy,
 };
-
-/// IAM error codes after which a retry of the same request cannot succeed.
-const TERMINAL_CODES: [&str; 7] = [
-    "MalformedPolicyDocument",
-    "InvalidInput",
-    "LimitExceeded",
-    "ValidationError",
-    "UnmodifiableEntity",
-    "PolicyNotAttachable",
-    "PackedPolicyTooLarge",
-];
 
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
@@ -82,7 +72,7 @@ where
     let kind = match code.as_str() {
         "NoSuchEntity" => IamErrorKind::NotFound,
         "EntityAlreadyExists" => IamErrorKind::AlreadyExists,
-        c if TERMINAL_CODES.contains(&c) => IamErrorKind::Terminal,
+        c if REJECTED_CODES.contains(&c) => IamErrorKind::Terminal,
         _ => IamErrorKind::Retryable,
     };
     let message = match error.message() {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use crate::observed::{ObservedRole, RoleSummary};
 use crate::{
     oidc::{ObservedProvider, ProviderOp},
     plan::IamOp,
@@ -14,26 +15,6 @@ use crate::{
 pub mod aws;
 #[cfg(test)]
 pub mod fake;
-
-/// A role as `GetRole` describes it: everything but its policies.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoleSummary {
-    pub arn: String,
-    pub path: String,
-    pub trust_policy: Value,
-    pub description: String,
-    pub max_session_duration: i32,
-    pub permissions_boundary: Option<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
-/// A role as observed in IAM, policies included.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedRole {
-    pub summary: RoleSummary,
-    pub inline_policies: BTreeMap<String, Value>,
-    pub managed_policy_arns: BTreeSet<String>,
-}
 
 /// How an IAM call failed, in the terms the reconciler acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +85,8 @@ pub async fn observe_role(
 mod tests {
     use super::{fake::FakeIam, *};
     use crate::{
-        desired::tests::{desired, owner},
         plan::{plan_apply, plan_delete},
+        testing::{desired, owner},
     };
 
     async fn run(iam: &FakeIam, role: &str, ops: &[IamOp]) {

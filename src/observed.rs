@@ -1,0 +1,26 @@
+//! Pure: IAM roles as observed. `iam/` fills these in; `plan` compares them with the
+//! desired state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+/// A role as `GetRole` describes it: everything but its policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleSummary {
+    pub arn: String,
+    pub path: String,
+    pub trust_policy: Value,
+    pub description: String,
+    pub max_session_duration: i32,
+    pub permissions_boundary: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A role as observed in IAM, policies included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedRole {
+    pub summary: RoleSummary,
+    pub inline_policies: BTreeMap<String, Value>,
+    pub managed_policy_arns: BTreeSet<String>,
+}

@@ -1,0 +1,171 @@
+//! Step: bring IAM and the ServiceAccount in line with a live PodIamRole.
+
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use kube::runtime::{controller::Action, events::EventType};
+use tracing::{debug, info};
+
+use super::{
+    Context, Error, guardrails,
+    memo::Memo,
+    owner_of,
+    publish::{finish, next_action, publish},
+    service_account,
+};
+use crate::{
+    crd::PodIamRole,
+    desired,
+    failure::{self, Retry},
+    guardrail,
+    iam::{IamError, IamErrorKind, observe_role},
+    k8s::events,
+    plan::{self, IamOp, RoleConflict},
+    status::Outcome,
+};
+
+/// How often an object re-checks while the caches list at start-up: a normal wait,
+/// not an error.
+const CACHE_WAIT: Duration = Duration::from_millis(500);
+
+pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
+    if !ctx.caches.synced.load(Ordering::Relaxed) {
+        debug!("waiting for the caches to list");
+        return Ok(Action::requeue(CACHE_WAIT));
+    }
+    let Ok(verdict) = guardrails::verdict(&ctx.caches, &ctx.config, object) else {
+        debug!("waiting for the namespace to be cached");
+        return Ok(Action::requeue(CACHE_WAIT));
+    };
+    let fingerprint = verdict.fingerprint;
+    let enforced = match verdict.decision {
+        Ok(enforced) => enforced,
+        Err(message) => {
+            ctx.memos.forget(object);
+            return finish(object, ctx, Outcome::PolicyNotAllowed(message)).await;
+        }
+    };
+    if let Some(outcome) = service_account::claim(object, ctx) {
+        ctx.memos.forget(object);
+        return finish(object, ctx, outcome).await;
+    }
+    let (role_name, role_arn) = match ctx.memos.lookup(object, fingerprint) {
+        Some(Memo::Synced {
+            role_name,
+            role_arn,
+        }) => (role_name, role_arn),
+        // The status already says why; only the retry time or a change may call IAM.
+        Some(Memo::Failed { outcome, retry_at }) => {
+            return Ok(next_action(&outcome, retry_at, ctx));
+        }
+        Some(Memo::CleanedUp) | None => match sync_role(object, ctx, &enforced).await {
+            Ok(synced) => {
+                let (role_name, role_arn) = synced.clone();
+                ctx.memos.remember(
+                    object,
+                    fingerprint,
+                    Memo::Synced {
+                        role_name,
+                        role_arn,
+                    },
+                );
+                synced
+            }
+            Err(outcome) => {
+                let retry_at = retry_time(object, ctx, &outcome);
+                publish(object, ctx, &outcome).await?;
+                // Only once the status says why: a failed status write retries in full.
+                let action = next_action(&outcome, retry_at, ctx);
+                ctx.memos
+                    .remember(object, fingerprint, Memo::Failed { outcome, retry_at });
+                return Ok(action);
+            }
+        },
+    };
+    let outcome = service_account::annotate(object, ctx, role_name, role_arn).await?;
+    finish(object, ctx, outcome).await
+}
+
+/// When a failed sync may call IAM again without a change to the object.
+fn retry_time(object: &PodIamRole, ctx: &Context, outcome: &Outcome) -> Option<Instant> {
+    match outcome {
+        Outcome::IamFailed { failure, .. } => match failure.retry {
+            Retry::OnChange => None,
+            Retry::After(delay) => Some(Instant::now() + delay),
+            Retry::Backoff => Some(Instant::now() + ctx.next_backoff(object)),
+        },
+        // Invalid specs and foreign roles wait for a change; the resync notices a
+        // conflicting role that went away.
+        Outcome::RoleConflict { .. } => Some(Instant::now() + ctx.resync_interval),
+        _ => None,
+    }
+}
+
+/// Brings the IAM role in line with the spec: `(role name, role ARN)`, or the
+/// reported reason it could not.
+async fn sync_role(
+    object: &PodIamRole,
+    ctx: &Context,
+    enforced: &guardrail::Enforced,
+) -> Result<(String, String), Outcome> {
+    let owner = owner_of(object, &ctx.config);
+    let mut desired =
+        desired::desired_role(&object.spec, owner, &ctx.config).map_err(Outcome::InvalidSpec)?;
+    if let Some(boundary) = &enforced.permissions_boundary {
+        desired.permissions_boundary = Some(boundary.clone());
+    }
+    let role_name = desired.name.clone();
+    let iam_failed = |error: IamError| Outcome::IamFailed {
+        role_name: role_name.clone(),
+        failure: failure::classify(&error),
+    };
+    let observed = observe_role(ctx.iam.as_ref(), &role_name, |summary| {
+        desired.owner.mismatch(&summary.tags).is_none()
+    })
+    .await
+    .map_err(iam_failed)?;
+    let ops = plan::plan_apply(&desired, observed.as_ref()).map_err(|RoleConflict(why)| {
+        // The details name another tenant's object: they go to the log, not the status.
+        info!(role = %role_name, %why, "role name taken by a role this PodIamRole does not own");
+        Outcome::RoleConflict {
+            role_name: role_name.clone(),
+            message: format!(
+                "IAM role {role_name} already exists and is not owned by this PodIamRole; it is left \
+                 untouched. Choose another spec.roleName, or ask the cluster's administrators"
+            ),
+        }
+    })?;
+    execute(ctx, &role_name, &ops, false)
+        .await
+        .map_err(iam_failed)?;
+    if let Some(first) = ops.first() {
+        let (reason, verb) = match first {
+            IamOp::CreateRole { .. } => ("RoleCreated", "created"),
+            _ => ("RoleUpdated", "updated"),
+        };
+        let changes: Vec<String> = ops.iter().map(IamOp::describe).collect();
+        info!(role = %role_name, ?changes, "IAM role {verb}");
+        let note = format!("IAM role {role_name} {verb}: {}", changes.join(", "));
+        events::publish(&ctx.recorder, object, EventType::Normal, reason, note).await;
+    }
+    let role_arn = observed.map_or(desired.arn, |o| o.summary.arn);
+    Ok((role_name, role_arn))
+}
+
+/// Runs `ops` in order. With `missing_is_done`, "already gone" counts as done.
+pub(super) async fn execute(
+    ctx: &Context,
+    role_name: &str,
+    ops: &[IamOp],
+    missing_is_done: bool,
+) -> Result<(), IamError> {
+    for op in ops {
+        match ctx.iam.execute(role_name, op).await {
+            Err(error) if missing_is_done && error.kind == IamErrorKind::NotFound => {}
+            result => result?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Step: a PodIamRole is being deleted. Delete what the role holds and the role itself
+//! (unless `deletionPolicy: Retain`), then release the ServiceAccount annotation.
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{
+    Api, ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
+use tracing::warn;
+
+use super::{
+    Context, Error, apply::execute, memo::Memo, owner_of, publish::publish,
+    service_account::release_others,
+};
+use crate::{
+    crd::{DeletionPolicy, PodIamRole},
+    desired, failure,
+    iam::{IamError, observe_role},
+    k8s::{events, service_account},
+    plan::{self, RoleConflict},
+    status::Outcome,
+};
+
+pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let owner = owner_of(object, &ctx.config);
+    let status = object.status.clone().unwrap_or_default();
+    let role_name = status.role_name.unwrap_or_else(|| {
+        desired::role_name(&object.spec, &owner.namespace, &owner.name, &ctx.config)
+    });
+    let role_arn = status
+        .role_arn
+        .unwrap_or_else(|| ctx.config.role_arn(&role_name));
+
+    // A retry after a failed Kubernetes write, or a stale event after the finalizer
+    // went, must not read IAM again.
+    if object.spec.deletion_policy == DeletionPolicy::Delete && !ctx.memos.cleaned_up(object) {
+        if let Err(error) = delete_role(object, ctx, &role_name).await {
+            // Say why the deletion is stuck, then keep the finalizer and retry.
+            let outcome = Outcome::IamFailed {
+                role_name: role_name.clone(),
+                failure: failure::classify(&error),
+            };
+            publish(object, ctx, &outcome).await?;
+            return Err(Error::Iam(error));
+        }
+        ctx.memos.remember(object, 0, Memo::CleanedUp);
+    }
+    release_others(ctx, &namespace, None, &role_arn).await?;
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    service_account::remove_annotation(&api, &object.spec.service_account_name, &role_arn)
+        .await
+        .map_err(Error::Kube)?;
+    Ok(Action::await_change())
+}
+
+/// Deletes the role if this object owns it; a role owned by someone else is left alone.
+async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
+    let owner = owner_of(object, &ctx.config);
+    let observed = observe_role(ctx.iam.as_ref(), role_name, |s| {
+        owner.mismatch(&s.tags).is_none()
+    })
+    .await?;
+    match plan::plan_delete(role_name, &owner, observed.as_ref()) {
+        Ok(ops) if ops.is_empty() => {}
+        Ok(ops) => {
+            execute(ctx, role_name, &ops, true).await?;
+            let note = format!("IAM role {role_name} deleted");
+            events::publish(
+                &ctx.recorder,
+                object,
+                EventType::Normal,
+                "RoleDeleted",
+                note,
+            )
+            .await;
+        }
+        Err(RoleConflict(message)) => {
+            warn!(role = %role_name, %message, "not deleting a role this PodIamRole does not own");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The caches and IO handles a reconcile works with, and the per-object bookkeeping
+//! (memo, consecutive failures) that lives as long as the process.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, atomic::AtomicBool},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::{
+    Client, ResourceExt,
+    api::PartialObjectMeta,
+    runtime::{events::Recorder, reflector::Store},
+};
+use tokio::sync::{Notify, watch};
+
+use super::memo::Memos;
+use crate::{
+    config::OperatorConfig,
+    crd::{DEFAULT_AUDIENCE, PodIamRole},
+    failure::{jitter_for, transient_delay},
+    guardrail::PodIamRoleGuardrail,
+    iam::IamApi,
+    metrics::Metrics,
+    oidc::{ProviderCheck, problem_for_audience},
+    status::ProviderHealth,
+};
+
+/// The caches one Controller's reconciles read.
+#[derive(Clone)]
+pub struct Caches {
+    /// ServiceAccount metadata in the watched scope, for releasing old annotations.
+    pub service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    /// Namespace labels, for guardrail selectors.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub guardrails: Store<PodIamRoleGuardrail>,
+    /// The PodIamRoles in scope, for quotas and ServiceAccount ownership.
+    pub roles: Store<PodIamRole>,
+    /// Set once every cache above has listed: no write may happen on an unknown guardrail.
+    pub synced: Arc<AtomicBool>,
+}
+
+/// What every watched scope's Controller shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub client: Client,
+    pub iam: Arc<dyn IamApi>,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub provider: watch::Receiver<Option<ProviderCheck>>,
+    pub provider_poke: Option<Arc<Notify>>,
+}
+
+/// The IO handles a reconcile works with.
+pub struct Context {
+    pub client: Client,
+    pub iam: Arc<dyn IamApi>,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub resync_interval: Duration,
+    pub caches: Caches,
+    /// The latest OIDC provider check, published by the provider monitor.
+    pub provider: watch::Receiver<Option<ProviderCheck>>,
+    /// Wakes the provider monitor when it can fix something (manage mode only).
+    pub provider_poke: Option<Arc<Notify>>,
+    pub(super) memos: Memos,
+    /// Consecutive failures per object UID, for its own backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(shared: Shared, resync_interval: Duration, caches: Caches) -> Self {
+        let Shared {
+            client,
+            iam,
+            config,
+            recorder,
+            metrics,
+            provider,
+            provider_poke,
+        } = shared;
+        Self {
+            client,
+            iam,
+            config,
+            recorder,
+            metrics,
+            resync_interval,
+            caches,
+            provider,
+            provider_poke,
+            memos: Memos::new(resync_interval),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The provider's state for `object`'s audience.
+    pub(super) fn provider_health(&self, object: &PodIamRole) -> ProviderHealth {
+        let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
+        let Some(check) = self.provider.borrow().clone() else {
+            return ProviderHealth::Unknown;
+        };
+        match problem_for_audience(&check, &self.config.oidc_provider_arn(), audience) {
+            None => ProviderHealth::Healthy,
+            Some(problem) => {
+                if let Some(poke) = &self.provider_poke {
+                    poke.notify_one();
+                }
+                ProviderHealth::Unhealthy(problem)
+            }
+        }
+    }
+
+    /// Counts one more consecutive failure of `object` and returns its retry delay.
+    /// Each object backs off on its own: a failing one never delays the others.
+    pub(super) fn next_backoff(&self, object: &PodIamRole) -> Duration {
+        let key = object.uid().unwrap_or_else(|| object.name_any());
+        let mut failures = self.failures.lock().expect("failures lock");
+        let count = failures.entry(key.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+        transient_delay(*count, jitter_for(&key, *count))
+    }
+
+    pub(super) fn reset_backoff(&self, object: &PodIamRole) {
+        if let Some(uid) = object.uid() {
+            self.failures.lock().expect("failures lock").remove(&uid);
+        }
+    }
+}

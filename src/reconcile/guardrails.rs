@@ -1,0 +1,117 @@
+//! Step: the guardrail verdict for one object, read from the caches, and the audiences
+//! that may reach the cluster's shared OIDC provider.
+
+use std::{
+    collections::BTreeSet,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+};
+
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
+
+use super::{Caches, owner_of};
+use crate::{
+    config::OperatorConfig,
+    crd::{DEFAULT_AUDIENCE, PodIamRole},
+    desired,
+    guardrail::{self, PodIamRoleGuardrail, Rule},
+    naming,
+    oidc::within_client_id_limit,
+};
+
+/// The object's namespace is not cached yet: guessing its labels could skip a guardrail.
+#[derive(Debug)]
+pub struct NamespaceNotCached;
+
+/// What the guardrails decided, and a fingerprint of everything the decision read.
+pub struct Verdict {
+    pub decision: Result<guardrail::Enforced, String>,
+    pub fingerprint: u64,
+}
+
+pub fn verdict(
+    caches: &Caches,
+    config: &OperatorConfig,
+    object: &PodIamRole,
+) -> Result<Verdict, NamespaceNotCached> {
+    let namespace = object.namespace().unwrap_or_default();
+    let labels = caches
+        .namespaces
+        .get(&ObjectRef::new(&namespace))
+        .ok_or(NamespaceNotCached)?
+        .labels()
+        .clone();
+    let mut applicable: Vec<Arc<PodIamRoleGuardrail>> = caches
+        .guardrails
+        .state()
+        .into_iter()
+        .filter(|g| guardrail::selects(&g.spec, &labels))
+        .collect();
+    applicable.sort_by_key(|g| g.name_any());
+    let names: Vec<String> = applicable.iter().map(|g| g.name_any()).collect();
+    let rules: Vec<Rule<'_>> = applicable
+        .iter()
+        .zip(&names)
+        .map(|(g, name)| Rule {
+            name,
+            spec: &g.spec,
+        })
+        .collect();
+    let rank = guardrail::quota_rank(object, &caches.roles.state());
+    let mut hasher = DefaultHasher::new();
+    for rule in &rules {
+        (
+            rule.name,
+            serde_json::to_string(rule.spec).unwrap_or_default(),
+        )
+            .hash(&mut hasher);
+    }
+    if rules
+        .iter()
+        .any(|r| r.spec.max_roles_per_namespace.is_some())
+    {
+        rank.hash(&mut hasher);
+    }
+    let own_prefix =
+        naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
+    let decision = guardrail::check_role_name(&object.spec, &rules, &own_prefix)
+        .and_then(|()| guardrail::evaluate(&object.spec, &rules, rank));
+    Ok(Verdict {
+        decision,
+        fingerprint: hasher.finish(),
+    })
+}
+
+/// The audience of `object` if its spec is valid and the guardrails accept it: only
+/// such audiences may become client IDs of the shared provider, so no tenant can add
+/// arbitrary ones (or fill IAM's limit of 100).
+fn accepted_audience(
+    caches: &Caches,
+    config: &OperatorConfig,
+    object: &PodIamRole,
+) -> Option<String> {
+    desired::desired_role(&object.spec, owner_of(object, config), config).ok()?;
+    verdict(caches, config, object).ok()?.decision.ok()?;
+    Some(
+        object
+            .spec
+            .audience
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AUDIENCE.into()),
+    )
+}
+
+/// Every accepted audience in these scopes, plus the default so new roles work at once.
+pub fn audiences_in_use(scopes: &[Caches], config: &OperatorConfig) -> BTreeSet<String> {
+    let mut audiences = BTreeSet::from([DEFAULT_AUDIENCE.to_string()]);
+    for caches in scopes {
+        for object in caches.roles.state() {
+            if object.metadata.deletion_timestamp.is_none()
+                && let Some(audience) = accepted_audience(caches, config, &object)
+            {
+                audiences.insert(audience);
+            }
+        }
+    }
+    within_client_id_limit(audiences, DEFAULT_AUDIENCE)
+}

@@ -1,0 +1,163 @@
+//! What the last reconcile of each object established, so that triggers which cannot
+//! have changed IAM (our own status patch, ServiceAccount events, a retried Kubernetes
+//! write, a stale event after deletion) cost no IAM call.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use kube::ResourceExt;
+
+use crate::{crd::PodIamRole, status::Outcome};
+
+/// Entries this old are dropped: their objects are gone, or a resync renews them.
+const PRUNE_AFTER: Duration = Duration::from_secs(3600);
+/// Pruning scans every entry, so it runs at most this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Memo {
+    /// IAM matched the spec.
+    Synced { role_name: String, role_arn: String },
+    /// IAM failed; nothing is retried before `retry_at` (never, when `None`) unless
+    /// the object or its guardrails change.
+    Failed {
+        outcome: Outcome,
+        retry_at: Option<Instant>,
+    },
+    /// Cleanup is done in IAM: retries and stale events skip straight to Kubernetes.
+    CleanedUp,
+}
+
+struct Entry {
+    generation: Option<i64>,
+    /// Fingerprint of the guardrails that applied: a change to them must be re-evaluated.
+    guardrails: u64,
+    at: Instant,
+    memo: Memo,
+}
+
+pub(super) struct Memos {
+    entries: Mutex<(HashMap<String, Entry>, Instant)>,
+    /// A sync is trusted this long; after it the resync reads IAM again to repair drift.
+    sync_fresh_for: Duration,
+}
+
+impl Memos {
+    pub(super) fn new(resync_interval: Duration) -> Self {
+        Self {
+            entries: Mutex::new((HashMap::new(), Instant::now())),
+            sync_fresh_for: resync_interval / 2,
+        }
+    }
+
+    /// The memo that still holds for `object` as it is now, if any.
+    pub(super) fn lookup(&self, object: &PodIamRole, guardrails: u64) -> Option<Memo> {
+        let entries = self.entries.lock().expect("memo lock");
+        let entry = entries.0.get(&object.uid()?)?;
+        let still_holds = entry.generation == object.metadata.generation
+            && entry.guardrails == guardrails
+            && match &entry.memo {
+                Memo::Synced { .. } => entry.at.elapsed() < self.sync_fresh_for,
+                Memo::Failed { retry_at, .. } => retry_at.is_none_or(|at| Instant::now() < at),
+                Memo::CleanedUp => false,
+            };
+        still_holds.then(|| entry.memo.clone())
+    }
+
+    /// Whether IAM cleanup already finished for this object (whatever its generation:
+    /// deletion itself may bump it).
+    pub(super) fn cleaned_up(&self, object: &PodIamRole) -> bool {
+        let entries = self.entries.lock().expect("memo lock");
+        object
+            .uid()
+            .and_then(|uid| entries.0.get(&uid))
+            .is_some_and(|entry| entry.memo == Memo::CleanedUp)
+    }
+
+    pub(super) fn remember(&self, object: &PodIamRole, guardrails: u64, memo: Memo) {
+        let Some(uid) = object.uid() else { return };
+        let mut entries = self.entries.lock().expect("memo lock");
+        let (map, last_pruned) = &mut *entries;
+        if last_pruned.elapsed() > PRUNE_EVERY {
+            map.retain(|_, entry| entry.at.elapsed() < PRUNE_AFTER);
+            *last_pruned = Instant::now();
+        }
+        map.insert(
+            uid,
+            Entry {
+                generation: object.metadata.generation,
+                guardrails,
+                at: Instant::now(),
+                memo,
+            },
+        );
+    }
+
+    pub(super) fn forget(&self, object: &PodIamRole) {
+        if let Some(uid) = object.uid() {
+            self.entries.lock().expect("memo lock").0.remove(&uid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::pod_iam_role;
+
+    fn synced() -> Memo {
+        Memo::Synced {
+            role_name: "r".into(),
+            role_arn: "arn:r".into(),
+        }
+    }
+
+    #[test]
+    fn a_memo_holds_for_the_same_generation_and_guardrails_only() {
+        let memos = Memos::new(Duration::from_secs(600));
+        let mut object = pod_iam_role("shop", "payments");
+        memos.remember(&object, 7, synced());
+        assert_eq!(memos.lookup(&object, 7), Some(synced()));
+        assert_eq!(memos.lookup(&object, 8), None, "guardrails changed");
+        object.metadata.generation = Some(2);
+        assert_eq!(memos.lookup(&object, 7), None, "spec changed");
+    }
+
+    #[test]
+    fn a_sync_expires_for_the_resync() {
+        let memos = Memos::new(Duration::ZERO);
+        let object = pod_iam_role("shop", "payments");
+        memos.remember(&object, 0, synced());
+        assert_eq!(memos.lookup(&object, 0), None);
+    }
+
+    #[test]
+    fn failures_hold_until_their_retry_time_or_forever() {
+        let memos = Memos::new(Duration::from_secs(600));
+        let object = pod_iam_role("shop", "payments");
+        let failed = |retry_at| Memo::Failed {
+            outcome: Outcome::InvalidSpec("x".into()),
+            retry_at,
+        };
+        memos.remember(&object, 0, failed(None));
+        assert!(memos.lookup(&object, 0).is_some());
+        memos.remember(&object, 0, failed(Some(Instant::now())));
+        assert_eq!(memos.lookup(&object, 0), None, "retry time reached");
+    }
+
+    #[test]
+    fn cleanup_is_remembered_across_generations() {
+        let memos = Memos::new(Duration::from_secs(600));
+        let mut object = pod_iam_role("shop", "payments");
+        assert!(!memos.cleaned_up(&object));
+        memos.remember(&object, 0, Memo::CleanedUp);
+        object.metadata.generation = Some(9);
+        assert!(memos.cleaned_up(&object));
+        assert_eq!(memos.lookup(&object, 0), None);
+        memos.forget(&object);
+        assert!(!memos.cleaned_up(&object));
+    }
+}

@@ -1,0 +1,128 @@
+//! One reconcile of a PodIamRole, inside kube-runtime's `finalizer()`, as named steps:
+//!
+//! - apply ([`apply`]): wait for the caches → guardrails ([`guardrails`]) → claim the
+//!   ServiceAccount ([`service_account`]) → sync the IAM role (desired, observe, plan,
+//!   execute) → annotate the ServiceAccount → publish the status ([`publish`]);
+//! - cleanup ([`cleanup`]): delete what the role holds and the role, then release the
+//!   annotation.
+//!
+//! The memo ([`memo`]) lets triggers that cannot have changed IAM skip it; failures are
+//! classified by the pure table in `crate::failure`.
+
+mod apply;
+mod cleanup;
+mod context;
+pub mod guardrails;
+mod memo;
+mod publish;
+mod service_account;
+
+use std::{sync::Arc, time::Instant};
+
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        controller::Action,
+        finalizer::{self, Event as Finalizer},
+    },
+};
+use tracing::{debug, instrument, warn};
+
+pub use context::{Caches, Context, Shared};
+
+use crate::{
+    config::OperatorConfig,
+    crd::{FINALIZER, PodIamRole},
+    failure,
+    iam::IamError,
+    ownership::Owner,
+};
+
+/// No single reconcile may hold a worker longer than this, whatever hangs below it;
+/// the IAM and Kubernetes clients have shorter timeouts of their own.
+const RECONCILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer handling failed: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("reconcile did not finish within {RECONCILE_DEADLINE:?}")]
+    Deadline,
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Iam(e) => failure::classify(e).reason,
+            Error::Kube(_) => "kubernetes",
+            Error::Finalizer(_) => "finalizer",
+            Error::Deadline => "deadline",
+        }
+    }
+}
+
+pub(crate) fn owner_of(object: &PodIamRole, config: &OperatorConfig) -> Owner {
+    Owner {
+        cluster: config.cluster_name.clone(),
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        uid: object.uid().unwrap_or_default(),
+    }
+}
+
+#[instrument(skip_all)]
+pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<PodIamRole> = Api::namespaced(ctx.client.clone(), &namespace);
+    let run = finalizer::finalizer(&api, FINALIZER, object.clone(), |event| async {
+        match event {
+            Finalizer::Apply(object) => apply::apply(&object, &ctx).await,
+            Finalizer::Cleanup(object) => cleanup::cleanup(&object, &ctx).await,
+        }
+    });
+    let result = match tokio::time::timeout(RECONCILE_DEADLINE, run).await {
+        Err(_elapsed) => Err(Error::Deadline),
+        Ok(result) => result.or_else(|error| match error {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => Err(e),
+            // A stale event for an object whose finalizer is already gone: done.
+            finalizer::Error::RemoveFinalizer(e) if is_gone(&e) => {
+                debug!("finalizer already removed");
+                Ok(Action::await_change())
+            }
+            other => Err(Error::Finalizer(Box::new(other))),
+        }),
+    };
+    let failure = result.as_ref().err().map(Error::metric_label);
+    ctx.metrics.record_reconcile(started.elapsed(), failure);
+    if result.is_ok() {
+        ctx.reset_backoff(&object);
+    }
+    result
+}
+
+/// 404: the object is gone; 409/422: the finalizer test failed, someone removed it.
+fn is_gone(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if [404, 409, 422].contains(&status.code))
+}
+
+/// Failures that reach here (Kubernetes writes, cleanup, deadlines) back off per object,
+/// jittered and capped low; IAM failures during apply are reported in the status and
+/// scheduled by the classification table instead.
+pub fn error_policy(object: Arc<PodIamRole>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = match error {
+        Error::Iam(e) => match failure::classify(e).retry {
+            failure::Retry::Backoff => ctx.next_backoff(&object),
+            // Cleanup cannot wait for a change that may never come: retry slowly.
+            failure::Retry::After(_) | failure::Retry::OnChange => failure::ACCESS_DENIED_RETRY,
+        },
+        _ => ctx.next_backoff(&object),
+    };
+    warn!(%error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,96 @@
+//! Step: publish the status of one reconcile, with an Event when the object turns not
+//! ready for a new reason, and choose when to look again.
+
+use std::time::Instant;
+
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{controller::Action, events::EventType},
+};
+use serde_json::json;
+use tracing::warn;
+
+use super::{Context, Error};
+use crate::{
+    crd::PodIamRole,
+    failure::Retry,
+    k8s::{FIELD_MANAGER, events},
+    status::{Outcome, next_status},
+};
+
+/// Patches the status for `outcome`, only when it changed.
+pub(super) async fn publish(
+    object: &PodIamRole,
+    ctx: &Context,
+    outcome: &Outcome,
+) -> Result<(), Error> {
+    let old = object.status.as_ref();
+    let status = next_status(
+        old,
+        &ctx.provider_health(object),
+        outcome,
+        object.metadata.generation,
+        &ctx.config.oidc_provider_arn(),
+        jiff::Timestamp::now(),
+    );
+    if old == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<PodIamRole> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": PodIamRole::api_version(&()),
+        "kind": PodIamRole::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    let previous_reason = old
+        .and_then(|s| s.conditions.first())
+        .map(|c| c.reason.as_str());
+    if !outcome.is_ready() && previous_reason != Some(outcome.reason()) {
+        warn!(reason = outcome.reason(), message = %outcome.message(), "PodIamRole not ready");
+        events::publish(
+            &ctx.recorder,
+            object,
+            EventType::Warning,
+            outcome.reason(),
+            outcome.message(),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Publishes the status for `outcome` and picks the next action.
+pub(super) async fn finish(
+    object: &PodIamRole,
+    ctx: &Context,
+    outcome: Outcome,
+) -> Result<Action, Error> {
+    publish(object, ctx, &outcome).await?;
+    Ok(next_action(&outcome, None, ctx))
+}
+
+/// When to look at the object again, if nothing changes before.
+pub(super) fn next_action(outcome: &Outcome, retry_at: Option<Instant>, ctx: &Context) -> Action {
+    if let Some(at) = retry_at {
+        return Action::requeue(at.saturating_duration_since(Instant::now()));
+    }
+    match outcome {
+        // The status says why; only a change to the object can help.
+        Outcome::InvalidSpec(_) => Action::await_change(),
+        Outcome::IamFailed { failure, .. } if failure.retry == Retry::OnChange => {
+            Action::await_change()
+        }
+        // Resync repairs drift, frees quota when an older PodIamRole goes away, and
+        // notices a ServiceAccount's owner that left without ever annotating it.
+        _ => Action::requeue(ctx.resync_interval),
+    }
+}

@@ -1,0 +1,92 @@
+//! Step: the ServiceAccount. One PodIamRole owns its role annotation (see
+//! `crate::sa_owner`); the owner applies it, and releases it from ServiceAccounts the
+//! spec no longer names.
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::{Context, Error};
+use crate::{
+    crd::PodIamRole,
+    k8s::service_account::{self, Annotation, ROLE_ARN_ANNOTATION},
+    sa_owner,
+    status::{Outcome, ProviderHealth},
+};
+
+/// `Some(outcome)` when another PodIamRole owns the ServiceAccount: then this one must
+/// write nothing, neither to IAM nor to the ServiceAccount.
+pub(super) fn claim(object: &PodIamRole, ctx: &Context) -> Option<Outcome> {
+    let owner = sa_owner::other_owner(object, &ctx.caches.roles.state())?;
+    Some(Outcome::ServiceAccountInUse {
+        service_account: object.spec.service_account_name.clone(),
+        owner,
+    })
+}
+
+/// Annotates the ServiceAccount with the role and says how the object stands.
+pub(super) async fn annotate(
+    object: &PodIamRole,
+    ctx: &Context,
+    role_name: String,
+    role_arn: String,
+) -> Result<Outcome, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let service_account = &object.spec.service_account_name;
+    release_others(ctx, &namespace, Some(service_account), &role_arn).await?;
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let annotation = service_account::annotate(&api, service_account, &role_arn)
+        .await
+        .map_err(Error::Kube)?;
+    Ok(match (annotation, ctx.provider_health(object)) {
+        (Annotation::Applied, ProviderHealth::Unhealthy(problem)) => {
+            Outcome::OidcProviderUnhealthy {
+                role_name,
+                role_arn,
+                problem,
+            }
+        }
+        (Annotation::Applied, _) => Outcome::Synced {
+            role_name,
+            role_arn,
+        },
+        (Annotation::ServiceAccountMissing, _) => Outcome::ServiceAccountNotFound {
+            role_name,
+            role_arn,
+            service_account: service_account.clone(),
+        },
+    })
+}
+
+/// Removes our annotation from ServiceAccounts of `namespace` that still point at
+/// `role_arn`, except `keep`: the ServiceAccount was renamed in the spec, or the
+/// PodIamRole is going away.
+pub(super) async fn release_others(
+    ctx: &Context,
+    namespace: &str,
+    keep: Option<&String>,
+    role_arn: &str,
+) -> Result<(), Error> {
+    let stale: Vec<String> = ctx
+        .caches
+        .service_accounts
+        .state()
+        .iter()
+        .filter(|sa| sa.namespace().as_deref() == Some(namespace) && Some(&sa.name_any()) != keep)
+        .filter(|sa| {
+            sa.annotations()
+                .get(ROLE_ARN_ANNOTATION)
+                .map(String::as_str)
+                == Some(role_arn)
+        })
+        .map(|sa| sa.name_any())
+        .collect();
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    for name in stale {
+        service_account::remove_annotation(&api, &name, role_arn)
+            .await
+            .map_err(Error::Kube)?;
+        info!(service_account = %name, "removed role annotation from a ServiceAccount no longer named by the spec");
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Test fixtures, built in one place: specs, configs, owners, desired roles and objects.
+
+use kube::api::ObjectMeta;
+use serde_json::json;
+
+use crate::{
+    config::OperatorConfig,
+    crd::{PodIamRole, PodIamRoleSpec},
+    desired::{DesiredRole, desired_role},
+    ownership::Owner,
+};
+
+pub fn test_config() -> OperatorConfig {
+    OperatorConfig {
+        cluster_name: "prod".into(),
+        partition: "aws".into(),
+        account_id: "111122223333".into(),
+        issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/ABC".into(),
+        role_path: "/irsa/prod/".into(),
+        role_name_prefix: String::new(),
+    }
+}
+
+pub fn owner() -> Owner {
+    Owner {
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        name: "payments".into(),
+        uid: "uid-1".into(),
+    }
+}
+
+pub fn spec() -> PodIamRoleSpec {
+    PodIamRoleSpec {
+        service_account_name: "payments".into(),
+        policy: Some(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
+            "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]}),
+        ),
+        ..Default::default()
+    }
+}
+
+pub fn desired() -> DesiredRole {
+    desired_role(&spec(), owner(), &test_config()).unwrap()
+}
+
+/// A PodIamRole with the payments spec, in `namespace`, with a UID derived from its name.
+pub fn pod_iam_role(namespace: &str, name: &str) -> PodIamRole {
+    PodIamRole {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            uid: Some(format!("uid-{namespace}-{name}")),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec: spec(),
+        status: None,
+    }
+}
