@@ -12,6 +12,7 @@ use crate::{
 };
 
 pub mod aws;
+pub mod budget;
 #[cfg(test)]
 pub mod fake;
 

@@ -2,6 +2,7 @@
 //! found only through the `.testbed/env` file (see DESIGN.md, "The test bed contract").
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fault_proxy;
 pub mod scenario;
 
 use std::{
@@ -347,6 +348,18 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(testbed: &Testbed, cluster: &str, namespace: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(testbed, cluster, namespace, extra, &[])
+    }
+
+    /// Like [`Operator::start`], with `env` set over the test bed's variables, e.g. an
+    /// `AWS_ENDPOINT_URL` pointing at a fault proxy.
+    pub fn start_with_env(
+        testbed: &Testbed,
+        cluster: &str,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         let metrics_port = free_port();
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
@@ -366,6 +379,7 @@ impl Operator {
             .args(extra)
             .env_clear()
             .envs(testbed.vars.iter())
+            .envs(env.iter().cloned())
             .env("RUST_LOG", "info,irsa_operator=debug,kube=warn,aws=warn")
             .stdout(Stdio::null())
             .stderr(log_file)

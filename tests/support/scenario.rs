@@ -26,6 +26,8 @@ pub struct Scenario {
     pub namespace: String,
     pub cluster: String,
     pub operator: Option<Operator>,
+    /// Environment set for the operator over the test bed's, on every (re)start.
+    pub operator_env: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -49,6 +51,7 @@ impl Scenario {
             namespace,
             cluster,
             operator: None,
+            operator_env: Vec::new(),
         })
     }
 
@@ -57,7 +60,13 @@ impl Scenario {
         if let Some(old) = self.operator.take() {
             old.stop();
         }
-        let operator = Operator::start(&self.bed, &self.cluster, &self.namespace, extra);
+        let operator = Operator::start_with_env(
+            &self.bed,
+            &self.cluster,
+            &self.namespace,
+            extra,
+            &self.operator_env,
+        );
         operator.wait_ready().await;
         self.operator = Some(operator);
         self
