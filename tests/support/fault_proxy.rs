@@ -347,16 +347,18 @@ async fn answer<R: AsyncRead + Unpin>(
     client: &mut R,
 ) -> Option<Vec<u8>> {
     let mut plan = shared.plan.subscribe();
+    let mut probe = [0u8; 1];
     loop {
+        // Seen before deciding, so a change made meanwhile still wakes a hang.
+        plan.borrow_and_update();
         let decision = shared.state().decide(call);
         let outcome = match decision {
             Some(Fault::Hang) => {
-                plan.borrow_and_update();
                 tokio::select! {
                     _ = plan.changed() => continue,
                     // A client that gives up closes the connection; the request must then
                     // never reach IAM.
-                    _ = client.read(&mut [0u8; 1]) => {
+                    _ = client.read(&mut probe) => {
                         record(shared, call, Outcome::Injected("Hang".into()));
                         return None;
                     }

@@ -365,16 +365,16 @@ impl Operator {
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = log_dir.join(format!("{cluster}-{metrics_port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
+        // A short resync unless the test sets its own (a flag given twice is an error).
+        let resync: &[&str] = if extra.contains(&"--resync-interval") {
+            &[]
+        } else {
+            &["--resync-interval", "5s"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
             .arg("run")
-            .args([
-                "--cluster-name",
-                cluster,
-                "--namespaces",
-                namespace,
-                "--resync-interval",
-                "5s",
-            ])
+            .args(["--cluster-name", cluster, "--namespaces", namespace])
+            .args(resync)
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
             .env_clear()
