@@ -115,18 +115,15 @@ impl Scenario {
         let seen = eventually_matches(
             &format!("{name} to report {reason}"),
             || self.status(name),
-            |seen| {
-                seen.as_ref().is_some_and(|(generation, status)| {
-                    status.observed_generation == *generation
-                        && status
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.reason == reason)
-                })
-            },
+            |seen| reports(seen, reason),
         )
         .await;
         seen.unwrap().1
+    }
+
+    /// Whether `name` reports this Ready reason for its current generation, now.
+    pub async fn reports(&self, name: &str, reason: &str) -> bool {
+        reports(&self.status(name).await, reason)
     }
 
     pub async fn annotation(&self, service_account: &str) -> Option<String> {
@@ -204,6 +201,17 @@ impl Scenario {
         })
         .await;
     }
+}
+
+/// Whether `seen` (from [`Scenario::status`]) has this Ready reason for its generation.
+fn reports(seen: &Option<(Option<i64>, PodIamRoleStatus)>, reason: &str) -> bool {
+    seen.as_ref().is_some_and(|(generation, status)| {
+        status.observed_generation == *generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == reason)
+    })
 }
 
 pub fn dynamo_spec(service_account: &str) -> Value {
