@@ -11,6 +11,7 @@ use support::{
     eventually,
     fault_proxy::{Fault, FaultProxy, Rule},
     scenario::{Scenario, dynamo_spec},
+    sum_metric,
 };
 
 /// Same seed every run: the faults hit the same share of calls each time.
@@ -61,6 +62,12 @@ async fn converge_fleet(label: &str, rules: Vec<Rule>) -> Option<(usize, Duratio
         (proxy.served_total() == seen).then_some(seen)
     })
     .await;
+    // Every throttle the proxy made up is one the operator saw and counted.
+    let metrics = s.operator().metrics().await.expect("metrics are served");
+    assert_eq!(
+        sum_metric(&metrics, "irsa_operator_iam_throttles_total", ""),
+        proxy.injected_as("Throttling") as u64
+    );
     eprintln!(
         "{label}: {} calls served, {} injected, {elapsed:?}",
         settled - before,

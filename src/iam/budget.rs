@@ -164,7 +164,10 @@ impl<I: IamApi> Budgeted<I> {
             let rate = {
                 let mut bucket = self.bucket();
                 match &result {
-                    Err(error) if is_throttling(error) => bucket.on_throttled(Instant::now()),
+                    Err(error) if is_throttling(error) => {
+                        self.metrics.record_iam_throttle();
+                        bucket.on_throttled(Instant::now());
+                    }
                     Err(_) => {}
                     Ok(_) => bucket.on_success(Instant::now()),
                 }
@@ -173,18 +176,10 @@ impl<I: IamApi> Budgeted<I> {
             self.metrics.set_iam_budget_rate(rate);
             match result {
                 Err(error) if is_transient(&error) && retry + 1 < MAX_ATTEMPTS => {
-                    if is_throttling(&error) {
-                        self.metrics.record_iam_throttle();
-                    }
                     tokio::time::sleep(backoff(retry, jitter())).await;
                     retry += 1;
                 }
-                Err(error) => {
-                    if is_throttling(&error) {
-                        self.metrics.record_iam_throttle();
-                    }
-                    return Err(error);
-                }
+                Err(error) => return Err(error),
                 Ok(value) => return Ok(value),
             }
         }

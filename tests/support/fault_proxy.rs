@@ -287,6 +287,11 @@ impl FaultProxy {
         self.count(|r| matches!(r.outcome, Outcome::Injected(_)))
     }
 
+    /// Requests answered with this fault (its IAM error code, or `Drop`, `Hang`).
+    pub fn injected_as(&self, fault: &str) -> usize {
+        self.count(|r| matches!(&r.outcome, Outcome::Injected(f) if f == fault))
+    }
+
     fn count(&self, keep: impl Fn(&Record) -> bool) -> usize {
         self.shared
             .state()
