@@ -98,6 +98,31 @@ async fn throttling_and_server_errors_cost_few_extra_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_and_slow_answers_cost_no_extra_writes() {
+    let Some((s, proxy)) = behind_proxy("drops", &NO_RESYNC).await else {
+        return;
+    };
+    let names = ["a", "b", "c", "d", "e"];
+    for name in names {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    proxy.set_rules(vec![
+        Rule::new(Fault::Drop).probability(0.2),
+        Rule::new(Fault::Delay(Duration::from_millis(300))).probability(0.2),
+    ]);
+    for name in names {
+        s.apply(name, dynamo_spec(name)).await;
+    }
+    for name in names {
+        s.wait_reason(name, "Synced").await;
+    }
+    assert!(proxy.injected_as("Drop") > 0);
+    // A dropped request never reached IAM, so each write is served exactly once.
+    assert_eq!(proxy.served("CreateRole"), names.len());
+    assert_eq!(proxy.served("PutRolePolicy"), names.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_iam_endpoint_does_not_hold_the_only_worker() {
     let extra = ["--concurrency", "1", "--aws-timeout", "3s"];
     let Some((s, proxy)) = behind_proxy("hung", &extra).await else {
