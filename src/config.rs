@@ -55,6 +55,23 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// IAM calls per second, reads and writes together, for the whole process. IAM's quota
+    /// is per account and shared with every other tool there, and it is low (tens of calls
+    /// per second); 10 leaves room for the others while one reconcile needs about 5 calls.
+    /// Throttling lowers the rate for a while.
+    #[arg(long, env = "IRSA_IAM_RATE", default_value_t = 10.0, value_parser = parse_rate)]
+    pub iam_rate: f64,
+
+    /// IAM calls allowed at once after a quiet spell, on top of the rate: a start-up or a
+    /// guardrail change reconciles many objects together.
+    #[arg(long, env = "IRSA_IAM_BURST", default_value_t = 20.0, value_parser = parse_rate)]
+    pub iam_burst: f64,
+
+    /// Longest wait for one AWS call attempt (e.g. `10s`); a hung endpoint then fails the
+    /// call instead of holding a worker.
+    #[arg(long, env = "IRSA_AWS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub aws_timeout: Duration,
+
     /// Address of the HTTP server for `/metrics`, `/livez` and `/readyz`.
     #[arg(long, env = "IRSA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -86,6 +103,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("the duration must be positive".into());
     }
     Ok(Duration::from_secs(amount * unit_seconds))
+}
+
+/// A positive, finite number of calls (per second).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
 }
 
 /// Everything the pure steps need to know about where they run.
@@ -234,6 +259,26 @@ mod tests {
         let mut bad_cluster = args(&[]);
         bad_cluster.cluster_name = "has.dot".into();
         assert!(resolve(&bad_cluster, "https://i", caller, "1").is_err());
+    }
+
+    #[test]
+    fn iam_budget_flags() {
+        let defaults = args(&[]);
+        assert_eq!((defaults.iam_rate, defaults.iam_burst), (10.0, 20.0));
+        assert_eq!(defaults.aws_timeout, Duration::from_secs(10));
+        let set = args(&[
+            "--iam-rate",
+            "2.5",
+            "--iam-burst",
+            "5",
+            "--aws-timeout",
+            "3s",
+        ]);
+        assert_eq!((set.iam_rate, set.iam_burst), (2.5, 5.0));
+        assert_eq!(set.aws_timeout, Duration::from_secs(3));
+        for bad in ["0", "-1", "NaN", "inf", "fast"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! Start-up and Controller wiring: resolve the account and issuer, then run one
 //! Controller per watched scope until a signal arrives.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
+
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
 
 use futures::{StreamExt, future::join_all};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -28,7 +33,7 @@ use crate::{
     crd::PodIamRole,
     guardrail::PodIamRoleGuardrail,
     http,
-    iam::{IamApi, aws::AwsIam},
+    iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
     metrics::Metrics,
     oidc::ProviderMode,
@@ -37,13 +42,16 @@ use crate::{
 };
 
 /// How often readiness re-checks the caches until they are synced.
-const READY_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+const READY_POLL: Duration = Duration::from_millis(200);
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
-    let client = Client::try_default().await?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = kube_client().await?;
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(aws_timeouts(args.aws_timeout))
+        .load()
+        .await;
     let identity = aws_sdk_sts::Client::new(&aws)
         .get_caller_identity()
         .send()
@@ -77,8 +85,18 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let bound = http::serve(args.metrics_addr, metrics.clone(), ready.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");
 
-    let iam: Arc<dyn IamApi> =
-        Arc::new(AwsIam::new(aws_sdk_iam::Client::new(&aws), metrics.clone()));
+    // The budget retries, one token per attempt: SDK retries would hide throttling from it.
+    let iam_client = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&aws)
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .build(),
+    );
+    let iam: Arc<dyn IamApi> = Arc::new(Budgeted::new(
+        AwsIam::new(iam_client, metrics.clone()),
+        args.iam_rate,
+        args.iam_burst,
+        metrics.clone(),
+    ));
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -141,6 +159,26 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     join_all(controllers).await;
     info!("stopped");
     Ok(())
+}
+
+/// The Kubernetes client with bounded connects and reads. Reads may stay idle as long as
+/// a watch does: the server ends watches after 290 s and kube's watcher gives up at 295 s.
+async fn kube_client() -> Result<Client, StartError> {
+    let mut config = kube::Config::infer().await?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(300));
+    // Count from the request, not from when the pooled connection went idle.
+    config.reset_reader_on_write = true;
+    Ok(Client::try_from(config)?)
+}
+
+/// Every AWS call attempt ends after `attempt`; STS keeps the SDK's three attempts.
+fn aws_timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(3)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3)
+        .build()
 }
 
 /// Waits until `store` has listed once; false if its watcher is gone.

@@ -1,6 +1,6 @@
 //! Prometheus metrics. Every label takes values from a small fixed set.
 
-use std::time::Duration;
+use std::{sync::atomic::AtomicU64, time::Duration};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -34,6 +34,9 @@ pub struct Metrics {
     iam_calls: Family<IamCallLabels, Counter>,
     oidc_provider_healthy: Gauge,
     oidc_provider_checks: Family<ResultLabels, Counter>,
+    iam_throttles: Counter,
+    iam_budget_wait: Histogram,
+    iam_budget_rate: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -48,6 +51,25 @@ impl Default for Metrics {
         let iam_calls = Family::<IamCallLabels, Counter>::default();
         let oidc_provider_healthy = Gauge::default();
         let oidc_provider_checks = Family::<ResultLabels, Counter>::default();
+        let iam_throttles = Counter::default();
+        // 0 for a token at hand, up to ~10 s when a throttled process queues.
+        let iam_budget_wait = Histogram::new([0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]);
+        let iam_budget_rate = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "iam_throttles",
+            "IAM calls answered with Throttling",
+            iam_throttles.clone(),
+        );
+        registry.register(
+            "iam_budget_wait_seconds",
+            "Time an IAM call waited for a token of the process-wide budget",
+            iam_budget_wait.clone(),
+        );
+        registry.register(
+            "iam_budget_rate",
+            "Current IAM calls per second the budget allows, lowered by throttling",
+            iam_budget_rate.clone(),
+        );
         registry.register(
             "reconciles",
             "PodIamRole reconciles by result",
@@ -86,6 +108,9 @@ impl Default for Metrics {
             iam_calls,
             oidc_provider_healthy,
             oidc_provider_checks,
+            iam_throttles,
+            iam_budget_wait,
+            iam_budget_rate,
         }
     }
 }
@@ -104,6 +129,18 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    pub fn record_iam_throttle(&self) {
+        self.iam_throttles.inc();
+    }
+
+    pub fn record_iam_budget_wait(&self, wait: Duration) {
+        self.iam_budget_wait.observe(wait.as_secs_f64());
+    }
+
+    pub fn set_iam_budget_rate(&self, calls_per_second: f64) {
+        self.iam_budget_rate.set(calls_per_second);
     }
 
     /// Records a finished reconcile; `failure` is the bounded reason when it did not succeed.
@@ -151,6 +188,9 @@ mod tests {
         metrics.record_iam_call("PutRolePolicy", "terminal");
         metrics.record_reconcile(Duration::from_millis(20), Some("RoleConflict"));
         metrics.record_oidc_provider(Some("OidcProviderNotFound"));
+        metrics.record_iam_throttle();
+        metrics.record_iam_budget_wait(Duration::from_millis(30));
+        metrics.set_iam_budget_rate(7.5);
         let text = metrics.render();
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="GetRole",access="read",outcome="success"} 1"#), "{text}");
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="PutRolePolicy",access="write",outcome="terminal"} 1"#));
@@ -160,5 +200,8 @@ mod tests {
         assert!(text.contains(
             r#"irsa_operator_oidc_provider_checks_total{result="OidcProviderNotFound"} 1"#
         ));
+        assert!(text.contains("irsa_operator_iam_throttles_total 1"));
+        assert!(text.contains("irsa_operator_iam_budget_wait_seconds_count 1"));
+        assert!(text.contains("irsa_operator_iam_budget_rate 7.5"));
     }
 }

@@ -75,6 +75,11 @@ where
         c if REJECTED_CODES.contains(&c) => IamErrorKind::Terminal,
         _ => IamErrorKind::Retryable,
     };
+    // A timeout is not retried by the budget: the attempt already waited its full time.
+    let code = match error {
+        SdkError::TimeoutError(_) => "Timeout".to_string(),
+        _ => code,
+    };
     let message = match error.message() {
         Some(message) => message.to_string(),
         // Transport errors carry no IAM message; the source chain says what went wrong.

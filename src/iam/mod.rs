@@ -13,6 +13,7 @@ use crate::{
 };
 
 pub mod aws;
+pub mod budget;
 #[cfg(test)]
 pub mod fake;
 

@@ -2,6 +2,7 @@
 //! found only through the `.testbed/env` file (see DESIGN.md, "The test bed contract").
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fault_proxy;
 pub mod scenario;
 
 use std::{
@@ -347,25 +348,38 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(testbed: &Testbed, cluster: &str, namespace: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(testbed, cluster, namespace, extra, &[])
+    }
+
+    /// Like [`Operator::start`], with `env` set over the test bed's variables, e.g. an
+    /// `AWS_ENDPOINT_URL` pointing at a fault proxy.
+    pub fn start_with_env(
+        testbed: &Testbed,
+        cluster: &str,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         let metrics_port = free_port();
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = log_dir.join(format!("{cluster}-{metrics_port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
+        // A short resync unless the test sets its own (a flag given twice is an error).
+        let resync: &[&str] = if extra.contains(&"--resync-interval") {
+            &[]
+        } else {
+            &["--resync-interval", "5s"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
             .arg("run")
-            .args([
-                "--cluster-name",
-                cluster,
-                "--namespaces",
-                namespace,
-                "--resync-interval",
-                "5s",
-            ])
+            .args(["--cluster-name", cluster, "--namespaces", namespace])
+            .args(resync)
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
             .env_clear()
             .envs(testbed.vars.iter())
+            .envs(env.iter().cloned())
             .env("RUST_LOG", "info,irsa_operator=debug,kube=warn,aws=warn")
             .stdout(Stdio::null())
             .stderr(log_file)

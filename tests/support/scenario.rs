@@ -26,6 +26,8 @@ pub struct Scenario {
     pub namespace: String,
     pub cluster: String,
     pub operator: Option<Operator>,
+    /// Environment set for the operator over the test bed's, on every (re)start.
+    pub operator_env: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -49,6 +51,7 @@ impl Scenario {
             namespace,
             cluster,
             operator: None,
+            operator_env: Vec::new(),
         })
     }
 
@@ -57,7 +60,13 @@ impl Scenario {
         if let Some(old) = self.operator.take() {
             old.stop();
         }
-        let operator = Operator::start(&self.bed, &self.cluster, &self.namespace, extra);
+        let operator = Operator::start_with_env(
+            &self.bed,
+            &self.cluster,
+            &self.namespace,
+            extra,
+            &self.operator_env,
+        );
         operator.wait_ready().await;
         self.operator = Some(operator);
         self
@@ -106,18 +115,15 @@ impl Scenario {
         let seen = eventually_matches(
             &format!("{name} to report {reason}"),
             || self.status(name),
-            |seen| {
-                seen.as_ref().is_some_and(|(generation, status)| {
-                    status.observed_generation == *generation
-                        && status
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.reason == reason)
-                })
-            },
+            |seen| reports(seen, reason),
         )
         .await;
         seen.unwrap().1
+    }
+
+    /// Whether `name` reports this Ready reason for its current generation, now.
+    pub async fn reports(&self, name: &str, reason: &str) -> bool {
+        reports(&self.status(name).await, reason)
     }
 
     pub async fn annotation(&self, service_account: &str) -> Option<String> {
@@ -195,6 +201,17 @@ impl Scenario {
         })
         .await;
     }
+}
+
+/// Whether `seen` (from [`Scenario::status`]) has this Ready reason for its generation.
+fn reports(seen: &Option<(Option<i64>, PodIamRoleStatus)>, reason: &str) -> bool {
+    seen.as_ref().is_some_and(|(generation, status)| {
+        status.observed_generation == *generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == reason)
+    })
 }
 
 pub fn dynamo_spec(service_account: &str) -> Value {
