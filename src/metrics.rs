@@ -34,6 +34,7 @@ pub struct Metrics {
     iam_calls: Family<IamCallLabels, Counter>,
     oidc_provider_healthy: Gauge,
     oidc_provider_checks: Family<ResultLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -48,6 +49,7 @@ impl Default for Metrics {
         let iam_calls = Family::<IamCallLabels, Counter>::default();
         let oidc_provider_healthy = Gauge::default();
         let oidc_provider_checks = Family::<ResultLabels, Counter>::default();
+        let leader = Gauge::default();
         registry.register(
             "reconciles",
             "PodIamRole reconciles by result",
@@ -78,6 +80,11 @@ impl Default for Metrics {
             "OIDC provider checks by result: healthy or the problem's reason",
             oidc_provider_checks.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica may write: it holds the leader Lease, or runs without leader election",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -86,6 +93,7 @@ impl Default for Metrics {
             iam_calls,
             oidc_provider_healthy,
             oidc_provider_checks,
+            leader,
         }
     }
 }
@@ -131,6 +139,10 @@ impl Metrics {
         self.oidc_provider_checks
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn render(&self) -> String {
