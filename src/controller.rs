@@ -167,7 +167,7 @@ async fn lead(term: &Term<'_>) {
     };
     let (controllers, caches): (Vec<_>, Vec<_>) = scopes
         .into_iter()
-        .map(|scope| controller_for(scope.as_deref(), &shared, &args))
+        .map(|scope| controller_for(scope.as_deref(), &shared, args))
         .unzip();
     let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
     let role = role.clone();

@@ -430,9 +430,9 @@ mod tests {
 
     #[test]
     fn a_standby_is_ready_but_says_so() {
-        assert_eq!(Role::Campaigning.readiness().0, false);
+        assert!(!Role::Campaigning.readiness().0);
         assert_eq!(Role::Standby.readiness(), (true, "standby"));
-        assert_eq!(Role::Leader { synced: false }.readiness().0, false);
+        assert!(!Role::Leader { synced: false }.readiness().0);
         assert_eq!(Role::Leader { synced: true }.readiness(), (true, "ok"));
     }
 
