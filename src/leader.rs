@@ -429,6 +429,28 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_is_on_unless_turned_off() {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: LeaderElectionArgs,
+        }
+        let parse = |argv: &[&str]| {
+            <Wrapper as clap::Parser>::try_parse_from([&["x"], argv].concat()).map(|w| w.args)
+        };
+        let defaults = parse(&[]).unwrap();
+        assert!(defaults.enabled);
+        assert_eq!(
+            LeaseTiming::new(defaults.lease_duration, defaults.renew_interval),
+            LeaseTiming::new(Duration::from_secs(15), Duration::from_secs(5))
+        );
+        assert!(!parse(&["--leader-election=false"]).unwrap().enabled);
+        assert!(!parse(&["--leader-election", "false"]).unwrap().enabled);
+        assert!(parse(&["--leader-election"]).unwrap().enabled);
+        assert!(parse(&["--leader-election=maybe"]).is_err());
+    }
+
+    #[test]
     fn a_standby_is_ready_but_says_so() {
         assert!(!Role::Campaigning.readiness().0);
         assert_eq!(Role::Standby.readiness(), (true, "standby"));

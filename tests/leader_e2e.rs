@@ -8,7 +8,12 @@ use std::time::Instant;
 
 use irsa_operator::leader::lease_name;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::{Api, api::DeleteParams};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::MicroTime, jiff::Timestamp};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use serde_json::json;
 use support::{
     Operator, eventually, eventually_matches,
     scenario::{Scenario, dynamo_spec},
@@ -38,9 +43,12 @@ fn replica(s: &Scenario, pod_name: &str) -> Operator {
     )
 }
 
+fn leases(s: &Scenario) -> Api<Lease> {
+    Api::namespaced(s.bed.kube.clone(), &s.bed.kube_config.default_namespace)
+}
+
 async fn holder(s: &Scenario) -> Option<String> {
-    let leases = Api::<Lease>::namespaced(s.bed.kube.clone(), &s.bed.kube_config.default_namespace);
-    let lease = leases
+    let lease = leases(s)
         .get(&lease_name(&s.cluster))
         .await
         .expect("the Lease exists");
@@ -148,4 +156,41 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     let status = second.terminate().await;
     assert!(status.success(), "SIGTERM exit: {status}");
     assert_eq!(holder(&s).await, None, "SIGTERM did not release the Lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_the_lease_stands_by_and_leads_again() {
+    let Some(s) = Scenario::prepare("lease-lost").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    let operator = replica(&s, "replica-a");
+    operator.wait_ready().await;
+
+    // Another holder appears, as when this replica was paused past its Lease: it must stop.
+    let hijack = json!({"spec": {"holderIdentity": "intruder",
+        "acquireTime": MicroTime(Timestamp::now()), "renewTime": MicroTime(Timestamp::now()),
+        "leaseDurationSeconds": 8}});
+    leases(&s)
+        .patch(
+            &lease_name(&s.cluster),
+            &PatchParams::default(),
+            &Patch::Merge(&hijack),
+        )
+        .await
+        .expect("hijack the Lease");
+    eventually("the leader to notice and stand by", || async {
+        let standby = operator.readyz().await.filter(|body| body == "standby");
+        let log = std::fs::read_to_string(&operator.log).unwrap_or_default();
+        (standby.is_some() && !is_leader(&operator).await && log.contains("lost the leader Lease"))
+            .then_some(())
+    })
+    .await;
+
+    // The intruder never renews: once its Lease expires, the replica leads again and works.
+    let name = names(0..1);
+    create_synced(&s, &name).await;
+    assert!(is_leader(&operator).await);
+    assert_eq!(holder(&s).await.as_deref(), Some("replica-a"));
+    assert_eq!(operator.iam_writes().await, WRITES_PER_ROLE);
 }
