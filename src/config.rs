@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "IRSA_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub leader_election: crate::leader::LeaderElectionArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

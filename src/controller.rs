@@ -1,5 +1,5 @@
-//! Start-up and Controller wiring: resolve the account and issuer, then run one
-//! Controller per watched scope until a signal arrives.
+//! Start-up and Controller wiring: resolve the account and issuer, then, while this
+//! replica leads (see `leader`), run one Controller per watched scope until a signal arrives.
 
 use std::{
     sync::{
@@ -22,6 +22,7 @@ use kube::{
         events::{Recorder, Reporter},
         predicates, reflector,
         reflector::{ObjectRef, Store},
+        utils::CancelableJoinHandle,
         watcher,
     },
 };
@@ -29,12 +30,13 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::{
-    config::{self, RunArgs},
+    config::{self, OperatorConfig, RunArgs},
     crd::PodIamRole,
     guardrail::PodIamRoleGuardrail,
     http,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
+    leader::{Election, Role, RoleState},
     metrics::Metrics,
     oidc::ProviderMode,
     provider::ProviderMonitor,
@@ -81,8 +83,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     );
 
     let metrics = Arc::new(Metrics::default());
-    let ready = Arc::new(AtomicBool::new(false));
-    let bound = http::serve(args.metrics_addr, metrics.clone(), ready.clone()).await?;
+    let role = Arc::new(RoleState::new(metrics.clone()));
+    let bound = http::serve(args.metrics_addr, metrics.clone(), role.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");
 
     // The budget retries, one token per attempt: SDK retries would hide throttling from it.
@@ -102,6 +104,54 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let election = Election::from_args(&args.leader_election, &config.cluster_name).await?;
+    let term = Term {
+        args: &args,
+        client,
+        iam,
+        config,
+        recorder,
+        metrics,
+        issuer,
+        role,
+    };
+    match election {
+        Some(election) => election.run(&term.role, || lead(&term)).await,
+        None => {
+            term.role.set(Role::Leader { synced: false });
+            lead(&term).await;
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// What a term as the writing replica starts from: each term builds its Controllers and
+/// caches afresh, so a replica that lost the Lease and wins it again starts clean.
+struct Term<'a> {
+    args: &'a RunArgs,
+    client: Client,
+    iam: Arc<dyn IamApi>,
+    config: OperatorConfig,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    issuer: String,
+    role: Arc<RoleState>,
+}
+
+/// Runs one Controller per watched scope, and the OIDC provider monitor once the caches
+/// have synced, until a signal stops the Controllers. Dropping it stops all of them.
+async fn lead(term: &Term<'_>) {
+    let Term {
+        args,
+        client,
+        iam,
+        config,
+        recorder,
+        metrics,
+        issuer,
+        role,
+    } = term;
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -122,20 +172,21 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         poke: poke.clone(),
     };
     let shared = Shared {
-        client,
-        iam,
-        config,
-        recorder,
-        metrics,
+        client: client.clone(),
+        iam: iam.clone(),
+        config: config.clone(),
+        recorder: recorder.clone(),
+        metrics: metrics.clone(),
         provider: provider_rx,
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
     };
     let (controllers, caches): (Vec<_>, Vec<_>) = scopes
         .into_iter()
-        .map(|scope| controller_for(scope.as_deref(), &shared, &args))
+        .map(|scope| controller_for(scope.as_deref(), &shared, args))
         .unzip();
     let audience_config = shared.config.clone();
-    tokio::spawn(async move {
+    let role = role.clone();
+    let sync_then_monitor = async move {
         for scope in &caches {
             let listed = wait_listed(&scope.roles).await
                 && wait_listed(&scope.service_accounts).await
@@ -146,7 +197,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             }
             scope.synced.store(true, Ordering::Relaxed);
         }
-        ready.store(true, Ordering::Relaxed);
+        role.set(Role::Leader { synced: true });
         info!("caches synced, ready");
         // Only now are the audiences in use known: an earlier check could drop client IDs.
         monitor
@@ -155,10 +206,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
                 provider_tx,
             )
             .await;
-    });
+    };
+    // Dropped when the term ends, which stops the monitor too.
+    let _monitor =
+        CancelableJoinHandle::spawn(sync_then_monitor, &tokio::runtime::Handle::current());
     join_all(controllers).await;
-    info!("stopped");
-    Ok(())
 }
 
 /// The Kubernetes client with bounded connects and reads. Reads may stay idle as long as

@@ -1,36 +1,30 @@
 //! `/metrics`, `/livez` and `/readyz`.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
 };
 
-use crate::metrics::Metrics;
+use crate::{leader::RoleState, metrics::Metrics};
 
 #[derive(Clone)]
 struct Shared {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    role: Arc<RoleState>,
 }
 
 /// Binds the server and serves it in the background; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    role: Arc<RoleState>,
 ) -> std::io::Result<SocketAddr> {
     let router = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(Shared { metrics, ready });
+        .with_state(Shared { metrics, role });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -52,9 +46,8 @@ async fn render_metrics(State(shared): State<Shared>) -> impl IntoResponse {
 }
 
 async fn readyz(State(shared): State<Shared>) -> impl IntoResponse {
-    if shared.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    match shared.role.get().readiness() {
+        (true, body) => (StatusCode::OK, body),
+        (false, body) => (StatusCode::SERVICE_UNAVAILABLE, body),
     }
 }

@@ -15,6 +15,7 @@ pub mod guardrail;
 pub mod http;
 pub mod iam;
 pub mod k8s;
+pub mod leader;
 pub mod metrics;
 pub mod naming;
 pub mod observed;

@@ -14,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail) as YAML.
     Crd,
     /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             telemetry::init(args.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-            match runtime.block_on(controller::run(args)) {
+            match runtime.block_on(controller::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(%error, "irsa-operator failed to start");

@@ -37,6 +37,7 @@ pub struct Metrics {
     iam_throttles: Counter,
     iam_budget_wait: Histogram,
     iam_budget_rate: Gauge<f64, AtomicU64>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +71,7 @@ impl Default for Metrics {
             "Current IAM calls per second the budget allows, lowered by throttling",
             iam_budget_rate.clone(),
         );
+        let leader = Gauge::default();
         registry.register(
             "reconciles",
             "PodIamRole reconciles by result",
@@ -100,6 +102,11 @@ impl Default for Metrics {
             "OIDC provider checks by result: healthy or the problem's reason",
             oidc_provider_checks.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica may write: it holds the leader Lease, or runs without leader election",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -111,6 +118,7 @@ impl Default for Metrics {
             iam_throttles,
             iam_budget_wait,
             iam_budget_rate,
+            leader,
         }
     }
 }
@@ -168,6 +176,10 @@ impl Metrics {
         self.oidc_provider_checks
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn render(&self) -> String {

@@ -6,7 +6,7 @@ mod support;
 use k8s_openapi::api::{
     authentication::v1::TokenRequest,
     core::v1::{Namespace, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding},
+    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use kube::{
     Api,
@@ -22,7 +22,7 @@ use support::{
 const RBAC: &str = include_str!("../config/rbac/role.yaml");
 const OPERATOR_NAMESPACE: &str = "irsa-system";
 
-/// Installs the shipped ClusterRole and binding, and returns a kubeconfig that
+/// Installs the shipped ClusterRole, the leader election Role and their bindings, and returns a kubeconfig that
 /// authenticates as the operator's ServiceAccount with a bound token.
 async fn operator_kubeconfig(s: &Scenario) -> String {
     let client = s.bed.kube.clone();
@@ -56,6 +56,20 @@ async fn operator_kubeconfig(s: &Scenario) -> String {
             Some("ClusterRoleBinding") => {
                 let binding: ClusterRoleBinding = serde_json::from_value(object).unwrap();
                 Api::<ClusterRoleBinding>::all(client.clone())
+                    .patch(&name, &apply, &Patch::Apply(&binding))
+                    .await
+                    .unwrap();
+            }
+            Some("Role") => {
+                let role: Role = serde_json::from_value(object).unwrap();
+                Api::<Role>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+                    .patch(&name, &apply, &Patch::Apply(&role))
+                    .await
+                    .unwrap();
+            }
+            Some("RoleBinding") => {
+                let binding: RoleBinding = serde_json::from_value(object).unwrap();
+                Api::<RoleBinding>::namespaced(client.clone(), OPERATOR_NAMESPACE)
                     .patch(&name, &apply, &Patch::Apply(&binding))
                     .await
                     .unwrap();
@@ -95,7 +109,10 @@ async fn the_operator_works_with_exactly_the_shipped_rbac() {
     s.bed.ensure_oidc_provider().await;
     let kubeconfig = operator_kubeconfig(&s).await;
     s.bed.vars.insert("KUBECONFIG".into(), kubeconfig);
-    let s = s.with_operator(&[]).await;
+    // As the Deployment sets POD_NAMESPACE: the leader Lease lives in the operator's namespace.
+    let s = s
+        .with_operator(&["--leader-election-namespace", OPERATOR_NAMESPACE])
+        .await;
 
     s.apply("app", dynamo_spec("late")).await;
     s.wait_reason("app", "ServiceAccountNotFound").await;

@@ -379,8 +379,11 @@ impl Operator {
             .args(extra)
             .env_clear()
             .envs(testbed.vars.iter())
-            .envs(env.iter().cloned())
             .env("RUST_LOG", "info,irsa_operator=debug,kube=warn,aws=warn")
+            // One pod name per cluster, as a restarted container keeps its pod's: a restart
+            // takes its own leader Lease back at once instead of waiting for it to expire.
+            .env("POD_NAME", format!("operator-{cluster}"))
+            .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -405,14 +408,37 @@ impl Operator {
         sum_metric(&text, "irsa_operator_iam_calls_total", "access=\"write\"")
     }
 
+    /// The `/readyz` body while it answers 200: `ok` on a synced leader, `standby` on a standby.
+    pub async fn readyz(&self) -> Option<String> {
+        http_get(&format!("http://127.0.0.1:{}/readyz", self.metrics_port)).await
+    }
+
     pub async fn wait_ready(&self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
         eventually("operator /readyz", || async {
-            http_get(&url).await.filter(|body| body == "ok")
+            self.readyz().await.filter(|body| body == "ok")
         })
         .await;
     }
 
+    /// Sends SIGTERM, as the kubelet does, and waits until the process has exited.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("operator status") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "the operator did not exit within {DEADLINE:?} of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL.
     pub fn stop(mut self) {
         self.kill();
     }
