@@ -55,6 +55,12 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// Delete an orphaned role (tagged for this cluster, its PodIamRole gone) once it has
+    /// been seen orphaned for this long, at each resync (e.g. `1h`). Default: only report
+    /// orphans, in the log and the `irsa_operator_orphan_roles` metric.
+    #[arg(long, env = "IRSA_DELETE_ORPHANS_AFTER", value_parser = parse_duration)]
+    pub delete_orphans_after: Option<Duration>,
+
     /// Address of the HTTP server for `/metrics`, `/livez` and `/readyz`.
     #[arg(long, env = "IRSA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

@@ -35,6 +35,8 @@ use crate::{
     k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
     metrics::Metrics,
     oidc::ProviderMode,
+    orphan_monitor::OrphanMonitor,
+    orphans::{LiveObject, Scope},
     provider::ProviderMonitor,
     reconciler::{Caches, Context, Shared, error_policy, reconcile},
 };
@@ -106,6 +108,18 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         interval: args.resync_interval,
         poke: poke.clone(),
     };
+    let orphans = OrphanMonitor {
+        iam: iam.clone(),
+        metrics: metrics.clone(),
+        scope: Scope {
+            cluster: config.cluster_name.clone(),
+            role_path: config.role_path.clone(),
+            namespaces: (!args.namespaces.is_empty())
+                .then(|| args.namespaces.iter().cloned().collect()),
+        },
+        interval: args.resync_interval,
+        delete_after: args.delete_orphans_after,
+    };
     let shared = Shared {
         client,
         iam,
@@ -133,6 +147,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
         ready.store(true, Ordering::Relaxed);
         info!("caches synced, ready");
+        // Only synced caches tell which roles have lost their PodIamRole.
+        let live_stores = role_stores.clone();
+        tokio::spawn(orphans.run(move || live_objects(&live_stores)));
         // Only now are the audiences in use known: an earlier check could drop client IDs.
         monitor
             .run(move || audiences_in_use(&role_stores), provider_tx)
@@ -171,6 +188,19 @@ fn audiences_in_use(stores: &[Store<PodIamRole>]) -> BTreeSet<String> {
         );
     }
     audiences
+}
+
+/// Every PodIamRole that exists, as the ownership tags of its role name it.
+fn live_objects(stores: &[Store<PodIamRole>]) -> BTreeSet<LiveObject> {
+    stores
+        .iter()
+        .flat_map(|store| store.state())
+        .map(|role| LiveObject {
+            namespace: role.namespace().unwrap_or_default(),
+            name: role.name_any(),
+            uid: role.uid().unwrap_or_default(),
+        })
+        .collect()
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>

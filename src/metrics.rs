@@ -34,6 +34,8 @@ pub struct Metrics {
     iam_calls: Family<IamCallLabels, Counter>,
     oidc_provider_healthy: Gauge,
     oidc_provider_checks: Family<ResultLabels, Counter>,
+    orphan_roles: Gauge,
+    orphan_roles_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +80,18 @@ impl Default for Metrics {
             "OIDC provider checks by result: healthy or the problem's reason",
             oidc_provider_checks.clone(),
         );
+        let orphan_roles = Gauge::default();
+        let orphan_roles_deleted = Counter::default();
+        registry.register(
+            "orphan_roles",
+            "IAM roles tagged for this cluster whose PodIamRole no longer exists, at the last scan",
+            orphan_roles.clone(),
+        );
+        registry.register(
+            "orphan_roles_deleted",
+            "Orphaned IAM roles deleted after their grace period",
+            orphan_roles_deleted.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -86,6 +100,8 @@ impl Default for Metrics {
             iam_calls,
             oidc_provider_healthy,
             oidc_provider_checks,
+            orphan_roles,
+            orphan_roles_deleted,
         }
     }
 }
@@ -131,6 +147,15 @@ impl Metrics {
         self.oidc_provider_checks
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    pub fn record_orphan_roles(&self, count: usize) {
+        self.orphan_roles
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_orphan_deleted(&self) {
+        self.orphan_roles_deleted.inc();
     }
 
     pub fn render(&self) -> String {
