@@ -32,7 +32,10 @@ use crate::{
     guardrail::PodIamRoleGuardrail,
     http,
     iam::{IamApi, aws::AwsIam},
-    k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
+    k8s::{
+        FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION,
+        watch_list::role_watch_config,
+    },
     metrics::Metrics,
     oidc::ProviderMode,
     orphan_monitor::OrphanMonitor,
@@ -120,6 +123,25 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         interval: args.resync_interval,
         delete_after: args.delete_orphans_after,
     };
+    let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(&client, scopes[0].as_deref());
+    let role_watch = role_watch_config(&first_scope).await;
+    let live_stores: Vec<_> = scopes
+        .iter()
+        .map(|scope| {
+            let (store, drive) = live_objects_cache(&client, scope.as_deref());
+            tokio::spawn(drive);
+            store
+        })
+        .collect();
+    tokio::spawn(async move {
+        // Only a synced cache tells which roles have lost their PodIamRole.
+        for store in &live_stores {
+            if !wait_listed(store).await {
+                return;
+            }
+        }
+        orphans.run(move || live_objects(&live_stores)).await;
+    });
     let shared = Shared {
         client,
         iam,
@@ -131,7 +153,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     };
     let (controllers, caches): (Vec<_>, Vec<_>) = scopes
         .into_iter()
-        .map(|scope| controller_for(scope.as_deref(), &shared, &args))
+        .map(|scope| controller_for(scope.as_deref(), &shared, &args, role_watch.clone()))
         .unzip();
     let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
     tokio::spawn(async move {
@@ -147,9 +169,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         }
         ready.store(true, Ordering::Relaxed);
         info!("caches synced, ready");
-        // Only synced caches tell which roles have lost their PodIamRole.
-        let live_stores = role_stores.clone();
-        tokio::spawn(orphans.run(move || live_objects(&live_stores)));
         // Only now are the audiences in use known: an earlier check could drop client IDs.
         monitor
             .run(move || audiences_in_use(&role_stores), provider_tx)
@@ -190,8 +209,29 @@ fn audiences_in_use(stores: &[Store<PodIamRole>]) -> BTreeSet<String> {
     audiences
 }
 
+/// The metadata of the PodIamRoles in `namespace`, and the future that keeps it current.
+/// Metadata always decodes, so no spec can hide a PodIamRole from the orphan scan.
+fn live_objects_cache(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<PartialObjectMeta<PodIamRole>>,
+    impl Future<Output = ()> + use<>,
+) {
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(
+            scoped::<PartialObjectMeta<PodIamRole>>(client, namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
+    (store, events.for_each(|_| async {}))
+}
+
 /// Every PodIamRole that exists, as the ownership tags of its role name it.
-fn live_objects(stores: &[Store<PodIamRole>]) -> BTreeSet<LiveObject> {
+fn live_objects(stores: &[Store<PartialObjectMeta<PodIamRole>>]) -> BTreeSet<LiveObject> {
     stores
         .iter()
         .flat_map(|store| store.state())
@@ -219,6 +259,7 @@ fn controller_for(
     namespace: Option<&str>,
     shared: &Shared,
     args: &RunArgs,
+    role_watch: watcher::Config,
 ) -> (impl Future<Output = ()> + use<>, Caches) {
     let (sa_store, sa_writer) = reflector::store();
     let service_accounts = reflector(
@@ -230,10 +271,7 @@ fn controller_for(
     )
     .default_backoff()
     .touched_objects();
-    let controller = Controller::new(
-        scoped::<PodIamRole>(&shared.client, namespace),
-        watcher::Config::default(),
-    );
+    let controller = Controller::new(scoped::<PodIamRole>(&shared.client, namespace), role_watch);
     let roles = controller.store();
 
     // Guardrails and the labels that select namespaces: a change re-evaluates every role.

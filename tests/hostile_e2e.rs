@@ -1,0 +1,216 @@
+//! End-to-end: what a tenant can store must not stop the operator or slow the others.
+//! The API server refuses documents too deep or too large for the operator to decode,
+//! valid policies with every kind of condition still pass, and a hundred refused specs
+//! next to a valid one cost no IAM write.
+
+mod support;
+
+use std::time::Instant;
+
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use support::scenario::{Scenario, dynamo_spec};
+
+/// `kubectl apply` of a PodIamRole, returning the API server's refusal if any.
+async fn try_apply(s: &Scenario, name: &str, spec: Value) -> Result<(), String> {
+    let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
+        "metadata": {"name": name}, "spec": spec});
+    s.roles()
+        .patch(
+            name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .map(drop)
+        .map_err(|error| error.to_string())
+}
+
+/// `value` wrapped in `depth` levels of `wrap`.
+fn nested(depth: usize, value: Value, wrap: impl Fn(Value) -> Value) -> Value {
+    (0..depth).fold(value, |inner, _| wrap(inner))
+}
+
+fn policy_with(statement: Value) -> Value {
+    json!({"serviceAccountName": "app",
+           "policy": {"Version": "2012-10-17", "Statement": [statement]}})
+}
+
+/// Specs the API server must refuse, with a word its error must contain.
+fn undecodable_specs() -> Vec<(&'static str, Value, &'static str)> {
+    let deep_list = nested(200, json!("x"), |inner| json!([inner]));
+    let deep_object = nested(200, json!("x"), |inner| json!({"a": inner}));
+    let statement = |field: &str, value: Value| {
+        let mut statement = json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"});
+        statement[field] = value;
+        policy_with(statement)
+    };
+    let many_statements: Vec<Value> = (0..5000)
+        .map(|i| json!({"Sid": format!("S{i}"), "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}))
+        .collect();
+    vec![
+        (
+            "deep-condition",
+            statement(
+                "Condition",
+                json!({"StringEquals": {"aws:PrincipalTag/team": deep_list.clone()}}),
+            ),
+            "Condition",
+        ),
+        ("deep-action", statement("Action", deep_list), "Action"),
+        (
+            "deep-resource",
+            statement("Resource", deep_object),
+            "Resource",
+        ),
+        (
+            "many-statements",
+            json!({"serviceAccountName": "app",
+                   "policy": {"Version": "2012-10-17", "Statement": many_statements}}),
+            "Statement",
+        ),
+        (
+            "long-resource",
+            statement("Resource", json!("arn:".repeat(100_000))),
+            "Resource",
+        ),
+        (
+            "many-tags",
+            json!({"serviceAccountName": "app", "managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+                   "tags": (0..100).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}),
+            "tags",
+        ),
+    ]
+}
+
+/// A valid policy using what IAM conditions allow: set operators, `IfExists`, lists,
+/// booleans and numbers.
+fn conditions_spec() -> Value {
+    policy_with(json!({"Sid": "Conditions", "Effect": "Allow",
+    "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::team-a/*",
+    "Condition": {
+        "ForAllValues:StringLike": {"aws:TagKeys": ["team", "env-*"]},
+        "StringEqualsIfExists": {"aws:PrincipalTag/team": "a"},
+        "Bool": {"aws:SecureTransport": true},
+        "NumericLessThan": {"s3:max-keys": 100},
+        "IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.0/16"]}
+    }}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_too_deep_or_too_large_are_refused_and_valid_roles_converge_across_a_restart() {
+    let Some(mut s) = Scenario::start("deep").await else {
+        return;
+    };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    s.apply("before", dynamo_spec("app")).await;
+    for (name, spec, field) in undecodable_specs() {
+        let error = try_apply(&s, name, spec)
+            .await
+            .expect_err(&format!("{name} must be refused"));
+        assert!(
+            error.contains("Invalid value")
+                || error.contains("Too many")
+                || error.contains("Too long")
+                || error.contains("must have at most"),
+            "{name}: {error}"
+        );
+        assert!(error.contains(field), "{name}: {error}");
+        eprintln!("{name}: {}", &error[..error.len().min(300)]);
+    }
+    s.apply("conditions", conditions_spec()).await;
+    s.wait_reason("before", "Synced").await;
+    s.wait_reason("conditions", "Synced").await;
+
+    // A restart lists every PodIamRole again: nothing stored can break that list.
+    s = s.with_operator(&[]).await;
+    s.apply("after", dynamo_spec("app")).await;
+    s.wait_reason("after", "Synced").await;
+    s.wait_reason("before", "Synced").await;
+    for (name, spec, _) in undecodable_specs() {
+        assert!(try_apply(&s, name, spec).await.is_err(), "{name}");
+    }
+}
+
+/// Specs the schema admits but the operator must refuse before any IAM call.
+fn hostile_spec(index: usize) -> Value {
+    let statement = |action: Value, resource: Value| {
+        policy_with(json!({"Effect": "Allow", "Action": action, "Resource": resource}))
+    };
+    match index % 10 {
+        0 => statement(json!("*"), json!("*")),
+        1 => statement(json!(["s3:GetObject", "iam:*"]), json!("*")),
+        2 => statement(json!("iam:PassRole"), json!("*")),
+        3 => statement(json!("s3:GetObject"), json!("not-an-arn")),
+        4 => statement(json!("s3GetObject"), json!("*")),
+        5 => {
+            let mut spec = dynamo_spec("app");
+            spec["audience"] = json!("sts.*");
+            spec
+        }
+        6 => {
+            let mut spec = dynamo_spec("app");
+            spec["tags"] = json!({"irsa.dev/cluster": "someone-else"});
+            spec
+        }
+        7 => policy_with(json!({"Effect": "Maybe", "Action": "s3:GetObject", "Resource": "*"})),
+        8 => policy_with(
+            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+            "Principal": {"AWS": "arn:aws:iam::111122223333:root"}}),
+        ),
+        _ => policy_with(
+            json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+            "Condition": {"StringEqualsMaybe": {"aws:PrincipalTag/team": "a"}}}),
+        ),
+    }
+}
+
+/// Writes of one PodIamRole with an inline policy: CreateRole and PutRolePolicy.
+const WRITES_PER_ROLE: u64 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_role_next_to_a_hundred_hostile_ones_is_ready_and_they_write_nothing() {
+    let Some(s) = Scenario::start("fair").await else {
+        return;
+    };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    let started = Instant::now();
+    s.apply("alone", dynamo_spec("app")).await;
+    s.wait_reason("alone", "Synced").await;
+    let alone = started.elapsed();
+
+    for index in 0..100 {
+        s.apply(&format!("hostile-{index}"), hostile_spec(index))
+            .await;
+    }
+    let started = Instant::now();
+    s.apply("valid", dynamo_spec("app")).await;
+    s.wait_reason("valid", "Synced").await;
+    let next_to_hostile = started.elapsed();
+
+    for index in 0..100 {
+        let name = format!("hostile-{index}");
+        let (_, status) = support::eventually(&format!("{name} to report why"), || async {
+            let (generation, status) = s.status(&name).await?;
+            (status.observed_generation == generation && !status.conditions.is_empty())
+                .then_some((generation, status))
+        })
+        .await;
+        let ready = &status.conditions[0];
+        assert_eq!(ready.status, "False", "{name}: {ready:?}");
+        assert!(
+            ["InvalidSpec", "PolicyNotAllowed"].contains(&ready.reason.as_str()),
+            "{name}: {ready:?}"
+        );
+    }
+    assert_eq!(
+        s.operator().iam_writes().await,
+        2 * WRITES_PER_ROLE,
+        "only the two valid roles were written"
+    );
+    eprintln!(
+        "time to Ready: alone {:.2}s, next to 100 hostile PodIamRoles {:.2}s",
+        alone.as_secs_f64(),
+        next_to_hostile.as_secs_f64()
+    );
+}
