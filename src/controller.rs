@@ -42,10 +42,13 @@ use crate::{
     orphans::{LiveObject, Scope},
     provider::ProviderMonitor,
     reconciler::{Caches, Context, Shared, error_policy, reconcile},
+    undecodable::UndecodableMonitor,
 };
 
 /// How often readiness re-checks the caches until they are synced.
 const READY_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often PodIamRoles missing from the typed cache are looked for.
+const UNDECODABLE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -133,15 +136,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
             store
         })
         .collect();
-    tokio::spawn(async move {
-        // Only a synced cache tells which roles have lost their PodIamRole.
-        for store in &live_stores {
-            if !wait_listed(store).await {
-                return;
-            }
-        }
-        orphans.run(move || live_objects(&live_stores)).await;
-    });
     let shared = Shared {
         client,
         iam,
@@ -156,6 +150,26 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .map(|scope| controller_for(scope.as_deref(), &shared, &args, role_watch.clone()))
         .unzip();
     let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+    let undecodable = UndecodableMonitor {
+        client: shared.client.clone(),
+        recorder: shared.recorder.clone(),
+        caches: live_stores
+            .iter()
+            .cloned()
+            .zip(role_stores.clone())
+            .collect(),
+        interval: UNDECODABLE_CHECK,
+    };
+    tokio::spawn(async move {
+        // Only synced caches tell which roles lost their PodIamRole, or cannot be decoded.
+        for (metadata, typed) in &undecodable.caches {
+            if !(wait_listed(metadata).await && wait_listed(typed).await) {
+                return;
+            }
+        }
+        tokio::spawn(orphans.run(move || live_objects(&live_stores)));
+        undecodable.run().await;
+    });
     tokio::spawn(async move {
         for scope in caches {
             let listed = wait_listed(&scope.roles).await

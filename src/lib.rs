@@ -27,3 +27,4 @@ pub mod reconciler;
 pub mod status;
 pub mod telemetry;
 pub mod thumbprint;
+pub mod undecodable;

@@ -7,20 +7,29 @@ mod support;
 
 use std::time::Instant;
 
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::{
+    api::events::v1::Event,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use serde_json::{Value, json};
-use support::scenario::{Scenario, dynamo_spec};
+use support::{
+    eventually,
+    scenario::{Scenario, dynamo_spec},
+};
 
-/// `kubectl apply` of a PodIamRole, returning the API server's refusal if any.
-async fn try_apply(s: &Scenario, name: &str, spec: Value) -> Result<(), String> {
+/// `kubectl apply` of a PodIamRole, returning the API server's refusal if any. A dry run
+/// is validated like the real thing but stores nothing.
+async fn try_apply(s: &Scenario, name: &str, spec: Value, dry_run: bool) -> Result<(), String> {
     let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
         "metadata": {"name": name}, "spec": spec});
+    let mut params = PatchParams::apply("kubectl").force();
+    params.dry_run = dry_run;
     s.roles()
-        .patch(
-            name,
-            &PatchParams::apply("kubectl").force(),
-            &Patch::Apply(&manifest),
-        )
+        .patch(name, &params, &Patch::Apply(&manifest))
         .await
         .map(drop)
         .map_err(|error| error.to_string())
@@ -97,39 +106,96 @@ fn conditions_spec() -> Value {
     }}))
 }
 
+/// Applies the CRD with `spec.policy` free-form, as it was before the schema bounded it.
+async fn install_unbounded_crd(s: &Scenario) {
+    let (_, yaml) = &irsa_operator::crd::crd_files()[0];
+    let mut crd: Value = serde_yaml::from_str(yaml).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["policy"] =
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let crds: Api<CustomResourceDefinition> = Api::all(s.bed.kube.clone());
+    crds.patch(
+        "podiamroles.irsa.dev",
+        &PatchParams::apply("irsa-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply the unbounded CRD");
+}
+
+fn deep_policy_spec() -> Value {
+    policy_with(
+        json!({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/team": nested(200, json!("x"), |inner| json!([inner]))}}}),
+    )
+}
+
+async fn assert_refused(s: &Scenario) {
+    for (name, spec, field) in undecodable_specs() {
+        let error = try_apply(s, name, spec, true)
+            .await
+            .expect_err(&format!("{name} must be refused"));
+        assert!(
+            ["Invalid value", "Too many", "Too long", "must have at most"]
+                .iter()
+                .any(|word| error.contains(word))
+                && error.contains(field),
+            "{name}: {error}"
+        );
+        eprintln!("{name}: {}", &error[..error.len().min(240)]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documents_too_deep_or_too_large_are_refused_and_valid_roles_converge_across_a_restart() {
+async fn a_policy_too_deep_to_decode_never_stops_the_others_before_or_after_a_restart() {
     let Some(mut s) = Scenario::start("deep").await else {
         return;
     };
     s.bed.create_service_account(&s.namespace, "app").await;
     s.apply("before", dynamo_spec("app")).await;
-    for (name, spec, field) in undecodable_specs() {
-        let error = try_apply(&s, name, spec)
-            .await
-            .expect_err(&format!("{name} must be refused"));
-        assert!(
-            error.contains("Invalid value")
-                || error.contains("Too many")
-                || error.contains("Too long")
-                || error.contains("must have at most"),
-            "{name}: {error}"
-        );
-        assert!(error.contains(field), "{name}: {error}");
-        eprintln!("{name}: {}", &error[..error.len().min(300)]);
-    }
+    assert_refused(&s).await;
     s.apply("conditions", conditions_spec()).await;
     s.wait_reason("before", "Synced").await;
     s.wait_reason("conditions", "Synced").await;
 
-    // A restart lists every PodIamRole again: nothing stored can break that list.
+    // An object stored before the schema bounded policies: the API server holds it as is.
+    install_unbounded_crd(&s).await;
+    eventually("the unbounded schema to admit a deep policy", || async {
+        try_apply(&s, "deep", deep_policy_spec(), false).await.ok()
+    })
+    .await;
+    s.bed.install_crd().await;
+    eventually("the bounded schema to be back", || async {
+        try_apply(&s, "probe", deep_policy_spec(), true).await.err()
+    })
+    .await;
+
+    let status = s.wait_reason("deep", "InvalidSpec").await;
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains("cannot decode") && message.contains("recursion limit"),
+        "{message}"
+    );
+    let events = Api::<Event>::namespaced(s.bed.kube.clone(), &s.namespace);
+    eventually("an InvalidSpec event for the deep object", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("InvalidSpec")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("deep")
+        })
+    })
+    .await;
+    s.apply("next-to-deep", dynamo_spec("app")).await;
+    s.wait_reason("next-to-deep", "Synced").await;
+
+    // A restart lists every PodIamRole again: the deep one must not break that list.
     s = s.with_operator(&[]).await;
     s.apply("after", dynamo_spec("app")).await;
     s.wait_reason("after", "Synced").await;
     s.wait_reason("before", "Synced").await;
-    for (name, spec, _) in undecodable_specs() {
-        assert!(try_apply(&s, name, spec).await.is_err(), "{name}");
-    }
+    s.wait_reason("deep", "InvalidSpec").await;
+    assert_refused(&s).await;
+    // Never reconciled, it has no finalizer: deleting it needs nothing from the operator.
+    s.delete("deep").await;
 }
 
 /// Specs the schema admits but the operator must refuse before any IAM call.
@@ -190,7 +256,7 @@ async fn a_valid_role_next_to_a_hundred_hostile_ones_is_ready_and_they_write_not
 
     for index in 0..100 {
         let name = format!("hostile-{index}");
-        let (_, status) = support::eventually(&format!("{name} to report why"), || async {
+        let (_, status) = eventually(&format!("{name} to report why"), || async {
             let (generation, status) = s.status(&name).await?;
             (status.observed_generation == generation && !status.conditions.is_empty())
                 .then_some((generation, status))
