@@ -127,7 +127,9 @@ pub struct PodIamRoleSpec {
     pub audience: Option<String>,
 
     /// What happens to the IAM role when this PodIamRole is deleted: `Delete` (default)
-    /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation.
+    /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation. A kept
+    /// role is released: its `irsa.dev/cluster` tag becomes `released-from-<cluster>`, and
+    /// the operator never changes or deletes it again.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -138,7 +140,7 @@ pub enum DeletionPolicy {
     /// Delete the role, its inline policy and its attachments.
     #[default]
     Delete,
-    /// Keep the role in IAM; only remove the ServiceAccount annotation.
+    /// Keep the role in IAM, released from the operator; only remove the ServiceAccount annotation.
     Retain,
 }
 

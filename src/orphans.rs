@@ -3,7 +3,7 @@
 //! An orphan is a role under the operator's path, tagged for this cluster with a complete
 //! owner (namespace, name, UID), whose PodIamRole no longer exists: for example one
 //! force-deleted while the operator was down. A role whose tags do not say it is ours is
-//! never an orphan.
+//! never an orphan, and neither is a role released by `deletionPolicy: Retain`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,8 +12,30 @@ use std::{
 
 use crate::{
     desired::{Owner, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID},
-    iam::ListedRole,
+    iam::{ListedRole, RoleSummary},
+    plan::IamOp,
 };
+
+/// The `irsa.dev/cluster` tag of a role kept by `deletionPolicy: Retain`. It is no longer
+/// this cluster's: no PodIamRole and no orphan scan touches it again, and the operator's
+/// IAM policy no longer lets it change the role.
+pub fn released_cluster_tag(cluster: &str) -> String {
+    format!("released-from-{cluster}")
+}
+
+/// The write that releases a retained role, if it is still ours.
+pub fn plan_release(owner: &Owner, observed: Option<&RoleSummary>) -> Vec<IamOp> {
+    match observed {
+        Some(role) if owner.mismatch(&role.tags).is_none() => {
+            let released = released_cluster_tag(&owner.cluster);
+            vec![IamOp::TagRole(BTreeMap::from([(
+                TAG_CLUSTER.to_string(),
+                released,
+            )]))]
+        }
+        _ => Vec::new(),
+    }
+}
 
 /// A PodIamRole that exists, as its role's ownership tags spell it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,6 +144,7 @@ fn live_key(owner: &Owner) -> LiveObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::tests::{desired, owner};
 
     const GRACE: Duration = Duration::from_secs(3600);
 
@@ -153,6 +176,44 @@ mod tests {
             path: "/irsa/prod/".into(),
             tags: owner.tags(),
         }
+    }
+
+    /// The role of `desired::tests::owner()` as `GetRole` shows it.
+    fn owned_summary() -> RoleSummary {
+        let want = desired();
+        RoleSummary {
+            arn: want.arn,
+            path: want.path,
+            trust_policy: want.trust_policy,
+            description: want.description,
+            max_session_duration: want.max_session_duration,
+            permissions_boundary: None,
+            tags: want.tags,
+        }
+    }
+
+    #[test]
+    fn a_released_role_is_no_orphan_and_only_an_owned_role_is_released() {
+        let owner = owner();
+        let gone = object(&owner.namespace, &owner.name, &owner.uid);
+        let mut released = role("r", &gone);
+        let [IamOp::TagRole(tags)] = &plan_release(&owner, Some(&owned_summary()))[..] else {
+            panic!("an owned role is released with one TagRole");
+        };
+        released.tags.extend(tags.clone());
+        let verdict = OrphanTracker::default().scan(
+            &[released],
+            &BTreeSet::new(),
+            &scope(),
+            Instant::now(),
+            Some(Duration::ZERO),
+        );
+        assert_eq!(verdict, Verdict::default());
+
+        let mut foreign = owned_summary();
+        foreign.tags.insert(TAG_UID.into(), "someone-else".into());
+        assert!(plan_release(&owner, Some(&foreign)).is_empty());
+        assert!(plan_release(&owner, None).is_empty());
     }
 
     fn names(orphans: &[Orphan]) -> Vec<&str> {

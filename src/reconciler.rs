@@ -38,6 +38,7 @@ use crate::{
     },
     metrics::Metrics,
     oidc::{ProviderCheck, problem_for_audience},
+    orphans,
     plan::{self, IamOp, RoleConflict},
     status::{Outcome, ProviderHealth, next_status},
 };
@@ -566,6 +567,16 @@ async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
                 warn!(role = %role_name, %message, "not deleting a role this PodIamRole does not own");
             }
         }
+    } else {
+        // Kept on purpose: released, so that the orphan scan never deletes it.
+        let observed = ctx.iam.get_role(&role_name).await?;
+        execute(
+            ctx,
+            &role_name,
+            &orphans::plan_release(&owner, observed.as_ref()),
+            true,
+        )
+        .await?;
     }
     release_other_service_accounts(ctx, &namespace, None, &role_arn).await?;
     let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);

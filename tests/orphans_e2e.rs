@@ -1,5 +1,6 @@
 //! End-to-end: a role whose PodIamRole was force-deleted while the operator was down is
-//! reported as an orphan and, with `--delete-orphans-after`, deleted; a live role is not.
+//! reported as an orphan and, with `--delete-orphans-after`, deleted; a live role and a
+//! role kept by `deletionPolicy: Retain` are not.
 
 mod support;
 
@@ -7,7 +8,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::{
     eventually,
-    scenario::{Scenario, dynamo_spec},
+    scenario::{Scenario, dynamo_spec, tags},
     sum_metric,
 };
 
@@ -19,8 +20,21 @@ async fn a_role_force_deleted_while_the_operator_was_down_is_reported_then_delet
     s.bed.create_service_account(&s.namespace, "app").await;
     s.apply("gone", dynamo_spec("app")).await;
     s.apply("live", dynamo_spec("app")).await;
-    s.wait_reason("gone", "Synced").await;
-    s.wait_reason("live", "Synced").await;
+    let mut retained = dynamo_spec("app");
+    retained["deletionPolicy"] = json!("Retain");
+    s.apply("kept", retained).await;
+    for name in ["gone", "live", "kept"] {
+        s.wait_reason(name, "Synced").await;
+    }
+    s.delete("kept").await;
+    let kept = s
+        .role(&s.role_name("kept"))
+        .await
+        .expect("the role is kept");
+    assert_eq!(
+        tags(&kept).get("irsa.dev/cluster"),
+        Some(&format!("released-from-{}", s.cluster))
+    );
 
     s.operator.take().expect("operator running").stop();
     let clear_finalizers = json!({"metadata": {"finalizers": null}});
@@ -76,5 +90,6 @@ async fn a_role_force_deleted_while_the_operator_was_down_is_reported_then_delet
         "DeleteRolePolicy and DeleteRole of the orphan, nothing else"
     );
     assert!(s.role(&s.role_name("live")).await.is_some());
+    assert!(s.role(&s.role_name("kept")).await.is_some());
     s.wait_reason("live", "Synced").await;
 }
