@@ -128,14 +128,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     };
     let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(&client, scopes[0].as_deref());
     let role_watch = role_watch_config(&first_scope).await;
-    let live_stores: Vec<_> = scopes
-        .iter()
-        .map(|scope| {
-            let (store, drive) = live_objects_cache(&client, scope.as_deref());
-            tokio::spawn(drive);
-            store
-        })
-        .collect();
     let shared = Shared {
         client,
         iam,
@@ -146,30 +138,11 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
     };
     let (controllers, caches): (Vec<_>, Vec<_>) = scopes
-        .into_iter()
+        .iter()
         .map(|scope| controller_for(scope.as_deref(), &shared, &args, role_watch.clone()))
         .unzip();
     let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
-    let undecodable = UndecodableMonitor {
-        client: shared.client.clone(),
-        recorder: shared.recorder.clone(),
-        caches: live_stores
-            .iter()
-            .cloned()
-            .zip(role_stores.clone())
-            .collect(),
-        interval: UNDECODABLE_CHECK,
-    };
-    tokio::spawn(async move {
-        // Only synced caches tell which roles lost their PodIamRole, or cannot be decoded.
-        for (metadata, typed) in &undecodable.caches {
-            if !(wait_listed(metadata).await && wait_listed(typed).await) {
-                return;
-            }
-        }
-        tokio::spawn(orphans.run(move || live_objects(&live_stores)));
-        undecodable.run().await;
-    });
+    spawn_object_monitors(&shared, &scopes, role_stores.clone(), orphans);
     tokio::spawn(async move {
         for scope in caches {
             let listed = wait_listed(&scope.roles).await
@@ -191,6 +164,40 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     join_all(controllers).await;
     info!("stopped");
     Ok(())
+}
+
+/// Watches the metadata of PodIamRoles in every scope and, once it and the typed caches
+/// have synced, runs the orphan scan and the search for PodIamRoles that cannot be decoded.
+fn spawn_object_monitors(
+    shared: &Shared,
+    scopes: &[Option<String>],
+    typed: Vec<Store<PodIamRole>>,
+    orphans: OrphanMonitor,
+) {
+    let metadata: Vec<_> = scopes
+        .iter()
+        .map(|scope| {
+            let (store, drive) = live_objects_cache(&shared.client, scope.as_deref());
+            tokio::spawn(drive);
+            store
+        })
+        .collect();
+    let undecodable = UndecodableMonitor {
+        client: shared.client.clone(),
+        recorder: shared.recorder.clone(),
+        caches: metadata.iter().cloned().zip(typed).collect(),
+        interval: UNDECODABLE_CHECK,
+    };
+    tokio::spawn(async move {
+        // Only synced caches tell which roles lost their PodIamRole, or cannot be decoded.
+        for (metadata, typed) in &undecodable.caches {
+            if !(wait_listed(metadata).await && wait_listed(typed).await) {
+                return;
+            }
+        }
+        tokio::spawn(orphans.run(move || live_objects(&metadata)));
+        undecodable.run().await;
+    });
 }
 
 /// Waits until `store` has listed once; false if its watcher is gone.
