@@ -125,3 +125,54 @@ pub fn tag_map(_: &mut SchemaGenerator) -> Schema {
         }],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    use crate::crd::PodIamRole;
+
+    /// The deepest nesting a value valid for `schema` can have, or `None` when unbounded.
+    fn max_depth(schema: &Value) -> Option<usize> {
+        let limit = |key: &str| schema.get(key).and_then(Value::as_u64);
+        let free_form = schema["x-kubernetes-preserve-unknown-fields"] == true;
+        // Unknown fields may nest anything, unless objects must be empty and lists bounded.
+        if free_form
+            && (limit("maxProperties") != Some(0)
+                || (limit("maxItems") != Some(0) && schema.get("items").is_none()))
+        {
+            return None;
+        }
+        let mut children: Vec<&Value> = Vec::new();
+        if let Some(Value::Object(properties)) = schema.get("properties") {
+            children.extend(properties.values());
+        }
+        children.extend(schema.get("additionalProperties").filter(|s| s.is_object()));
+        children.extend(schema.get("items"));
+        children
+            .into_iter()
+            .try_fold(0, |deepest, child| Some(deepest.max(max_depth(child)?)))
+            .map(|deepest| deepest + 1)
+    }
+
+    fn spec_schema() -> Value {
+        let crd = serde_json::to_value(PodIamRole::crd()).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    }
+
+    #[test]
+    fn a_valid_spec_nests_only_a_few_levels() {
+        // serde_json refuses documents nested 128 levels deep.
+        let depth = max_depth(&spec_schema()).expect("the spec's depth is bounded");
+        assert!(depth <= 10, "{depth}");
+    }
+
+    #[test]
+    fn a_free_form_field_would_be_unbounded() {
+        let mut spec = spec_schema();
+        spec["properties"]["policy"] =
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        assert_eq!(max_depth(&spec), None);
+    }
+}
