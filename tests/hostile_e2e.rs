@@ -7,6 +7,7 @@ mod support;
 
 use std::{collections::BTreeMap, time::Instant};
 
+use futures::future::join_all;
 use irsa_operator::crd::PodIamRole;
 use k8s_openapi::{
     api::events::v1::Event,
@@ -302,14 +303,21 @@ async fn a_valid_role_next_to_a_hundred_hostile_ones_is_ready_and_they_write_not
     s.wait_reason("alone", "Synced").await;
     let alone = started.elapsed();
 
-    for index in 0..100 {
-        s.apply(&format!("hostile-{index}"), hostile_spec(index))
-            .await;
-    }
-    let started = Instant::now();
-    s.apply("valid", dynamo_spec("app")).await;
-    s.wait_reason("valid", "Synced").await;
-    let next_to_hostile = started.elapsed();
+    // All at once: the valid one competes with the hostile ones for the same workers.
+    let hostile = (0..100).map(|index| {
+        let s = &s;
+        async move {
+            s.apply(&format!("hostile-{index}"), hostile_spec(index))
+                .await
+        }
+    });
+    let valid = async {
+        let started = Instant::now();
+        s.apply("valid", dynamo_spec("app")).await;
+        s.wait_reason("valid", "Synced").await;
+        started.elapsed()
+    };
+    let (_, next_to_hostile) = futures::join!(join_all(hostile), valid);
 
     for index in 0..100 {
         let name = format!("hostile-{index}");
