@@ -47,6 +47,8 @@ use crate::{
 
 /// How often readiness re-checks the caches until they are synced.
 const READY_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long the search for PodIamRoles that cannot be decoded waits for the typed caches.
+const TYPED_SYNC_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How often PodIamRoles missing from the typed cache are looked for.
 const UNDECODABLE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -189,13 +191,17 @@ fn spawn_object_monitors(
         interval: UNDECODABLE_CHECK,
     };
     tokio::spawn(async move {
-        // Only synced caches tell which roles lost their PodIamRole, or cannot be decoded.
-        for (metadata, typed) in &undecodable.caches {
-            if !(wait_listed(metadata).await && wait_listed(typed).await) {
+        // Only a synced cache tells which roles lost their PodIamRole.
+        for store in &metadata {
+            if !wait_listed(store).await {
                 return;
             }
         }
         tokio::spawn(orphans.run(move || live_objects(&metadata)));
+        // A typed cache normally syncs as fast; one that does not is what the search is for.
+        for (_, typed) in &undecodable.caches {
+            let _ = tokio::time::timeout(TYPED_SYNC_GRACE, wait_listed(typed)).await;
+        }
         undecodable.run().await;
     });
 }

@@ -5,7 +5,10 @@
 //! cache; confirmed by decoding the stored object; and reported on the object itself:
 //! `Ready=False` with reason `InvalidSpec`, and a Warning Event.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
@@ -34,34 +37,41 @@ pub struct UndecodableMonitor {
 }
 
 impl UndecodableMonitor {
-    /// Checks every interval; start it once the caches have synced.
+    /// Checks every interval; start it once the metadata caches have synced. Until the
+    /// typed cache has synced too, every object is missing from it: each version of each
+    /// object is then decoded once, so one that blocks a paged list is still named.
     pub async fn run(self) {
-        // (uid, resourceVersion) already reported: each version is reported once.
-        let mut reported = BTreeSet::new();
+        // The resourceVersion last checked, by UID.
+        let mut checked: BTreeMap<String, String> = BTreeMap::new();
         loop {
+            let mut present = BTreeSet::new();
             for (metadata, typed) in &self.caches {
                 for object in metadata.state() {
-                    let version = (object.uid(), object.resource_version());
-                    if in_typed_cache(&object, typed) || reported.contains(&version) {
+                    let (uid, version) = (
+                        object.uid().unwrap_or_default(),
+                        object.resource_version().unwrap_or_default(),
+                    );
+                    present.insert(uid.clone());
+                    if in_typed_cache(&object, typed) || checked.get(&uid) == Some(&version) {
                         continue;
                     }
                     match self.check(&object).await {
-                        Ok(true) => {
-                            reported.insert(version);
+                        Ok(()) => {
+                            checked.insert(uid, version);
                         }
-                        Ok(false) => {}
                         Err(error) => {
                             warn!(name = %object.name_any(), %error, "cannot check a PodIamRole missing from the cache")
                         }
                     }
                 }
             }
+            checked.retain(|uid, _| present.contains(uid));
             tokio::time::sleep(self.interval).await;
         }
     }
 
-    /// Decodes the stored object; reports it and returns true when that fails.
-    async fn check(&self, object: &PartialObjectMeta<PodIamRole>) -> Result<bool, kube::Error> {
+    /// Decodes the stored object, and reports it when that fails.
+    async fn check(&self, object: &PartialObjectMeta<PodIamRole>) -> Result<(), kube::Error> {
         let namespace = object.namespace().unwrap_or_default();
         let url = PodIamRole::url_path(&(), Some(&namespace));
         let name = object.name_any();
@@ -70,7 +80,7 @@ impl UndecodableMonitor {
             .map_err(kube::Error::BuildRequest)?;
         let stored = self.client.request_text(request).await?;
         let Err(error) = serde_json::from_str::<PodIamRole>(&stored) else {
-            return Ok(false);
+            return Ok(());
         };
         let message = decode_failure_message(&error);
         warn!(%namespace, %name, %message, "PodIamRole cannot be decoded");
@@ -95,7 +105,7 @@ impl UndecodableMonitor {
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             warn!(%error, "could not publish event");
         }
-        Ok(true)
+        Ok(())
     }
 }
 
