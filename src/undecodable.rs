@@ -38,26 +38,25 @@ pub struct UndecodableMonitor {
 
 impl UndecodableMonitor {
     /// Checks every interval; start it once the metadata caches have synced. Until the
-    /// typed cache has synced too, every object is missing from it: each version of each
+    /// typed cache has synced too, every object is missing from it: each generation of each
     /// object is then decoded once, so one that blocks a paged list is still named.
     pub async fn run(self) {
-        // The resourceVersion last checked, by UID.
-        let mut checked: BTreeMap<String, String> = BTreeMap::new();
+        // The generation last checked, by UID: the status written here changes the
+        // resourceVersion but not the generation, so it does not cause another check.
+        let mut checked: BTreeMap<String, Option<i64>> = BTreeMap::new();
         loop {
             let mut present = BTreeSet::new();
             for (metadata, typed) in &self.caches {
                 for object in metadata.state() {
-                    let (uid, version) = (
-                        object.uid().unwrap_or_default(),
-                        object.resource_version().unwrap_or_default(),
-                    );
+                    let (uid, generation) =
+                        (object.uid().unwrap_or_default(), object.metadata.generation);
                     present.insert(uid.clone());
-                    if in_typed_cache(&object, typed) || checked.get(&uid) == Some(&version) {
+                    if in_typed_cache(&object, typed) || checked.get(&uid) == Some(&generation) {
                         continue;
                     }
                     match self.check(&object).await {
                         Ok(()) => {
-                            checked.insert(uid, version);
+                            checked.insert(uid, generation);
                         }
                         Err(error) => {
                             warn!(name = %object.name_any(), %error, "cannot check a PodIamRole missing from the cache")
