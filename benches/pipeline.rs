@@ -7,8 +7,9 @@ use std::{collections::BTreeMap, hint::black_box, time::Instant};
 use irsa_operator::{
     config::OperatorConfig,
     crd::PodIamRoleSpec,
-    desired::{INLINE_POLICY_NAME, Owner, desired_role},
-    iam::{ObservedRole, RoleSummary},
+    desired::{INLINE_POLICY_NAME, desired_role},
+    observed::{ObservedRole, RoleSummary},
+    ownership::Owner,
     plan::plan_apply,
 };
 use serde_json::json;

@@ -194,7 +194,7 @@ async fn lead(term: &Term<'_>) {
         interval: args.resync_interval,
         delete_after: args.delete_orphans_after,
     };
-    let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(&client, scopes[0].as_deref());
+    let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
     let role_watch = role_watch_config(&first_scope).await;
     let shared = Shared {
         client: client.clone(),

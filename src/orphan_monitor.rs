@@ -104,9 +104,9 @@ impl OrphanMonitor {
 mod tests {
     use super::*;
     use crate::{
-        desired::tests::{desired, owner},
         iam::fake::FakeIam,
         plan::plan_apply,
+        testing::{desired, owner},
     };
 
     fn monitor(iam: Arc<FakeIam>, delete_after: Option<Duration>) -> OrphanMonitor {
@@ -190,7 +190,7 @@ mod tests {
         let m = monitor(iam.clone(), Some(Duration::ZERO));
         let orphan = Orphan {
             role_name: name.clone(),
-            owner: crate::desired::Owner {
+            owner: crate::ownership::Owner {
                 uid: "an-older-uid".into(),
                 ..owner()
             },

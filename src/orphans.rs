@@ -144,7 +144,7 @@ fn live_key(owner: &Owner) -> LiveObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::tests::{desired, owner};
+    use crate::testing::{desired, owner};
 
     const GRACE: Duration = Duration::from_secs(3600);
 
@@ -178,7 +178,7 @@ mod tests {
         }
     }
 
-    /// The role of `desired::tests::owner()` as `GetRole` shows it.
+    /// The role of `testing::owner()` as `GetRole` shows it.
     fn owned_summary() -> RoleSummary {
         let want = desired();
         RoleSummary {

@@ -4,8 +4,9 @@
 use irsa_operator::{
     config::OperatorConfig,
     crd::PodIamRole,
-    desired::{Owner, desired_role},
+    desired::desired_role,
     guardrail::{PodIamRoleGuardrail, evaluate},
+    ownership::Owner,
 };
 use kube::ResourceExt;
 
