@@ -201,8 +201,11 @@ async fn a_policy_too_deep_to_decode_never_stops_the_others_before_or_after_a_re
     let Some(mut s) = Scenario::start("deep").await else {
         return;
     };
-    s.bed.create_service_account(&s.namespace, "app").await;
-    s.apply("before", dynamo_spec("app")).await;
+    // One ServiceAccount each: a ServiceAccount has one owning PodIamRole.
+    for name in ["app", "before", "next-to-deep", "after"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    s.apply("before", dynamo_spec("before")).await;
     assert_refused(&s).await;
     try_create(&s, "typed-scalars", conditions_spec(true), true)
         .await
@@ -242,12 +245,12 @@ async fn a_policy_too_deep_to_decode_never_stops_the_others_before_or_after_a_re
         note.contains("cannot decode") && note.contains("recursion limit"),
         "{note}"
     );
-    s.apply("next-to-deep", dynamo_spec("app")).await;
+    s.apply("next-to-deep", dynamo_spec("next-to-deep")).await;
     s.wait_reason("next-to-deep", "Synced").await;
 
     // A restart lists every PodIamRole again: the deep one must not break that list.
     s = s.with_operator(&[]).await;
-    s.apply("after", dynamo_spec("app")).await;
+    s.apply("after", dynamo_spec("after")).await;
     s.wait_reason("after", "Synced").await;
     s.wait_reason("before", "Synced").await;
     wait_undecodable_reported(&s).await;
@@ -298,6 +301,7 @@ async fn a_valid_role_next_to_a_hundred_hostile_ones_is_ready_and_they_write_not
         return;
     };
     s.bed.create_service_account(&s.namespace, "app").await;
+    s.bed.create_service_account(&s.namespace, "valid").await;
     let started = Instant::now();
     s.apply("alone", dynamo_spec("app")).await;
     s.wait_reason("alone", "Synced").await;
@@ -313,7 +317,7 @@ async fn a_valid_role_next_to_a_hundred_hostile_ones_is_ready_and_they_write_not
     });
     let valid = async {
         let started = Instant::now();
-        s.apply("valid", dynamo_spec("app")).await;
+        s.apply("valid", dynamo_spec("valid")).await;
         s.wait_reason("valid", "Synced").await;
         started.elapsed()
     };

@@ -17,9 +17,8 @@ use super::{
 };
 use crate::{
     crd::PodIamRole,
-    desired,
+    desired::{self, DesiredRole},
     failure::{self, Retry},
-    guardrail,
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
     plan::{self, IamOp, RoleConflict},
@@ -47,6 +46,17 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             return finish(object, ctx, Outcome::PolicyNotAllowed(message)).await;
         }
     };
+    let owner = owner_of(object, &ctx.config);
+    let mut desired = match desired::desired_role(&object.spec, owner, &ctx.config) {
+        Ok(desired) => desired,
+        Err(message) => {
+            ctx.memos.forget(object);
+            return finish(object, ctx, Outcome::InvalidSpec(message)).await;
+        }
+    };
+    if let Some(boundary) = enforced.permissions_boundary {
+        desired.permissions_boundary = Some(boundary);
+    }
     if let Some(outcome) = service_account::claim(object, ctx) {
         ctx.memos.forget(object);
         return finish(object, ctx, outcome).await;
@@ -60,7 +70,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         Some(Memo::Failed { outcome, retry_at }) => {
             return Ok(next_action(&outcome, retry_at, ctx));
         }
-        Some(Memo::CleanedUp) | None => match sync_role(object, ctx, &enforced).await {
+        Some(Memo::CleanedUp) | None => match sync_role(object, ctx, desired).await {
             Ok(synced) => {
                 let (role_name, role_arn) = synced.clone();
                 ctx.memos.remember(
@@ -96,26 +106,19 @@ fn retry_time(object: &PodIamRole, ctx: &Context, outcome: &Outcome) -> Option<I
             Retry::After(delay) => Some(Instant::now() + delay),
             Retry::Backoff => Some(Instant::now() + ctx.next_backoff(object)),
         },
-        // Invalid specs and foreign roles wait for a change; the resync notices a
-        // conflicting role that went away.
+        // The resync notices a conflicting role that went away.
         Outcome::RoleConflict { .. } => Some(Instant::now() + ctx.resync_interval),
         _ => None,
     }
 }
 
-/// Brings the IAM role in line with the spec: `(role name, role ARN)`, or the
+/// Brings the IAM role in line with `desired`: `(role name, role ARN)`, or the
 /// reported reason it could not.
 async fn sync_role(
     object: &PodIamRole,
     ctx: &Context,
-    enforced: &guardrail::Enforced,
+    desired: DesiredRole,
 ) -> Result<(String, String), Outcome> {
-    let owner = owner_of(object, &ctx.config);
-    let mut desired =
-        desired::desired_role(&object.spec, owner, &ctx.config).map_err(Outcome::InvalidSpec)?;
-    if let Some(boundary) = &enforced.permissions_boundary {
-        desired.permissions_boundary = Some(boundary.clone());
-    }
     let role_name = desired.name.clone();
     let iam_failed = |error: IamError| Outcome::IamFailed {
         role_name: role_name.clone(),

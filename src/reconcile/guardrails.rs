@@ -115,3 +115,75 @@ pub fn audiences_in_use(scopes: &[Caches], config: &OperatorConfig) -> BTreeSet<
     }
     within_client_id_limit(audiences, DEFAULT_AUDIENCE)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::{
+        api::{ObjectMeta, PartialObjectMeta},
+        runtime::{reflector, watcher},
+    };
+
+    use super::*;
+    use crate::{
+        guardrail::PodIamRoleGuardrailSpec,
+        testing::{pod_iam_role, test_config},
+    };
+
+    fn cached<K>(objects: Vec<K>) -> reflector::Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = reflector::store();
+        for object in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(object));
+        }
+        store
+    }
+
+    fn with_audience(name: &str, audience: &str) -> PodIamRole {
+        let mut role = pod_iam_role("shop", name);
+        role.spec.audience = Some(audience.into());
+        role
+    }
+
+    #[test]
+    fn only_accepted_audiences_reach_the_shared_provider() {
+        let namespace = PartialObjectMeta::<Namespace> {
+            metadata: ObjectMeta {
+                name: Some("shop".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let guardrail = PodIamRoleGuardrail::new(
+            "audiences",
+            PodIamRoleGuardrailSpec {
+                allowed_audiences: Some(vec!["vault*".into(), "sts.amazonaws.com".into()]),
+                ..Default::default()
+            },
+        );
+        let mut denied_grant = with_audience("admin", "vault-admin");
+        denied_grant.spec.policy = Some(
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+        );
+        let caches = Caches {
+            service_accounts: cached(vec![]),
+            namespaces: cached(vec![namespace]),
+            guardrails: cached(vec![guardrail]),
+            roles: cached(vec![
+                with_audience("valid", "vault"),
+                with_audience("invalid", "sts.*"),
+                with_audience("not-allowed", "other"),
+                denied_grant,
+            ]),
+            synced: Arc::new(AtomicBool::new(true)),
+        };
+        assert_eq!(
+            audiences_in_use(&[caches], &test_config()),
+            BTreeSet::from(["sts.amazonaws.com".to_string(), "vault".to_string()])
+        );
+    }
+}

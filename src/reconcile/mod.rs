@@ -1,6 +1,7 @@
 //! One reconcile of a PodIamRole, inside kube-runtime's `finalizer()`, as named steps:
 //!
-//! - apply ([`apply`]): wait for the caches → guardrails ([`guardrails`]) → claim the
+//! - apply ([`apply`]): wait for the caches → guardrails ([`guardrails`]) → validate the
+//!   spec (desired role) → claim the
 //!   ServiceAccount ([`service_account`]) → sync the IAM role (desired, observe, plan,
 //!   execute) → annotate the ServiceAccount → publish the status ([`publish`]);
 //! - cleanup ([`cleanup`]): delete what the role holds and the role, then release the

@@ -1,0 +1,169 @@
+//! End-to-end: one tenant's mistakes never reach another tenant or shared state. Two
+//! PodIamRoles on one ServiceAccount, a `roleName` taken from another namespace's
+//! derived names, and a stale event after every deletion.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::{
+    ResourceExt,
+    api::{WatchEvent, WatchParams},
+};
+use serde_json::json;
+use support::{eventually, scenario::Scenario, scenario::dynamo_spec, sum_metric};
+
+/// How long the steady state is watched for writes: long enough for the old storm
+/// (thousands of writes in 10 s) to show, and several resyncs at the tests' 5 s.
+const QUIET_WINDOW: Duration = Duration::from_secs(12);
+
+async fn resource_version(s: &Scenario, service_account: &str) -> String {
+    let sa = s.service_accounts().get(service_account).await.unwrap();
+    sa.resource_version().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pod_iam_roles_on_one_service_account_have_one_owner_and_no_storm() {
+    let Some(s) = Scenario::start("shared-sa").await else {
+        return;
+    };
+    s.bed.create_service_account(&s.namespace, "shared").await;
+    s.apply("first", dynamo_spec("shared")).await;
+    s.wait_reason("first", "Synced").await;
+    s.apply("second", dynamo_spec("shared")).await;
+    let second = s.wait_reason("second", "ServiceAccountInUse").await;
+    let ready = &second.conditions[0];
+    assert!(
+        ready.message.contains("PodIamRole first"),
+        "{}",
+        ready.message
+    );
+    let first_arn = s.status("first").await.unwrap().1.role_arn.unwrap();
+    assert_eq!(s.annotation("shared").await, Some(first_arn));
+    assert!(
+        s.role(&s.role_name("second")).await.is_none(),
+        "the ServiceAccount's non-owner writes nothing to IAM"
+    );
+    let writes = s.operator().iam_writes().await;
+    assert_eq!(writes, 2, "CreateRole + PutRolePolicy for the owner only");
+
+    // Steady state: the annotation is never rewritten, nothing more goes to IAM.
+    let before = resource_version(&s, "shared").await;
+    tokio::time::sleep(QUIET_WINDOW).await;
+    assert_eq!(
+        resource_version(&s, "shared").await,
+        before,
+        "no ServiceAccount write at rest"
+    );
+    assert_eq!(s.operator().iam_writes().await, writes);
+
+    // The owner leaves: the other takes over, with one release and one claim.
+    s.delete("first").await;
+    s.wait_reason("second", "Synced").await;
+    let second_arn = s.status("second").await.unwrap().1.role_arn.unwrap();
+    assert_eq!(s.annotation("shared").await, Some(second_arn));
+    let handover: u64 = before.parse().unwrap();
+    let after: u64 = resource_version(&s, "shared").await.parse().unwrap();
+    assert!(after > handover);
+    let writes = writes_between(&s, "shared", &before, &after.to_string()).await;
+    assert!(
+        writes <= 2,
+        "{writes} ServiceAccount writes for one handover"
+    );
+}
+
+/// How many times the ServiceAccount was written after resourceVersion `from`, up to `to`.
+async fn writes_between(s: &Scenario, name: &str, from: &str, to: &str) -> usize {
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(10);
+    let mut events = s
+        .service_accounts()
+        .watch(&params, from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut writes = 0;
+    while let Some(event) = events.try_next().await.unwrap() {
+        if let WatchEvent::Modified(sa) = event {
+            writes += 1;
+            if sa.resource_version().as_deref() == Some(to) {
+                break;
+            }
+        }
+    }
+    writes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_name_of_another_namespace_is_refused_without_iam_writes() {
+    let Some(s) = Scenario::start("squat").await else {
+        return;
+    };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    // What a PodIamRole `payments` in namespace `bank` would derive.
+    let victim = format!("{}.bank.payments", s.cluster);
+    let mut spec = dynamo_spec("app");
+    spec["roleName"] = json!(victim);
+    s.apply("squatter", spec).await;
+    let status = s.wait_reason("squatter", "PolicyNotAllowed").await;
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains(&format!("must start with `{}.{}.`", s.cluster, s.namespace)),
+        "{message}"
+    );
+    assert_eq!(s.operator().iam_writes().await, 0);
+    assert!(s.role(&victim).await.is_none());
+
+    // Within the namespace's own prefix, a free name works.
+    let own = format!("{}.{}.legacy-name", s.cluster, s.namespace);
+    let mut spec = dynamo_spec("app");
+    spec["roleName"] = json!(own);
+    s.apply("squatter", spec).await;
+    s.wait_reason("squatter", "Synced").await;
+    assert!(s.role(&own).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_leave_no_error_behind() {
+    let Some(s) = Scenario::prepare("quiet-delete").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    // No resync during the test: every IAM read below is a create or a delete.
+    let s = s.with_operator(&["--resync-interval", "10m"]).await;
+    for name in ["a", "b", "c"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+        s.apply(name, dynamo_spec(name)).await;
+    }
+    for name in ["a", "b", "c"] {
+        s.wait_reason(name, "Synced").await;
+    }
+    for name in ["a", "b", "c"] {
+        s.delete(name).await;
+    }
+    for name in ["a", "b", "c"] {
+        let role = s.role_name(name);
+        eventually(&format!("{role} deleted"), || async {
+            s.role(&role).await.is_none().then_some(())
+        })
+        .await;
+    }
+    // Let stale events after the deletions play out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = s.operator().metrics().await.unwrap();
+    let errors = sum_metric(&metrics, "irsa_operator_reconcile_errors_total", "");
+    assert_eq!(
+        errors, 0,
+        "no reconcile error, at start or after deletion:\n{metrics}"
+    );
+    let get_roles = sum_metric(
+        &metrics,
+        "irsa_operator_iam_calls_total",
+        "operation=\"GetRole\"",
+    );
+    // One GetRole to create and one to delete each role: a stale reconcile after the
+    // deletion would read IAM again.
+    assert_eq!(get_roles, 6, "GetRole calls for 3 creates and deletes");
+}
