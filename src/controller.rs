@@ -52,7 +52,7 @@ use crate::{
 
 /// How often readiness re-checks the caches until they are synced.
 const READY_POLL: Duration = Duration::from_millis(200);
-/// How long the search for PodIamRoles that cannot be decoded waits for the typed caches.
+/// How long the search for PodIamRoles that cannot be decoded waits for the typed caches to list.
 const TYPED_SYNC_GRACE: Duration = Duration::from_secs(30);
 /// How often PodIamRoles missing from the typed cache are looked for.
 const UNDECODABLE_CHECK: Duration = Duration::from_secs(5);
@@ -291,10 +291,10 @@ async fn object_monitors(
         }
         let orphan_scan = orphans.run(move || live_objects(&metadata));
         let search = async {
-            // A typed cache normally syncs as fast; one that does not is what the search is for.
-            for (_, typed) in &undecodable.caches {
-                let _ = tokio::time::timeout(TYPED_SYNC_GRACE, wait_listed(typed)).await;
-            }
+            // A typed cache normally syncs within this; one that does not is what the search
+            // is for. No waiting on the typed stores themselves: kube wakes only the latest
+            // waiter of a store, and the Controller must not lose that wake-up.
+            tokio::time::sleep(TYPED_SYNC_GRACE).await;
             undecodable.run().await;
         };
         futures::join!(orphan_scan, search);

@@ -14,19 +14,31 @@ const TRANSIENT_MAX: Duration = Duration::from_secs(60);
 /// turning one denied object into steady IAM traffic. A spec change retries at once.
 pub const ACCESS_DENIED_RETRY: Duration = Duration::from_secs(180);
 
-/// Error codes that mean IAM was busy or broken, not that the request was wrong.
-const TRANSIENT_CODES: [&str; 9] = [
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
+/// IAM asking the caller to slow down.
+const THROTTLING_CODES: [&str; 3] = ["Throttling", "ThrottlingException", "RequestLimitExceeded"];
+/// IAM broken or unreachable before the request ran; `Unavailable` is the SDK's name for
+/// transport errors, which carry no IAM code.
+const SERVER_FAULT_CODES: [&str; 4] = [
     "ServiceFailure",
     "ServiceUnavailable",
     "InternalFailure",
-    "ConcurrentModification",
-    // The SDK's name for timeouts and transport errors, which carry no IAM code.
     "Unavailable",
-    "Timeout",
 ];
+
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
+/// Whether the same call may be attempted again at once. A timeout is not: the attempt
+/// already waited its full time.
+pub fn worth_another_attempt(code: &str) -> bool {
+    is_throttling(code) || SERVER_FAULT_CODES.contains(&code)
+}
+
+/// Busy or broken: retried with backoff.
+fn is_transient(code: &str) -> bool {
+    worth_another_attempt(code) || ["ConcurrentModification", "Timeout"].contains(&code)
+}
 
 const ACCESS_DENIED_CODES: [&str; 3] = [
     "AccessDenied",
@@ -113,7 +125,7 @@ pub fn classify(error: &IamError) -> Classified {
         };
     }
     let retry = Retry::Backoff;
-    if TRANSIENT_CODES.contains(&code) {
+    if is_transient(code) {
         return Classified {
             reason: "IamUnavailable",
             message: format!("IAM is throttling or failing, retrying: {iam_says} ({action})"),

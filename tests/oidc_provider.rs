@@ -197,7 +197,8 @@ async fn oidc_provider_existing_and_manage_modes() {
     assert_eq!(tags.get("irsa.dev/cluster"), Some(&s.cluster.as_str()));
 
     // A new audience in use is added as a client ID.
-    let mut vault = dynamo_spec("app");
+    s.bed.create_service_account(&s.namespace, "vault").await;
+    let mut vault = dynamo_spec("vault");
     vault["audience"] = "vault".into();
     s.apply("vault", vault).await;
     s.wait_reason("vault", "Synced").await;

@@ -17,10 +17,12 @@ async fn a_role_force_deleted_while_the_operator_was_down_is_reported_then_delet
     let Some(mut s) = Scenario::start("orphan").await else {
         return;
     };
-    s.bed.create_service_account(&s.namespace, "app").await;
-    s.apply("gone", dynamo_spec("app")).await;
-    s.apply("live", dynamo_spec("app")).await;
-    let mut retained = dynamo_spec("app");
+    for name in ["gone", "live", "kept"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    s.apply("gone", dynamo_spec("gone")).await;
+    s.apply("live", dynamo_spec("live")).await;
+    let mut retained = dynamo_spec("kept");
     retained["deletionPolicy"] = json!("Retain");
     s.apply("kept", retained).await;
     for name in ["gone", "live", "kept"] {

@@ -12,7 +12,12 @@ use kube::{
     api::{WatchEvent, WatchParams},
 };
 use serde_json::json;
-use support::{eventually, scenario::Scenario, scenario::dynamo_spec, sum_metric};
+use support::{
+    eventually,
+    scenario::{Scenario, dynamo_spec},
+    sum_metric,
+    tcp_switch::TcpSwitch,
+};
 
 /// How long the steady state is watched for writes: long enough for the old storm
 /// (thousands of writes in 10 s) to show, and several resyncs at the tests' 5 s.
@@ -116,12 +121,14 @@ async fn a_role_name_of_another_namespace_is_refused_without_iam_writes() {
     assert_eq!(s.operator().iam_writes().await, 0);
     assert!(s.role(&victim).await.is_none());
 
-    // Within the namespace's own prefix, a free name works.
+    // Within the namespace's own prefix, a free name works (roleName is immutable, so
+    // that is another PodIamRole).
+    s.bed.create_service_account(&s.namespace, "own").await;
     let own = format!("{}.{}.legacy-name", s.cluster, s.namespace);
-    let mut spec = dynamo_spec("app");
+    let mut spec = dynamo_spec("own");
     spec["roleName"] = json!(own);
-    s.apply("squatter", spec).await;
-    s.wait_reason("squatter", "Synced").await;
+    s.apply("own", spec).await;
+    s.wait_reason("own", "Synced").await;
     assert!(s.role(&own).await.is_some());
 }
 
@@ -166,4 +173,59 @@ async fn deletions_leave_no_error_behind() {
     // One GetRole to create and one to delete each role: a stale reconcile after the
     // deletion would read IAM again.
     assert_eq!(get_roles, 6, "GetRole calls for 3 creates and deletes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_outage_during_deletions_causes_no_iam_rereads() {
+    const ROLES: usize = 10;
+    /// Per role: GetRole, ListRolePolicies, GetRolePolicy, ListAttachedRolePolicies,
+    /// DeleteRolePolicy, DeleteRole.
+    const CLEANUP_CALLS: u64 = 6;
+    let Some(mut s) = Scenario::prepare("outage").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    let switch = TcpSwitch::start(&s.bed).await;
+    let kubeconfig = switch.kubeconfig(&s.bed).display().to_string();
+    s.operator_env = vec![("KUBECONFIG".into(), kubeconfig)];
+    // No resync during the test: every role call below is a cleanup.
+    let s = s.with_operator(&["--resync-interval", "10m"]).await;
+    let names: Vec<String> = (0..ROLES).map(|i| format!("r{i}")).collect();
+    for name in &names {
+        s.bed.create_service_account(&s.namespace, name).await;
+        s.apply(name, dynamo_spec(name)).await;
+    }
+    for name in &names {
+        s.wait_reason(name, "Synced").await;
+    }
+    let role_calls = || async {
+        let metrics = s.operator().metrics().await.unwrap();
+        // Every role operation's name contains `Role`; the OIDC provider's do not.
+        sum_metric(&metrics, "irsa_operator_iam_calls_total", "Role\"")
+    };
+    let before = role_calls().await;
+
+    // The wave starts, then the operator loses the API server in the middle of it.
+    for name in &names {
+        s.roles().delete(name, &Default::default()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    switch.set_up(false);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let during = role_calls().await - before;
+    switch.set_up(true);
+
+    for name in &names {
+        eventually(&format!("{name} to be gone"), || async {
+            s.roles().get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        assert!(s.role(&s.role_name(name)).await.is_none());
+    }
+    let total = role_calls().await - before;
+    eprintln!("IAM role calls: {during} during the 15 s outage, {total} for the whole wave");
+    assert!(
+        total <= ROLES as u64 * CLEANUP_CALLS,
+        "{total} IAM calls: a failed Kubernetes write must not repeat the IAM cleanup"
+    );
 }

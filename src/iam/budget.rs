@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::{IamApi, IamError, RolePage, RoleSummary};
 use crate::{
+    failure::{is_throttling, worth_another_attempt},
     metrics::Metrics,
     oidc::{ObservedProvider, ProviderOp},
     plan::IamOp,
@@ -37,30 +38,6 @@ const DECREASE_FACTOR: f64 = 0.98;
 const INCREASE_SHARE: f64 = 0.01;
 /// The rate never drops below this share of the configured rate.
 const MIN_RATE_SHARE: f64 = 0.1;
-
-/// IAM error codes worth another attempt: throttling, server faults and transport failures.
-/// A timeout is not among them: the attempt already waited its full time.
-const TRANSIENT_CODES: [&str; 7] = [
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "ServiceFailure",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "Unavailable",
-];
-
-/// Whether IAM asked us to slow down.
-pub fn is_throttling(error: &IamError) -> bool {
-    matches!(
-        error.code.as_str(),
-        "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
-    )
-}
-
-pub fn is_transient(error: &IamError) -> bool {
-    TRANSIENT_CODES.contains(&error.code.as_str())
-}
 
 /// The delay before retry number `retry` (0 for the first), scaled by `jitter` in [0, 1).
 pub fn backoff(retry: u32, jitter: f64) -> Duration {
@@ -164,7 +141,7 @@ impl<I: IamApi> Budgeted<I> {
             let rate = {
                 let mut bucket = self.bucket();
                 match &result {
-                    Err(error) if is_throttling(error) => {
+                    Err(error) if is_throttling(&error.code) => {
                         self.metrics.record_iam_throttle();
                         bucket.on_throttled(Instant::now());
                     }
@@ -175,7 +152,7 @@ impl<I: IamApi> Budgeted<I> {
             };
             self.metrics.set_iam_budget_rate(rate);
             match result {
-                Err(error) if is_transient(&error) && retry + 1 < MAX_ATTEMPTS => {
+                Err(error) if worth_another_attempt(&error.code) && retry + 1 < MAX_ATTEMPTS => {
                     tokio::time::sleep(backoff(retry, jitter())).await;
                     retry += 1;
                 }
@@ -337,12 +314,12 @@ mod tests {
     #[test]
     fn only_throttling_5xx_and_transport_errors_are_retried() {
         for code in ["Throttling", "ServiceFailure", "Unavailable"] {
-            assert!(is_transient(&error(code)), "{code}");
+            assert!(worth_another_attempt(code), "{code}");
         }
         for code in ["AccessDenied", "NoSuchEntity", "Timeout", "DeleteConflict"] {
-            assert!(!is_transient(&error(code)), "{code}");
+            assert!(!worth_another_attempt(code), "{code}");
         }
-        assert!(is_throttling(&error("Throttling")));
-        assert!(!is_throttling(&error("ServiceFailure")));
+        assert!(is_throttling("Throttling"));
+        assert!(!is_throttling("ServiceFailure"));
     }
 }

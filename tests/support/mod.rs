@@ -4,6 +4,7 @@
 
 pub mod fault_proxy;
 pub mod scenario;
+pub mod tcp_switch;
 
 use std::{
     collections::HashMap,
