@@ -209,19 +209,9 @@ impl<I: IamApi> IamApi for Budgeted<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iam::IamErrorKind;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
-    }
-
-    fn error(code: &str) -> IamError {
-        IamError {
-            operation: "GetRole",
-            kind: IamErrorKind::Retryable,
-            code: code.into(),
-            message: String::new(),
-        }
     }
 
     #[test]
