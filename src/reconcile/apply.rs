@@ -34,7 +34,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         debug!("waiting for the caches to list");
         return Ok(Action::requeue(CACHE_WAIT));
     }
-    let Ok(verdict) = guardrails::verdict(&ctx.caches, &ctx.config, object) else {
+    let Ok(verdict) = guardrails::verdict(&ctx.caches, &ctx.shared.config, object) else {
         debug!("waiting for the namespace to be cached");
         return Ok(Action::requeue(CACHE_WAIT));
     };
@@ -46,8 +46,8 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             return finish(object, ctx, Outcome::PolicyNotAllowed(message)).await;
         }
     };
-    let owner = owner_of(object, &ctx.config);
-    let mut desired = match desired::desired_role(&object.spec, owner, &ctx.config) {
+    let owner = owner_of(object, &ctx.shared.config);
+    let mut desired = match desired::desired_role(&object.spec, owner, &ctx.shared.config) {
         Ok(desired) => desired,
         Err(message) => {
             ctx.memos.forget(object);
@@ -124,7 +124,7 @@ async fn sync_role(
         role_name: role_name.clone(),
         failure: failure::classify(&error),
     };
-    let observed = observe_role(ctx.iam.as_ref(), &role_name, |summary| {
+    let observed = observe_role(ctx.shared.iam.as_ref(), &role_name, |summary| {
         desired.owner.mismatch(&summary.tags).is_none()
     })
     .await
@@ -151,7 +151,14 @@ async fn sync_role(
         let changes: Vec<String> = ops.iter().map(IamOp::describe).collect();
         info!(role = %role_name, ?changes, "IAM role {verb}");
         let note = format!("IAM role {role_name} {verb}: {}", changes.join(", "));
-        events::publish(&ctx.recorder, object, EventType::Normal, reason, note).await;
+        events::publish(
+            &ctx.shared.recorder,
+            object,
+            EventType::Normal,
+            reason,
+            note,
+        )
+        .await;
     }
     let role_arn = observed.map_or(desired.arn, |o| o.summary.arn);
     Ok((role_name, role_arn))
@@ -165,7 +172,7 @@ pub(super) async fn execute(
     missing_is_done: bool,
 ) -> Result<(), IamError> {
     for op in ops {
-        match ctx.iam.execute(role_name, op).await {
+        match ctx.shared.iam.execute(role_name, op).await {
             Err(error) if missing_is_done && error.kind == IamErrorKind::NotFound => {}
             result => result?,
         }

@@ -23,14 +23,19 @@ use crate::{
 
 pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
     let namespace = object.namespace().unwrap_or_default();
-    let owner = owner_of(object, &ctx.config);
+    let owner = owner_of(object, &ctx.shared.config);
     let status = object.status.clone().unwrap_or_default();
     let role_name = status.role_name.unwrap_or_else(|| {
-        desired::role_name(&object.spec, &owner.namespace, &owner.name, &ctx.config)
+        desired::role_name(
+            &object.spec,
+            &owner.namespace,
+            &owner.name,
+            &ctx.shared.config,
+        )
     });
     let role_arn = status
         .role_arn
-        .unwrap_or_else(|| ctx.config.role_arn(&role_name));
+        .unwrap_or_else(|| ctx.shared.config.role_arn(&role_name));
 
     // A retry after a failed Kubernetes write, or a stale event after the finalizer
     // went, must not read IAM again.
@@ -47,7 +52,7 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
         ctx.memos.remember(object, 0, Memo::CleanedUp);
     }
     release_others(ctx, &namespace, None, &role_arn).await?;
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), &namespace);
     service_account::remove_annotation(&api, &object.spec.service_account_name, &role_arn)
         .await
         .map_err(Error::Kube)?;
@@ -56,8 +61,8 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
 
 /// Deletes the role if this object owns it; a role owned by someone else is left alone.
 async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
-    let owner = owner_of(object, &ctx.config);
-    let observed = observe_role(ctx.iam.as_ref(), role_name, |s| {
+    let owner = owner_of(object, &ctx.shared.config);
+    let observed = observe_role(ctx.shared.iam.as_ref(), role_name, |s| {
         owner.mismatch(&s.tags).is_none()
     })
     .await?;
@@ -67,7 +72,7 @@ async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Res
             execute(ctx, role_name, &ops, true).await?;
             let note = format!("IAM role {role_name} deleted");
             events::publish(
-                &ctx.recorder,
+                &ctx.shared.recorder,
                 object,
                 EventType::Normal,
                 "RoleDeleted",

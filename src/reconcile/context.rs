@@ -55,17 +55,9 @@ pub struct Shared {
 
 /// The IO handles a reconcile works with.
 pub struct Context {
-    pub client: Client,
-    pub iam: Arc<dyn IamApi>,
-    pub config: OperatorConfig,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
+    pub shared: Shared,
     pub resync_interval: Duration,
     pub caches: Caches,
-    /// The latest OIDC provider check, published by the provider monitor.
-    pub provider: watch::Receiver<Option<ProviderCheck>>,
-    /// Wakes the provider monitor when it can fix something (manage mode only).
-    pub provider_poke: Option<Arc<Notify>>,
     pub(super) memos: Memos,
     /// Consecutive failures per object UID, for its own backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -73,25 +65,10 @@ pub struct Context {
 
 impl Context {
     pub fn new(shared: Shared, resync_interval: Duration, caches: Caches) -> Self {
-        let Shared {
-            client,
-            iam,
-            config,
-            recorder,
-            metrics,
-            provider,
-            provider_poke,
-        } = shared;
         Self {
-            client,
-            iam,
-            config,
-            recorder,
-            metrics,
+            shared,
             resync_interval,
             caches,
-            provider,
-            provider_poke,
             memos: Memos::new(resync_interval),
             failures: Mutex::default(),
         }
@@ -100,13 +77,13 @@ impl Context {
     /// The provider's state for `object`'s audience.
     pub(super) fn provider_health(&self, object: &PodIamRole) -> ProviderHealth {
         let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-        let Some(check) = self.provider.borrow().clone() else {
+        let Some(check) = self.shared.provider.borrow().clone() else {
             return ProviderHealth::Unknown;
         };
-        match problem_for_audience(&check, &self.config.oidc_provider_arn(), audience) {
+        match problem_for_audience(&check, &self.shared.config.oidc_provider_arn(), audience) {
             None => ProviderHealth::Healthy,
             Some(problem) => {
-                if let Some(poke) = &self.provider_poke {
+                if let Some(poke) = &self.shared.provider_poke {
                     poke.notify_one();
                 }
                 ProviderHealth::Unhealthy(problem)

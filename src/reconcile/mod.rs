@@ -80,7 +80,7 @@ pub(crate) fn owner_of(object: &PodIamRole, config: &OperatorConfig) -> Owner {
 pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = object.namespace().unwrap_or_default();
-    let api: Api<PodIamRole> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<PodIamRole> = Api::namespaced(ctx.shared.client.clone(), &namespace);
     let run = finalizer::finalizer(&api, FINALIZER, object.clone(), |event| async {
         match event {
             Finalizer::Apply(object) => apply::apply(&object, &ctx).await,
@@ -100,7 +100,9 @@ pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Act
         }),
     };
     let failure = result.as_ref().err().map(Error::metric_label);
-    ctx.metrics.record_reconcile(started.elapsed(), failure);
+    ctx.shared
+        .metrics
+        .record_reconcile(started.elapsed(), failure);
     if result.is_ok() {
         ctx.reset_backoff(&object);
     }

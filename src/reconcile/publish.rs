@@ -31,14 +31,16 @@ pub(super) async fn publish(
         &ctx.provider_health(object),
         outcome,
         object.metadata.generation,
-        &ctx.config.oidc_provider_arn(),
+        &ctx.shared.config.oidc_provider_arn(),
         jiff::Timestamp::now(),
     );
     if old == Some(&status) {
         return Ok(());
     }
-    let api: Api<PodIamRole> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let api: Api<PodIamRole> = Api::namespaced(
+        ctx.shared.client.clone(),
+        &object.namespace().unwrap_or_default(),
+    );
     let patch = json!({
         "apiVersion": PodIamRole::api_version(&()),
         "kind": PodIamRole::kind(&()),
@@ -57,7 +59,7 @@ pub(super) async fn publish(
     if !outcome.is_ready() && previous_reason != Some(outcome.reason()) {
         warn!(reason = outcome.reason(), message = %outcome.message(), "PodIamRole not ready");
         events::publish(
-            &ctx.recorder,
+            &ctx.shared.recorder,
             object,
             EventType::Warning,
             outcome.reason(),

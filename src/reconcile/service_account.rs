@@ -34,7 +34,7 @@ pub(super) async fn annotate(
     let namespace = object.namespace().unwrap_or_default();
     let service_account = &object.spec.service_account_name;
     release_others(ctx, &namespace, Some(service_account), &role_arn).await?;
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), &namespace);
     let annotation = service_account::annotate(&api, service_account, &role_arn)
         .await
         .map_err(Error::Kube)?;
@@ -81,7 +81,7 @@ pub(super) async fn release_others(
         })
         .map(|sa| sa.name_any())
         .collect();
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), namespace);
     for name in stale {
         service_account::remove_annotation(&api, &name, role_arn)
             .await
