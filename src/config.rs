@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// call instead of holding a worker.
     #[arg(long, env = "IRSA_AWS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub aws_timeout: Duration,
+    /// Delete an orphaned role (tagged for this cluster, its PodIamRole gone) once it has
+    /// been seen orphaned for this long, at each resync (e.g. `1h`). Default: only report
+    /// orphans, in the log and the `irsa_operator_orphan_roles` metric.
+    #[arg(long, env = "IRSA_DELETE_ORPHANS_AFTER", value_parser = parse_duration)]
+    pub delete_orphans_after: Option<Duration>,
 
     /// Address of the HTTP server for `/metrics`, `/livez` and `/readyz`.
     #[arg(long, env = "IRSA_METRICS_ADDR", default_value = "0.0.0.0:8080")]

@@ -2,6 +2,7 @@
 //! replica leads (see `leader`), run one Controller per watched scope until a signal arrives.
 
 use std::{
+    collections::BTreeSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -35,16 +36,26 @@ use crate::{
     guardrail::PodIamRoleGuardrail,
     http,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
-    k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
+    k8s::{
+        FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION,
+        watch_list::role_watch_config,
+    },
     leader::{Election, Role, RoleState},
     metrics::Metrics,
     oidc::ProviderMode,
+    orphan_monitor::OrphanMonitor,
+    orphans::{LiveObject, Scope},
     provider::ProviderMonitor,
     reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
+    undecodable::UndecodableMonitor,
 };
 
 /// How often readiness re-checks the caches until they are synced.
 const READY_POLL: Duration = Duration::from_millis(200);
+/// How long the search for PodIamRoles that cannot be decoded waits for the typed caches to list.
+const TYPED_SYNC_GRACE: Duration = Duration::from_secs(30);
+/// How often PodIamRoles missing from the typed cache are looked for.
+const UNDECODABLE_CHECK: Duration = Duration::from_secs(5);
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -171,6 +182,20 @@ async fn lead(term: &Term<'_>) {
         interval: args.resync_interval,
         poke: poke.clone(),
     };
+    let orphans = OrphanMonitor {
+        iam: iam.clone(),
+        metrics: metrics.clone(),
+        scope: Scope {
+            cluster: config.cluster_name.clone(),
+            role_path: config.role_path.clone(),
+            namespaces: (!args.namespaces.is_empty())
+                .then(|| args.namespaces.iter().cloned().collect()),
+        },
+        interval: args.resync_interval,
+        delete_after: args.delete_orphans_after,
+    };
+    let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
+    let role_watch = role_watch_config(&first_scope).await;
     let shared = Shared {
         client: client.clone(),
         iam: iam.clone(),
@@ -181,9 +206,16 @@ async fn lead(term: &Term<'_>) {
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
     };
     let (controllers, caches): (Vec<_>, Vec<_>) = scopes
-        .into_iter()
-        .map(|scope| controller_for(scope.as_deref(), &shared, args))
+        .iter()
+        .map(|scope| controller_for(scope.as_deref(), &shared, args, role_watch.clone()))
         .unzip();
+    let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+    let handle = tokio::runtime::Handle::current();
+    // Both write (statuses, orphan deletions): they live and die with the term.
+    let _object_monitors = CancelableJoinHandle::spawn(
+        object_monitors(shared.clone(), scopes, role_stores, orphans),
+        &handle,
+    );
     let audience_config = shared.config.clone();
     let role = role.clone();
     let sync_then_monitor = async move {
@@ -208,8 +240,7 @@ async fn lead(term: &Term<'_>) {
             .await;
     };
     // Dropped when the term ends, which stops the monitor too.
-    let _monitor =
-        CancelableJoinHandle::spawn(sync_then_monitor, &tokio::runtime::Handle::current());
+    let _monitor = CancelableJoinHandle::spawn(sync_then_monitor, &handle);
     join_all(controllers).await;
 }
 
@@ -233,6 +264,44 @@ fn aws_timeouts(attempt: Duration) -> TimeoutConfig {
         .build()
 }
 
+/// Watches the metadata of PodIamRoles in every scope and, once it and the typed caches
+/// have synced, runs the orphan scan and the search for PodIamRoles that cannot be decoded.
+async fn object_monitors(
+    shared: Shared,
+    scopes: Vec<Option<String>>,
+    typed: Vec<Store<PodIamRole>>,
+    orphans: OrphanMonitor,
+) {
+    let (metadata, drives): (Vec<_>, Vec<_>) = scopes
+        .iter()
+        .map(|scope| live_objects_cache(&shared.client, scope.as_deref()))
+        .unzip();
+    let undecodable = UndecodableMonitor {
+        client: shared.client.clone(),
+        recorder: shared.recorder.clone(),
+        caches: metadata.iter().cloned().zip(typed).collect(),
+        interval: UNDECODABLE_CHECK,
+    };
+    let monitors = async move {
+        // Only a synced cache tells which roles lost their PodIamRole.
+        for store in &metadata {
+            if !wait_listed(store).await {
+                return;
+            }
+        }
+        let orphan_scan = orphans.run(move || live_objects(&metadata));
+        let search = async {
+            // A typed cache normally syncs within this; one that does not is what the search
+            // is for. No waiting on the typed stores themselves: kube wakes only the latest
+            // waiter of a store, and the Controller must not lose that wake-up.
+            tokio::time::sleep(TYPED_SYNC_GRACE).await;
+            undecodable.run().await;
+        };
+        futures::join!(orphan_scan, search);
+    };
+    futures::join!(join_all(drives), monitors);
+}
+
 /// Waits until `store` has listed once; false if its watcher is gone.
 async fn wait_listed<K>(store: &Store<K>) -> bool
 where
@@ -247,6 +316,40 @@ where
             Err(_) => continue,
         }
     }
+}
+
+/// The metadata of the PodIamRoles in `namespace`, and the future that keeps it current.
+/// Metadata always decodes, so no spec can hide a PodIamRole from the orphan scan.
+fn live_objects_cache(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<PartialObjectMeta<PodIamRole>>,
+    impl Future<Output = ()> + use<>,
+) {
+    let (store, writer) = reflector::store();
+    let events = reflector(
+        writer,
+        watcher(
+            scoped::<PartialObjectMeta<PodIamRole>>(client, namespace),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
+    (store, events.for_each(|_| async {}))
+}
+
+/// Every PodIamRole that exists, as the ownership tags of its role name it.
+fn live_objects(stores: &[Store<PartialObjectMeta<PodIamRole>>]) -> BTreeSet<LiveObject> {
+    stores
+        .iter()
+        .flat_map(|store| store.state())
+        .map(|role| LiveObject {
+            namespace: role.namespace().unwrap_or_default(),
+            name: role.name_any(),
+            uid: role.uid().unwrap_or_default(),
+        })
+        .collect()
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -265,6 +368,7 @@ fn controller_for(
     namespace: Option<&str>,
     shared: &Shared,
     args: &RunArgs,
+    role_watch: watcher::Config,
 ) -> (impl Future<Output = ()> + use<>, Caches) {
     let (sa_store, sa_writer) = reflector::store();
     let service_accounts = reflector(
@@ -276,10 +380,7 @@ fn controller_for(
     )
     .default_backoff()
     .touched_objects();
-    let controller = Controller::new(
-        scoped::<PodIamRole>(&shared.client, namespace),
-        watcher::Config::default(),
-    );
+    let controller = Controller::new(scoped::<PodIamRole>(&shared.client, namespace), role_watch);
     let roles = controller.store();
 
     // Guardrails and the labels that select namespaces: a change re-evaluates every role.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 
-use crate::guardrail::PodIamRoleGuardrail;
+use crate::{guardrail::PodIamRoleGuardrail, policy_schema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -76,10 +76,10 @@ pub struct PodIamRoleSpec {
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("must be a valid ServiceAccount name (lowercase DNS subdomain)"))]
     pub service_account_name: String,
 
-    /// An inline IAM policy document, written as YAML or JSON, with `Version` and `Statement`.
-    /// It becomes the role's single inline policy.
+    /// An inline IAM policy document, written as YAML or JSON, with `Version` and a list of
+    /// `Statement`s. It becomes the role's single inline policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
+    #[schemars(schema_with = "policy_schema::policy_document")]
     pub policy: Option<serde_json::Value>,
 
     /// ARNs of managed IAM policies to attach, such as `arn:aws:iam::aws:policy/ReadOnlyAccess`.
@@ -110,12 +110,15 @@ pub struct PodIamRoleSpec {
 
     /// The ARN of a managed policy that bounds the role's permissions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$"))]
+    #[schemars(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$")
+    )]
     pub permissions_boundary: Option<String>,
 
     /// Tags to put on the role, beside the operator's own `irsa.dev/*` ownership tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 46))]
+    #[schemars(schema_with = "policy_schema::tag_map")]
     pub tags: BTreeMap<String, String>,
 
     /// The token audience the trust policy requires (`aud` claim). Defaults to `sts.amazonaws.com`.
@@ -124,7 +127,9 @@ pub struct PodIamRoleSpec {
     pub audience: Option<String>,
 
     /// What happens to the IAM role when this PodIamRole is deleted: `Delete` (default)
-    /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation.
+    /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation. A kept
+    /// role is released: its `irsa.dev/cluster` tag becomes `released-from-<cluster>`, and
+    /// the operator never changes or deletes it again.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -135,7 +140,7 @@ pub enum DeletionPolicy {
     /// Delete the role, its inline policy and its attachments.
     #[default]
     Delete,
-    /// Keep the role in IAM; only remove the ServiceAccount annotation.
+    /// Keep the role in IAM, released from the operator; only remove the ServiceAccount annotation.
     Retain,
 }
 
@@ -160,13 +165,6 @@ pub struct PodIamRoleStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-}
-
-fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    })
 }
 
 /// Every CRD this operator serves, as committed under `crds/`: (file name, YAML).

@@ -20,9 +20,12 @@ pub mod metrics;
 pub mod naming;
 pub mod observed;
 pub mod oidc;
+pub mod orphan_monitor;
+pub mod orphans;
 pub mod ownership;
 pub mod plan;
 pub mod policy;
+pub mod policy_schema;
 pub mod provider;
 pub mod reconcile;
 pub mod sa_owner;
@@ -31,3 +34,4 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod thumbprint;
+pub mod undecodable;

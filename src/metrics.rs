@@ -38,6 +38,8 @@ pub struct Metrics {
     iam_budget_wait: Histogram,
     iam_budget_rate: Gauge<f64, AtomicU64>,
     leader: Gauge,
+    orphan_roles: Gauge,
+    orphan_roles_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +109,18 @@ impl Default for Metrics {
             "1 while this replica may write: it holds the leader Lease, or runs without leader election",
             leader.clone(),
         );
+        let orphan_roles = Gauge::default();
+        let orphan_roles_deleted = Counter::default();
+        registry.register(
+            "orphan_roles",
+            "IAM roles tagged for this cluster whose PodIamRole no longer exists, at the last scan",
+            orphan_roles.clone(),
+        );
+        registry.register(
+            "orphan_roles_deleted",
+            "Orphaned IAM roles deleted after their grace period",
+            orphan_roles_deleted.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -119,6 +133,8 @@ impl Default for Metrics {
             iam_budget_wait,
             iam_budget_rate,
             leader,
+            orphan_roles,
+            orphan_roles_deleted,
         }
     }
 }
@@ -180,6 +196,15 @@ impl Metrics {
 
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    pub fn record_orphan_roles(&self, count: usize) {
+        self.orphan_roles
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn record_orphan_deleted(&self) {
+        self.orphan_roles_deleted.inc();
     }
 
     pub fn render(&self) -> String {

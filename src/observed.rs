@@ -24,3 +24,18 @@ pub struct ObservedRole {
     pub inline_policies: BTreeMap<String, Value>,
     pub managed_policy_arns: BTreeSet<String>,
 }
+
+/// A role as `GetAccountAuthorizationDetails` lists it: enough to tell whose it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedRole {
+    pub name: String,
+    pub path: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One page of the account's roles, and the marker of the next page if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolePage {
+    pub roles: Vec<ListedRole>,
+    pub next_marker: Option<String>,
+}

@@ -9,11 +9,11 @@ use std::{
 use async_trait::async_trait;
 use aws_sdk_iam::{
     error::{ProvideErrorMetadata, SdkError},
-    types::Tag,
+    types::{EntityType, Tag},
 };
 use serde_json::Value;
 
-use super::{IamApi, IamError, IamErrorKind, RoleSummary};
+use super::{IamApi, IamError, IamErrorKind, ListedRole, RolePage, RoleSummary};
 use crate::{
     failure::REJECTED_CODES,
     metrics::Metrics,
@@ -376,5 +376,33 @@ impl IamApi for AwsIam {
                 self.call(operation, request).await.map(drop)
             }
         }
+    }
+
+    async fn list_roles_page(&self, marker: Option<&str>) -> Result<RolePage, IamError> {
+        let request = self
+            .client
+            .get_account_authorization_details()
+            .filter(EntityType::Role)
+            .set_marker(marker.map(str::to_string))
+            .send();
+        let output = self.call("GetAccountAuthorizationDetails", request).await?;
+        let roles = output
+            .role_detail_list()
+            .iter()
+            .map(|role| ListedRole {
+                name: role.role_name().unwrap_or_default().to_string(),
+                path: role.path().unwrap_or_default().to_string(),
+                tags: role
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+            })
+            .collect();
+        let next_marker = output
+            .is_truncated()
+            .then(|| output.marker().map(str::to_string))
+            .flatten();
+        Ok(RolePage { roles, next_marker })
     }
 }

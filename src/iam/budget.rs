@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{IamApi, IamError, RoleSummary};
+use super::{IamApi, IamError, RolePage, RoleSummary};
 use crate::{
     failure::{is_throttling, worth_another_attempt},
     metrics::Metrics,
@@ -203,6 +203,10 @@ impl<I: IamApi> IamApi for Budgeted<I> {
 
     async fn execute_provider(&self, arn: &str, op: &ProviderOp) -> Result<(), IamError> {
         self.paced(|| self.inner.execute_provider(arn, op)).await
+    }
+
+    async fn list_roles_page(&self, marker: Option<&str>) -> Result<RolePage, IamError> {
+        self.paced(|| self.inner.list_roles_page(marker)).await
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{IamApi, IamError, IamErrorKind, ObservedRole, RoleSummary};
+use super::{IamApi, IamError, IamErrorKind, ListedRole, ObservedRole, RolePage, RoleSummary};
 use crate::{
     oidc::{ObservedProvider, ProviderOp},
     plan::IamOp,
@@ -20,6 +20,8 @@ pub struct FakeIam {
     pub providers: Mutex<BTreeMap<String, ObservedProvider>>,
     /// Every call made, as `Operation role`.
     pub calls: Mutex<Vec<String>>,
+    /// Roles per page of `list_roles_page`; all in one page when unset.
+    pub page_size: Option<usize>,
 }
 
 impl FakeIam {
@@ -213,5 +215,26 @@ impl IamApi for FakeIam {
             }
         }
         Ok(())
+    }
+
+    async fn list_roles_page(&self, marker: Option<&str>) -> Result<RolePage, IamError> {
+        self.record("GetAccountAuthorizationDetails", marker.unwrap_or_default());
+        let roles = self.roles.lock().unwrap();
+        // The marker is the last role name of the previous page.
+        let rest: Vec<ListedRole> = roles
+            .iter()
+            .filter(|(name, _)| marker.is_none_or(|m| name.as_str() > m))
+            .map(|(name, role)| ListedRole {
+                name: name.clone(),
+                path: role.summary.path.clone(),
+                tags: role.summary.tags.clone(),
+            })
+            .collect();
+        let size = self.page_size.unwrap_or(usize::MAX);
+        let next_marker = (rest.len() > size).then(|| rest[size - 1].name.clone());
+        Ok(RolePage {
+            roles: rest.into_iter().take(size).collect(),
+            next_marker,
+        })
     }
 }

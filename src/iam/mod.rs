@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub use crate::observed::{ObservedRole, RoleSummary};
+pub use crate::observed::{ListedRole, ObservedRole, RolePage, RoleSummary};
 use crate::{
     oidc::{ObservedProvider, ProviderOp},
     plan::IamOp,
@@ -50,6 +50,22 @@ pub trait IamApi: Send + Sync {
     async fn get_oidc_provider(&self, arn: &str) -> Result<Option<ObservedProvider>, IamError>;
     /// Performs one planned write on the OIDC provider `arn`.
     async fn execute_provider(&self, arn: &str, op: &ProviderOp) -> Result<(), IamError>;
+    /// One page of every role in the account, with its tags, from `marker` on.
+    async fn list_roles_page(&self, marker: Option<&str>) -> Result<RolePage, IamError>;
+}
+
+/// Every role in the account, page after page: one pass of `GetAccountAuthorizationDetails`.
+pub async fn list_all_roles(iam: &dyn IamApi) -> Result<Vec<ListedRole>, IamError> {
+    let mut roles = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = iam.list_roles_page(marker.as_deref()).await?;
+        roles.extend(page.roles);
+        match page.next_marker {
+            Some(next) => marker = Some(next),
+            None => return Ok(roles),
+        }
+    }
 }
 
 /// Reads a role and its policies. The policy reads are skipped for a role that is not
@@ -146,6 +162,31 @@ mod tests {
         assert!(plan_apply(&want, observed.as_ref()).is_err());
         assert!(plan_delete(&want.name, &owner(), observed.as_ref()).is_err());
         assert_eq!(*iam.calls.lock().unwrap(), ["GetRole prod.shop.payments"]);
+    }
+
+    #[tokio::test]
+    async fn listing_follows_every_page() {
+        let iam = FakeIam {
+            page_size: Some(2),
+            ..FakeIam::default()
+        };
+        let mut names = Vec::new();
+        for index in 0..5 {
+            let mut want = desired();
+            want.name = format!("role-{index}");
+            run(&iam, &want.name, &plan_apply(&want, None).unwrap()).await;
+            names.push(want.name);
+        }
+        iam.calls.lock().unwrap().clear();
+        let listed = list_all_roles(&iam).await.unwrap();
+        let listed_names: Vec<_> = listed.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(listed_names, names);
+        assert_eq!(listed[0].tags, desired().tags);
+        assert_eq!(
+            iam.calls.lock().unwrap().len(),
+            3,
+            "5 roles in pages of 2 take 3 calls"
+        );
     }
 
     #[tokio::test]

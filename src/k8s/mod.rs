@@ -3,6 +3,7 @@
 pub mod events;
 pub mod issuer;
 pub mod service_account;
+pub mod watch_list;
 
 /// Every write the operator makes to Kubernetes uses this field manager.
 pub const FIELD_MANAGER: &str = "irsa-operator";

@@ -17,6 +17,7 @@ use crate::{
     desired, failure,
     iam::{IamError, observe_role},
     k8s::{events, service_account},
+    orphans,
     plan::{self, RoleConflict},
     status::Outcome,
 };
@@ -39,8 +40,12 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
 
     // A retry after a failed Kubernetes write, or a stale event after the finalizer
     // went, must not read IAM again.
-    if object.spec.deletion_policy == DeletionPolicy::Delete && !ctx.memos.cleaned_up(object) {
-        if let Err(error) = delete_role(object, ctx, &role_name).await {
+    if !ctx.memos.cleaned_up(object) {
+        let done = match object.spec.deletion_policy {
+            DeletionPolicy::Delete => delete_role(object, ctx, &role_name).await,
+            DeletionPolicy::Retain => release_role(object, ctx, &role_name).await,
+        };
+        if let Err(error) = done {
             // Say why the deletion is stuck, then keep the finalizer and retry.
             let outcome = Outcome::IamFailed {
                 role_name: role_name.clone(),
@@ -57,6 +62,19 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
         .await
         .map_err(Error::Kube)?;
     Ok(Action::await_change())
+}
+
+/// Kept on purpose: re-tagged as released, so the orphan scan never deletes it.
+async fn release_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
+    let owner = owner_of(object, &ctx.config);
+    let observed = ctx.iam.get_role(role_name).await?;
+    execute(
+        ctx,
+        role_name,
+        &orphans::plan_release(&owner, observed.as_ref()),
+        true,
+    )
+    .await
 }
 
 /// Deletes the role if this object owns it; a role owned by someone else is left alone.
