@@ -71,9 +71,15 @@ pub struct RunArgs {
     /// call instead of holding a worker.
     #[arg(long, env = "IRSA_AWS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub aws_timeout: Duration,
-    /// Delete an orphaned role (tagged for this cluster, its PodIamRole gone) once it has
-    /// been seen orphaned for this long, at each resync (e.g. `1h`). Default: only report
-    /// orphans, in the log and the `irsa_operator_orphan_roles` metric.
+
+    /// How often the roles under the role path are listed to find orphans: roles tagged
+    /// for this cluster whose PodIamRole no longer exists. One pass costs one IAM call
+    /// (GetAccountAuthorizationDetails) per 1,000 roles in the account.
+    #[arg(long, env = "IRSA_ORPHAN_SCAN_INTERVAL", default_value = "30m", value_parser = parse_duration)]
+    pub orphan_scan_interval: Duration,
+
+    /// Delete an orphaned role once it has been seen orphaned for this long (e.g. `1h`).
+    /// Default: only report orphans, in the log and the `irsa_operator_orphan_roles` metric.
     #[arg(long, env = "IRSA_DELETE_ORPHANS_AFTER", value_parser = parse_duration)]
     pub delete_orphans_after: Option<Duration>,
 

@@ -37,7 +37,10 @@ use crate::{
     http,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::{
-        FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION,
+        FIELD_MANAGER,
+        issuer::discover_issuer,
+        listed::{Listed, flag_listed},
+        service_account::ROLE_ARN_ANNOTATION,
         watch_list::role_watch_config,
     },
     leader::{Election, Role, RoleState},
@@ -50,9 +53,8 @@ use crate::{
     undecodable::UndecodableMonitor,
 };
 
-/// How often readiness re-checks the caches until they are synced.
-const READY_POLL: Duration = Duration::from_millis(200);
-/// How long the search for PodIamRoles that cannot be decoded waits for the typed caches to list.
+/// How long the search for PodIamRoles that cannot be decoded waits at most for the typed
+/// caches to list: a paged list fails whole on one such object, and never completes.
 const TYPED_SYNC_GRACE: Duration = Duration::from_secs(30);
 /// How often PodIamRoles missing from the typed cache are looked for.
 const UNDECODABLE_CHECK: Duration = Duration::from_secs(5);
@@ -191,7 +193,7 @@ async fn lead(term: &Term<'_>) {
             namespaces: (!args.namespaces.is_empty())
                 .then(|| args.namespaces.iter().cloned().collect()),
         },
-        interval: args.resync_interval,
+        interval: args.orphan_scan_interval,
         delete_after: args.delete_orphans_after,
     };
     let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
@@ -205,26 +207,32 @@ async fn lead(term: &Term<'_>) {
         provider: provider_rx,
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
     };
-    let (controllers, caches): (Vec<_>, Vec<_>) = scopes
+    let mut controllers = Vec::new();
+    let mut caches = Vec::new();
+    let mut listings = Vec::new();
+    for scope in &scopes {
+        let (controller, cache, listing) =
+            controller_for(scope.as_deref(), &shared, args, role_watch.clone());
+        controllers.push(controller);
+        caches.push(cache);
+        listings.push(listing);
+    }
+    let typed = caches
         .iter()
-        .map(|scope| controller_for(scope.as_deref(), &shared, args, role_watch.clone()))
-        .unzip();
-    let role_stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+        .zip(&listings)
+        .map(|(cache, listing)| (cache.roles.clone(), listing.roles.clone()))
+        .collect();
     let handle = tokio::runtime::Handle::current();
     // Both write (statuses, orphan deletions): they live and die with the term.
     let _object_monitors = CancelableJoinHandle::spawn(
-        object_monitors(shared.clone(), scopes, role_stores, orphans),
+        object_monitors(shared.clone(), scopes, typed, orphans),
         &handle,
     );
     let audience_config = shared.config.clone();
     let role = role.clone();
     let sync_then_monitor = async move {
-        for scope in &caches {
-            let listed = wait_listed(&scope.roles).await
-                && wait_listed(&scope.service_accounts).await
-                && wait_listed(&scope.namespaces).await
-                && wait_listed(&scope.guardrails).await;
-            if !listed {
+        for (scope, listing) in caches.iter().zip(&listings) {
+            if !Listed::all(&listing.all()).await {
                 return;
             }
             scope.synced.store(true, Ordering::Relaxed);
@@ -269,53 +277,39 @@ fn aws_timeouts(attempt: Duration) -> TimeoutConfig {
 async fn object_monitors(
     shared: Shared,
     scopes: Vec<Option<String>>,
-    typed: Vec<Store<PodIamRole>>,
+    typed: Vec<(Store<PodIamRole>, Listed)>,
     orphans: OrphanMonitor,
 ) {
-    let (metadata, drives): (Vec<_>, Vec<_>) = scopes
-        .iter()
-        .map(|scope| live_objects_cache(&shared.client, scope.as_deref()))
-        .unzip();
+    let mut metadata = Vec::new();
+    let mut metadata_listed = Vec::new();
+    let mut drives = Vec::new();
+    for scope in &scopes {
+        let (store, listed, drive) = live_objects_cache(&shared.client, scope.as_deref());
+        metadata.push(store);
+        metadata_listed.push(listed);
+        drives.push(drive);
+    }
+    let (typed_stores, typed_listed): (Vec<_>, Vec<_>) = typed.into_iter().unzip();
     let undecodable = UndecodableMonitor {
         client: shared.client.clone(),
         recorder: shared.recorder.clone(),
-        caches: metadata.iter().cloned().zip(typed).collect(),
+        caches: metadata.iter().cloned().zip(typed_stores).collect(),
         interval: UNDECODABLE_CHECK,
     };
     let monitors = async move {
         // Only a synced cache tells which roles lost their PodIamRole.
-        for store in &metadata {
-            if !wait_listed(store).await {
-                return;
-            }
+        if !Listed::all(&metadata_listed).await {
+            return;
         }
         let orphan_scan = orphans.run(move || live_objects(&metadata));
         let search = async {
-            // A typed cache normally syncs within this; one that does not is what the search
-            // is for. No waiting on the typed stores themselves: kube wakes only the latest
-            // waiter of a store, and the Controller must not lose that wake-up.
-            tokio::time::sleep(TYPED_SYNC_GRACE).await;
+            // A typed cache that never lists is what the search is for.
+            let _ = tokio::time::timeout(TYPED_SYNC_GRACE, Listed::all(&typed_listed)).await;
             undecodable.run().await;
         };
         futures::join!(orphan_scan, search);
     };
     futures::join!(join_all(drives), monitors);
-}
-
-/// Waits until `store` has listed once; false if its watcher is gone.
-async fn wait_listed<K>(store: &Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    // The controller awaits the same one-shot signal and only the latest poller is
-    // woken, so poll again periodically rather than wait once.
-    loop {
-        match tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
-            Ok(result) => return result.is_ok(),
-            Err(_) => continue,
-        }
-    }
 }
 
 /// The metadata of the PodIamRoles in `namespace`, and the future that keeps it current.
@@ -325,18 +319,21 @@ fn live_objects_cache(
     namespace: Option<&str>,
 ) -> (
     Store<PartialObjectMeta<PodIamRole>>,
+    Listed,
     impl Future<Output = ()> + use<>,
 ) {
     let (store, writer) = reflector::store();
-    let events = reflector(
-        writer,
-        watcher(
-            scoped::<PartialObjectMeta<PodIamRole>>(client, namespace),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff();
-    (store, events.for_each(|_| async {}))
+    let (events, listed) = flag_listed(
+        reflector(
+            writer,
+            watcher(
+                scoped::<PartialObjectMeta<PodIamRole>>(client, namespace),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff(),
+    );
+    (store, listed, events.for_each(|_| async {}))
 }
 
 /// Every PodIamRole that exists, as the ownership tags of its role name it.
@@ -362,6 +359,25 @@ where
     }
 }
 
+/// Whether each cache of one watched scope has listed.
+struct Listings {
+    roles: Listed,
+    service_accounts: Listed,
+    namespaces: Listed,
+    guardrails: Listed,
+}
+
+impl Listings {
+    fn all(&self) -> [Listed; 4] {
+        [
+            self.roles.clone(),
+            self.service_accounts.clone(),
+            self.namespaces.clone(),
+            self.guardrails.clone(),
+        ]
+    }
+}
+
 /// One Controller for PodIamRoles in `namespace` (or everywhere), woken also by the
 /// ServiceAccounts they name or annotated.
 fn controller_for(
@@ -369,47 +385,64 @@ fn controller_for(
     shared: &Shared,
     args: &RunArgs,
     role_watch: watcher::Config,
-) -> (impl Future<Output = ()> + use<>, Caches) {
+) -> (impl Future<Output = ()> + use<>, Caches, Listings) {
     let (sa_store, sa_writer) = reflector::store();
-    let service_accounts = reflector(
-        sa_writer,
-        watcher(
-            scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let controller = Controller::new(scoped::<PodIamRole>(&shared.client, namespace), role_watch);
-    let roles = controller.store();
+    let (sa_events, sa_listed) = flag_listed(
+        reflector(
+            sa_writer,
+            watcher(
+                scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff(),
+    );
+    let service_accounts = sa_events.touched_objects();
+    // The Controller's own store is fed here, so its listing can be flagged without
+    // waiting on the store (see `k8s::listed`).
+    let (roles, role_writer) = reflector::store();
+    let (role_events, roles_listed) = flag_listed(
+        reflector(
+            role_writer,
+            watcher(scoped::<PodIamRole>(&shared.client, namespace), role_watch),
+        )
+        .default_backoff(),
+    );
+    let controller = Controller::for_stream(role_events.applied_objects(), roles.clone());
 
     // Guardrails and the labels that select namespaces: a change re-evaluates every role.
     let (guardrails, guardrail_writer) = reflector::store();
-    let guardrail_changes = reflector(
-        guardrail_writer,
-        watcher(
-            Api::<PodIamRoleGuardrail>::all(shared.client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    let (guardrail_events, guardrails_listed) = flag_listed(
+        reflector(
+            guardrail_writer,
+            watcher(
+                Api::<PodIamRoleGuardrail>::all(shared.client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff(),
+    );
+    let guardrail_changes = guardrail_events
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
     let (namespaces, namespace_writer) = reflector::store();
     let namespace_config = match namespace {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
         None => watcher::Config::default(),
     };
-    let namespace_changes = reflector(
-        namespace_writer,
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(shared.client.clone()),
-            namespace_config,
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(predicates::labels, Default::default());
+    let (namespace_events, namespaces_listed) = flag_listed(
+        reflector(
+            namespace_writer,
+            watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(shared.client.clone()),
+                namespace_config,
+            ),
+        )
+        .default_backoff(),
+    );
+    let namespace_changes = namespace_events
+        .touched_objects()
+        .predicate_filter(predicates::labels, Default::default());
     let policy_changes =
         futures::stream::select(guardrail_changes.map(|_| ()), namespace_changes.map(|_| ()));
 
@@ -446,7 +479,13 @@ fn controller_for(
                 warn!(%error, "controller error");
             }
         });
-    (run, caches)
+    let listings = Listings {
+        roles: roles_listed,
+        service_accounts: sa_listed,
+        namespaces: namespaces_listed,
+        guardrails: guardrails_listed,
+    };
+    (run, caches, listings)
 }
 
 /// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose

@@ -58,8 +58,15 @@ async fn a_role_force_deleted_while_the_operator_was_down_is_reported_then_delet
         "the role outlived its PodIamRole"
     );
 
-    // The orphan is seen at the first scan and deleted at the next (resync is 5s).
-    s = s.with_operator(&["--delete-orphans-after", "1s"]).await;
+    // The orphan is seen at the first scan and deleted at a later one.
+    s = s
+        .with_operator(&[
+            "--delete-orphans-after",
+            "1s",
+            "--orphan-scan-interval",
+            "2s",
+        ])
+        .await;
     let operator = s.operator();
     eventually("the orphan to be reported", || async {
         let text = operator.metrics().await?;

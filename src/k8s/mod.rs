@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod issuer;
+pub mod listed;
 pub mod service_account;
 pub mod watch_list;
 

@@ -66,8 +66,8 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
 
 /// Kept on purpose: re-tagged as released, so the orphan scan never deletes it.
 async fn release_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
-    let owner = owner_of(object, &ctx.config);
-    let observed = ctx.iam.get_role(role_name).await?;
+    let owner = owner_of(object, &ctx.shared.config);
+    let observed = ctx.shared.iam.get_role(role_name).await?;
     execute(
         ctx,
         role_name,
