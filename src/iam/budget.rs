@@ -86,6 +86,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether `calls` tokens are there now, with no caller waiting.
+    pub fn has_spare(&mut self, calls: u32, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= f64::from(calls)
+    }
+
     pub fn on_throttled(&mut self, now: Instant) {
         self.refill(now);
         self.rate = (self.rate * DECREASE_FACTOR).max(self.max_rate * MIN_RATE_SHARE);
@@ -197,6 +203,10 @@ impl<I: IamApi> IamApi for Budgeted<I> {
         self.paced(|| self.inner.execute(role, op)).await
     }
 
+    fn has_spare_calls(&self, calls: u32) -> bool {
+        self.bucket().has_spare(calls, Instant::now())
+    }
+
     async fn get_oidc_provider(&self, arn: &str) -> Result<Option<ObservedProvider>, IamError> {
         self.paced(|| self.inner.get_oidc_provider(arn)).await
     }
@@ -216,6 +226,17 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn spare_calls_exist_only_while_no_one_waits_for_them() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 4.0, start);
+        assert!(bucket.has_spare(4, start));
+        bucket.take(start);
+        assert!(!bucket.has_spare(4, start), "one token is taken");
+        assert!(bucket.has_spare(3, start));
+        assert!(bucket.has_spare(4, start + secs(0.1)), "refilled at 10/s");
     }
 
     #[test]

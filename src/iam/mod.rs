@@ -52,6 +52,12 @@ pub trait IamApi: Send + Sync {
     async fn execute_provider(&self, arn: &str, op: &ProviderOp) -> Result<(), IamError>;
     /// One page of every role in the account, with its tags, from `marker` on.
     async fn list_roles_page(&self, marker: Option<&str>) -> Result<RolePage, IamError>;
+    /// Whether `calls` IAM calls could start now without waiting for the call budget.
+    /// Work that can wait (drift checks) starts only then, so it never delays work that
+    /// cannot (creations, changes, deletions).
+    fn has_spare_calls(&self, _calls: u32) -> bool {
+        true
+    }
 }
 
 /// Every role in the account, page after page: one pass of `GetAccountAuthorizationDetails`.

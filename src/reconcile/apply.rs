@@ -29,6 +29,10 @@ use crate::{
 /// not an error.
 const CACHE_WAIT: Duration = Duration::from_millis(500);
 
+/// The reads of one drift check: the role, its inline policy names and document, and
+/// its attached policies.
+const DRIFT_CHECK_CALLS: u32 = 4;
+
 pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
     if !ctx.caches.synced.load(Ordering::Relaxed) {
         debug!("waiting for the caches to list");
@@ -61,7 +65,16 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         ctx.memos.forget(object);
         return finish(object, ctx, outcome).await;
     }
-    let (role_name, role_arn) = match ctx.memos.lookup(object, fingerprint) {
+    let memo = ctx.memos.lookup(object, fingerprint);
+    if memo.is_none()
+        && ctx.memos.drift_check_due(object, fingerprint)
+        && !ctx.shared.iam.has_spare_calls(DRIFT_CHECK_CALLS)
+    {
+        // The budget is spoken for; a drift check can wait, work that changes IAM cannot.
+        debug!("IAM budget busy, drift check deferred");
+        return Ok(Action::requeue(ctx.drift_check_deferral(object)));
+    }
+    let (role_name, role_arn) = match memo {
         Some(Memo::Synced {
             role_name,
             role_arn,

@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, atomic::AtomicBool},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -40,6 +40,9 @@ pub struct Caches {
     /// Set once every cache above has listed: no write may happen on an unknown guardrail.
     pub synced: Arc<AtomicBool>,
 }
+
+/// The shortest wait of a drift check deferred for a busy IAM budget.
+const DRIFT_CHECK_MIN_DEFERRAL: Duration = Duration::from_secs(1);
 
 /// What every watched scope's Controller shares.
 #[derive(Clone)]
@@ -99,6 +102,18 @@ impl Context {
         let count = failures.entry(key.clone()).or_insert(0);
         *count = count.saturating_add(1);
         transient_delay(*count, jitter_for(&key, *count))
+    }
+
+    /// How long a drift check waits when the IAM budget is busy: long enough to let the
+    /// waiting work through, jittered so deferred checks do not return together.
+    pub(super) fn drift_check_deferral(&self, object: &PodIamRole) -> Duration {
+        let spread = (self.resync_interval / 10).max(DRIFT_CHECK_MIN_DEFERRAL);
+        let key = object.uid().unwrap_or_else(|| object.name_any());
+        // Varies between deferrals of the same object, so it does not always land alike.
+        let attempt = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_millis());
+        DRIFT_CHECK_MIN_DEFERRAL + spread.mul_f64(jitter_for(&key, attempt))
     }
 
     pub(super) fn reset_backoff(&self, object: &PodIamRole) {

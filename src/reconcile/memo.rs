@@ -69,6 +69,21 @@ impl Memos {
 
     /// Whether IAM cleanup already finished for this object (whatever its generation:
     /// deletion itself may bump it).
+    /// True when the only reason to call IAM is the periodic drift check: the object
+    /// was synced, nothing it depends on changed since, and that sync is no longer fresh.
+    pub(super) fn drift_check_due(&self, object: &PodIamRole, guardrails: u64) -> bool {
+        let entries = self.entries.lock().expect("memo lock");
+        object
+            .uid()
+            .and_then(|uid| entries.0.get(&uid))
+            .is_some_and(|entry| {
+                entry.generation == object.metadata.generation
+                    && entry.guardrails == guardrails
+                    && matches!(entry.memo, Memo::Synced { .. })
+                    && entry.at.elapsed() >= self.sync_fresh_for
+            })
+    }
+
     pub(super) fn cleaned_up(&self, object: &PodIamRole) -> bool {
         let entries = self.entries.lock().expect("memo lock");
         object
@@ -131,6 +146,11 @@ mod tests {
         let memos = Memos::new(Duration::ZERO);
         let object = pod_iam_role("shop", "payments");
         memos.remember(&object, 0, synced());
+        assert!(memos.drift_check_due(&object, 0));
+        assert!(
+            !memos.drift_check_due(&object, 1),
+            "guardrails changed: not only drift"
+        );
         assert_eq!(memos.lookup(&object, 0), None);
     }
 
