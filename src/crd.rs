@@ -197,6 +197,46 @@ mod tests {
         }
     }
 
+    /// Formats Kubernetes' OpenAPI validation knows; any other draws a warning on every apply.
+    const KUBERNETES_FORMATS: &[&str] = &[
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "date",
+        "date-time",
+        "duration",
+        "password",
+    ];
+
+    fn formats(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(format)) = map.get("format") {
+                    found.push(format.clone());
+                }
+                map.values().for_each(|v| formats(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| formats(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn crd_schemas_use_only_kubernetes_formats() {
+        for (file, yaml) in crd_files() {
+            let crd: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+            let mut found = Vec::new();
+            formats(&crd["spec"]["versions"], &mut found);
+            found.retain(|f| !KUBERNETES_FORMATS.contains(&f.as_str()));
+            assert!(
+                found.is_empty(),
+                "{file} uses formats Kubernetes does not know: {found:?}"
+            );
+        }
+    }
+
     #[test]
     fn crd_names_and_columns() {
         let crd = PodIamRole::crd();
