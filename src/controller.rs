@@ -184,6 +184,7 @@ async fn lead(term: &Term<'_>) {
         .into_iter()
         .map(|scope| controller_for(scope.as_deref(), &shared, args))
         .unzip();
+    let _ready_source = ReadySourceGuard::install(metrics, &caches);
     let audience_config = shared.config.clone();
     let role = role.clone();
     let sync_then_monitor = async move {
@@ -211,6 +212,40 @@ async fn lead(term: &Term<'_>) {
     let _monitor =
         CancelableJoinHandle::spawn(sync_then_monitor, &tokio::runtime::Handle::current());
     join_all(controllers).await;
+}
+
+/// Points `irsa_operator_podiamroles` at this term's caches, and away from them when the
+/// term ends: only the leader reports, so sums over replicas never double count.
+struct ReadySourceGuard(Arc<Metrics>);
+
+impl ReadySourceGuard {
+    fn install(metrics: &Arc<Metrics>, caches: &[Caches]) -> Self {
+        let stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+        metrics.set_ready_source(Some(Box::new(move || {
+            stores
+                .iter()
+                .flat_map(Store::state)
+                .map(|role| ready_condition(&role))
+                .collect()
+        })));
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for ReadySourceGuard {
+    fn drop(&mut self) {
+        self.0.set_ready_source(None);
+    }
+}
+
+/// (status, reason) of the Ready condition; `Unknown`/`NotReconciled` before the first status.
+fn ready_condition(role: &PodIamRole) -> (String, String) {
+    role.status
+        .iter()
+        .flat_map(|status| &status.conditions)
+        .find(|condition| condition.type_ == "Ready")
+        .map(|condition| (condition.status.clone(), condition.reason.clone()))
+        .unwrap_or_else(|| ("Unknown".into(), "NotReconciled".into()))
 }
 
 /// The Kubernetes client with bounded connects and reads. Reads may stay idle as long as
