@@ -37,7 +37,7 @@ use crate::{
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, service_account::ROLE_ARN_ANNOTATION},
     leader::{Election, Role, RoleState},
-    metrics::Metrics,
+    metrics::{Metrics, Readiness},
     oidc::ProviderMode,
     provider::ProviderMonitor,
     reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
@@ -225,7 +225,7 @@ impl ReadySourceGuard {
             stores
                 .iter()
                 .flat_map(Store::state)
-                .map(|role| ready_condition(&role))
+                .map(|role| readiness(&role))
                 .collect()
         })));
         Self(metrics.clone())
@@ -238,14 +238,21 @@ impl Drop for ReadySourceGuard {
     }
 }
 
-/// (status, reason) of the Ready condition; `Unknown`/`NotReconciled` before the first status.
-fn ready_condition(role: &PodIamRole) -> (String, String) {
-    role.status
+/// The Ready condition's status and reason (`Unknown`/`NotReconciled` before the first
+/// status), and whether the object waits for its cleanup.
+fn readiness(role: &PodIamRole) -> Readiness {
+    let (ready, reason) = role
+        .status
         .iter()
         .flat_map(|status| &status.conditions)
         .find(|condition| condition.type_ == "Ready")
         .map(|condition| (condition.status.clone(), condition.reason.clone()))
-        .unwrap_or_else(|| ("Unknown".into(), "NotReconciled".into()))
+        .unwrap_or_else(|| ("Unknown".into(), "NotReconciled".into()));
+    Readiness {
+        ready,
+        reason,
+        deleting: role.metadata.deletion_timestamp.is_some(),
+    }
 }
 
 /// The Kubernetes client with bounded connects and reads. Reads may stay idle as long as

@@ -1,7 +1,6 @@
 //! Prometheus metrics. Every label takes values from a small fixed set.
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, RwLock, atomic::AtomicU64},
     time::Duration,
 };
@@ -32,13 +31,16 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReadyLabels {
-    ready: String,
-    reason: String,
+pub struct Readiness {
+    /// The Ready condition's status: `True`, `False` or `Unknown`.
+    pub ready: String,
+    pub reason: String,
+    /// `true` while the object waits for its cleanup (it has a deletion timestamp).
+    pub deleting: bool,
 }
 
-/// The `Ready` condition (status, reason) of every PodIamRole this replica reconciles.
-pub type ReadySource = Box<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+/// The readiness of every PodIamRole this replica reconciles.
+pub type ReadySource = Box<dyn Fn() -> Vec<Readiness> + Send + Sync>;
 
 /// Counts PodIamRoles by their Ready condition at scrape time, from the leader's caches:
 /// a gauge that needs no bookkeeping when objects come and go.
@@ -55,21 +57,15 @@ impl std::fmt::Debug for ReadyCollector {
 
 impl Collector for ReadyCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let mut counts = BTreeMap::<(String, String), i64>::new();
+        let family = Family::<Readiness, Gauge>::default();
         if let Some(source) = self.source.read().expect("never poisoned").as_ref() {
-            for key in source() {
-                *counts.entry(key).or_default() += 1;
+            for readiness in source() {
+                family.get_or_create(&readiness).inc();
             }
-        }
-        let family = Family::<ReadyLabels, Gauge>::default();
-        for ((ready, reason), count) in counts {
-            family
-                .get_or_create(&ReadyLabels { ready, reason })
-                .set(count);
         }
         let metric = encoder.encode_descriptor(
             "podiamroles",
-            "PodIamRoles by their Ready condition's status and reason; reported by the leader only",
+            "PodIamRoles by their Ready condition's status and reason, and whether they wait for cleanup; reported by the leader only",
             None,
             family.metric_type(),
         )?;
@@ -288,21 +284,27 @@ mod tests {
         assert!(!empty.contains("irsa_operator_podiamroles{"));
         metrics.set_ready_source(Some(Box::new(|| {
             [
-                ("True", "Synced"),
-                ("False", "RoleConflict"),
-                ("True", "Synced"),
+                ("True", "Synced", false),
+                ("False", "AccessDenied", true),
+                ("True", "Synced", false),
             ]
-            .map(|(s, r)| (s.to_string(), r.to_string()))
+            .map(|(ready, reason, deleting)| Readiness {
+                ready: ready.into(),
+                reason: reason.into(),
+                deleting,
+            })
             .to_vec()
         })));
         let text = metrics.render();
         assert!(
-            text.contains(r#"irsa_operator_podiamroles{ready="True",reason="Synced"} 2"#),
+            text.contains(
+                r#"irsa_operator_podiamroles{ready="True",reason="Synced",deleting="false"} 2"#
+            ),
             "{text}"
         );
-        assert!(
-            text.contains(r#"irsa_operator_podiamroles{ready="False",reason="RoleConflict"} 1"#)
-        );
+        assert!(text.contains(
+            r#"irsa_operator_podiamroles{ready="False",reason="AccessDenied",deleting="true"} 1"#
+        ));
         metrics.set_ready_source(None);
         assert!(!metrics.render().contains("irsa_operator_podiamroles{"));
     }

@@ -27,8 +27,8 @@ async fn podiamroles_are_counted_by_ready_status_and_reason() {
     let text = eventually("both PodIamRoles counted", || async {
         let text = operator.metrics().await?;
         let counted = |labels: &str| sum_metric(&text, "irsa_operator_podiamroles{", labels);
-        (counted(r#"ready="True",reason="Synced""#) == 1
-            && counted(r#"ready="False",reason="ServiceAccountNotFound""#) == 1)
+        (counted(r#"ready="True",reason="Synced",deleting="false""#) == 1
+            && counted(r#"ready="False",reason="ServiceAccountNotFound",deleting="false""#) == 1)
             .then_some(text)
     })
     .await;
@@ -43,5 +43,8 @@ async fn podiamroles_are_counted_by_ready_status_and_reason() {
         .lines()
         .filter(|line| line.contains("WARN") && !line.contains("ServiceAccountNotFound"))
         .collect();
-    assert!(unexpected.is_empty(), "unexpected warnings: {unexpected:#?}");
+    assert!(
+        unexpected.is_empty(),
+        "unexpected warnings: {unexpected:#?}"
+    );
 }
