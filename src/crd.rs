@@ -187,13 +187,16 @@ mod tests {
 
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        for (file, generated) in crd_files() {
-            let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
-            assert!(
-                committed == generated,
-                "crds/{file} is stale: run `scripts/generate-crds`"
-            );
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["crds", "charts/irsa-operator/files/crds"] {
+            for (file, generated) in crd_files() {
+                let committed =
+                    std::fs::read_to_string(root.join(dir).join(file)).unwrap_or_default();
+                assert!(
+                    committed == generated,
+                    "{dir}/{file} is stale: run `scripts/generate-crds`"
+                );
+            }
         }
     }
 
