@@ -2,19 +2,18 @@
 //! cfn-lint, and its policy, resolved for a parameter set, is exactly what
 //! `irsa-operator iam-policy` renders for the same cluster name, role path, partition and mode.
 
-use std::{collections::HashMap, path::PathBuf, process::Command};
+mod support;
+
+use std::{collections::HashMap, process::Command};
 
 use irsa_operator::{
     iam_policy::{Partition, PolicyTarget, operator_policy},
     oidc::ProviderMode,
 };
 use serde_json::{Map, Value};
+use support::tools::{repo_root, tool};
 
 const TEMPLATE: &str = "config/iam/cloudformation/operator-role.yaml";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Evaluates the intrinsic functions the template uses; `None` is `AWS::NoValue`.
 struct Resolver<'a> {
@@ -98,7 +97,8 @@ impl Resolver<'_> {
 #[test]
 fn cloudformation_policy_is_the_rendered_policy() {
     let template: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root().join(TEMPLATE)).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(TEMPLATE)).unwrap())
+            .unwrap();
     let cases = [
         ("", Partition::Aws, ProviderMode::Existing),
         (
@@ -163,18 +163,8 @@ fn cloudformation_policy_is_the_rendered_policy() {
 
 #[test]
 fn cloudformation_template_passes_cfn_lint() {
-    let tool = Command::new(root().join("scripts/tools"))
-        .arg("cfn-lint")
-        .output()
-        .expect("scripts/tools runs");
-    assert!(
-        tool.status.success(),
-        "installing cfn-lint: {}",
-        String::from_utf8_lossy(&tool.stderr)
-    );
-    let cfn_lint = String::from_utf8(tool.stdout).unwrap();
-    let lint = Command::new(cfn_lint.trim())
-        .arg(root().join(TEMPLATE))
+    let lint = Command::new(tool("cfn-lint"))
+        .arg(repo_root().join(TEMPLATE))
         .output()
         .unwrap();
     assert!(

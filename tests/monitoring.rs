@@ -2,17 +2,16 @@
 //! `scripts/tools rulecheck`), the chart and config/ ship the same rules, and every metric
 //! they use is one the operator exports.
 
+mod support;
+
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use irsa_operator::metrics::Metrics;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::tools::{repo_root, tool};
 
 fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 const CHART_RULES: &str = "charts/irsa-operator/files/prometheus-rules.yaml";
@@ -64,18 +63,8 @@ fn assert_known(exprs: &[String], what: &str) {
 
 #[test]
 fn rules_pass_prometheus_rule_parser() {
-    let tool = Command::new(root().join("scripts/tools"))
-        .arg("rulecheck")
-        .output()
-        .expect("scripts/tools runs");
-    assert!(
-        tool.status.success(),
-        "building rulecheck: {}",
-        String::from_utf8_lossy(&tool.stderr)
-    );
-    let rulecheck = String::from_utf8(tool.stdout).unwrap();
-    let checked = Command::new(rulecheck.trim())
-        .arg(root().join(CHART_RULES))
+    let checked = Command::new(tool("rulecheck"))
+        .arg(repo_root().join(CHART_RULES))
         .output()
         .unwrap();
     assert!(
@@ -89,14 +78,9 @@ fn rules_pass_prometheus_rule_parser() {
 
 #[test]
 fn a_broken_rule_is_rejected_by_the_parser() {
-    let tool = Command::new(root().join("scripts/tools"))
-        .arg("rulecheck")
-        .output()
-        .unwrap();
-    let rulecheck = String::from_utf8(tool.stdout).unwrap();
     let broken = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("broken-rules.yaml");
     std::fs::write(&broken, read(CHART_RULES).replace("> 0.5", "> > 0.5")).unwrap();
-    let checked = Command::new(rulecheck.trim())
+    let checked = Command::new(tool("rulecheck"))
         .arg(&broken)
         .output()
         .unwrap();
