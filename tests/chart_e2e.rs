@@ -110,6 +110,42 @@ fn numbers_as_floats(value: &Value) -> Value {
     }
 }
 
+/// The manifests and the chart name one image, tagged with the crate's version: never `latest`.
+#[test]
+fn images_are_pinned_to_the_crate_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(chart["appVersion"], version);
+    assert_eq!(chart["version"], version);
+    let deployment = render()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let expected = format!("ghcr.io/irsa-dev/irsa-operator:{version}");
+    assert_eq!(image, expected.as_str());
+    let config = config_objects("config/manager/deployment.yaml");
+    assert_eq!(
+        config[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+        expected.as_str()
+    );
+    for dir in ["config", CHART] {
+        let out = Command::new("grep")
+            .args(["-rn", ":latest", dir])
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 #[test]
 fn chart_lints() {
     let out = helm(
