@@ -249,6 +249,21 @@ fn chart_values_cover_every_flag_and_render_valid_arguments() {
         value_flags, help_flags,
         "values.yaml `flags` and `irsa-operator run --help` differ"
     );
+    // values.schema.json rejects unknown flags (a typo would stop the operator at start).
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let schema_flags: BTreeSet<&str> = schema["properties"]["flags"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        schema_flags, help_flags,
+        "values.schema.json `flags` and `irsa-operator run --help` differ"
+    );
 
     // The operator's own parser accepts the rendered arguments (it stops at --help).
     let chart = render();
