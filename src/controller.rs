@@ -44,7 +44,7 @@ use crate::{
         watch_list::role_watch_config,
     },
     leader::{Election, Role, RoleState},
-    metrics::Metrics,
+    metrics::{Metrics, Readiness},
     oidc::ProviderMode,
     orphan_monitor::OrphanMonitor,
     orphans::{LiveObject, Scope},
@@ -228,6 +228,7 @@ async fn lead(term: &Term<'_>) {
         object_monitors(shared.clone(), scopes, typed, orphans),
         &handle,
     );
+    let _ready_source = ReadySourceGuard::install(metrics, &caches);
     let audience_config = shared.config.clone();
     let role = role.clone();
     let sync_then_monitor = async move {
@@ -250,6 +251,47 @@ async fn lead(term: &Term<'_>) {
     // Dropped when the term ends, which stops the monitor too.
     let _monitor = CancelableJoinHandle::spawn(sync_then_monitor, &handle);
     join_all(controllers).await;
+}
+
+/// Points `irsa_operator_podiamroles` at this term's caches, and away from them when the
+/// term ends: only the leader reports, so sums over replicas never double count.
+struct ReadySourceGuard(Arc<Metrics>);
+
+impl ReadySourceGuard {
+    fn install(metrics: &Arc<Metrics>, caches: &[Caches]) -> Self {
+        let stores: Vec<Store<PodIamRole>> = caches.iter().map(|c| c.roles.clone()).collect();
+        metrics.set_ready_source(Some(Box::new(move || {
+            stores
+                .iter()
+                .flat_map(Store::state)
+                .map(|role| readiness(&role))
+                .collect()
+        })));
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for ReadySourceGuard {
+    fn drop(&mut self) {
+        self.0.set_ready_source(None);
+    }
+}
+
+/// The Ready condition's status and reason (`Unknown`/`NotReconciled` before the first
+/// status), and whether the object waits for its cleanup.
+fn readiness(role: &PodIamRole) -> Readiness {
+    let (ready, reason) = role
+        .status
+        .iter()
+        .flat_map(|status| &status.conditions)
+        .find(|condition| condition.type_ == "Ready")
+        .map(|condition| (condition.status.clone(), condition.reason.clone()))
+        .unwrap_or_else(|| ("Unknown".into(), "NotReconciled".into()));
+    Readiness {
+        ready,
+        reason,
+        deleting: role.metadata.deletion_timestamp.is_some(),
+    }
 }
 
 /// The Kubernetes client with bounded connects and reads. Reads may stay idle as long as

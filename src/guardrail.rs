@@ -62,7 +62,8 @@ pub struct PodIamRoleGuardrailSpec {
     pub required_permissions_boundary: Option<String>,
     /// The most PodIamRoles a namespace may have; the oldest ones are served first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    // schemars writes `format: uint32`, which Kubernetes does not know and warns about.
+    #[schemars(range(min = 0, max = 4294967295_u32), extend("format" = "int64"))]
     pub max_roles_per_namespace: Option<u32>,
     /// The longest `maxSessionDuration` a PodIamRole may ask for, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,6 +14,7 @@ pub mod failure;
 pub mod guardrail;
 pub mod http;
 pub mod iam;
+pub mod iam_policy;
 pub mod k8s;
 pub mod leader;
 pub mod metrics;

@@ -1,7 +1,13 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use irsa_operator::{config::RunArgs, controller, crd, telemetry, thumbprint};
+use irsa_operator::{
+    config::RunArgs,
+    controller, crd,
+    iam_policy::{self, Partition, PolicyTarget},
+    oidc::ProviderMode,
+    telemetry, thumbprint,
+};
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.
 #[derive(Parser)]
@@ -17,6 +23,23 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail) as YAML.
     Crd,
+    /// Print the IAM policy the operator's own role needs, as JSON: pass the same cluster
+    /// name, role path and OIDC provider mode as to `run`.
+    IamPolicy {
+        /// The operator's `--cluster-name`.
+        #[arg(long)]
+        cluster_name: String,
+        /// The operator's `--role-path`. Default: `/irsa/<cluster-name>/`.
+        #[arg(long)]
+        role_path: Option<String>,
+        /// The AWS partition of the account.
+        #[arg(long, value_enum, default_value = "aws")]
+        partition: Partition,
+        /// The operator's `--oidc-provider`: `manage` adds the rights to create and update
+        /// the cluster's provider.
+        #[arg(long = "oidc-provider", value_enum, default_value = "existing")]
+        oidc_provider_mode: ProviderMode,
+    },
     /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
     /// certificate its host serves, as 40 lowercase hex characters.
     Thumbprint {
@@ -40,6 +63,30 @@ fn main() -> ExitCode {
                 crd::crd_files().into_iter().map(|(_, yaml)| yaml).collect();
             print!("{}", documents.join("---\n"));
             ExitCode::SUCCESS
+        }
+        Command::IamPolicy {
+            cluster_name,
+            role_path,
+            partition,
+            oidc_provider_mode,
+        } => {
+            let target = PolicyTarget {
+                cluster_name,
+                role_path,
+                partition,
+                provider_mode: oidc_provider_mode,
+            };
+            match iam_policy::operator_policy(&target) {
+                Ok(policy) => {
+                    let text = serde_json::to_string_pretty(&policy).expect("JSON always prints");
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Thumbprint { issuer, ca_file } => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");

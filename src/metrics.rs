@@ -1,9 +1,13 @@
 //! Prometheus metrics. Every label takes values from a small fixed set.
 
-use std::{sync::atomic::AtomicU64, time::Duration};
+use std::{
+    sync::{Arc, RwLock, atomic::AtomicU64},
+    time::Duration,
+};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -26,8 +30,52 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Readiness {
+    /// The Ready condition's status: `True`, `False` or `Unknown`.
+    pub ready: String,
+    pub reason: String,
+    /// `true` while the object waits for its cleanup (it has a deletion timestamp).
+    pub deleting: bool,
+}
+
+/// The readiness of every PodIamRole this replica reconciles.
+pub type ReadySource = Box<dyn Fn() -> Vec<Readiness> + Send + Sync>;
+
+/// Counts PodIamRoles by their Ready condition at scrape time, from the leader's caches:
+/// a gauge that needs no bookkeeping when objects come and go.
+#[derive(Default, Clone)]
+struct ReadyCollector {
+    source: Arc<RwLock<Option<ReadySource>>>,
+}
+
+impl std::fmt::Debug for ReadyCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyCollector")
+    }
+}
+
+impl Collector for ReadyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let family = Family::<Readiness, Gauge>::default();
+        if let Some(source) = self.source.read().expect("never poisoned").as_ref() {
+            for readiness in source() {
+                family.get_or_create(&readiness).inc();
+            }
+        }
+        let metric = encoder.encode_descriptor(
+            "podiamroles",
+            "PodIamRoles by their Ready condition's status and reason, and whether they wait for cleanup; reported by the leader only",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    podiamroles: ReadyCollector,
     reconciles: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
@@ -45,6 +93,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("irsa_operator");
+        let podiamroles = ReadyCollector::default();
+        registry.register_collector(Box::new(podiamroles.clone()));
         let reconciles = Family::<ResultLabels, Counter>::default();
         let reconcile_errors = Family::<ReasonLabels, Counter>::default();
         // 5 ms to ~40 s: a reconcile is a handful of IAM round trips.
@@ -76,12 +126,12 @@ impl Default for Metrics {
         let leader = Gauge::default();
         registry.register(
             "reconciles",
-            "PodIamRole reconciles by result",
+            "Reconcile runs by result: `success` ran to the end (the object may still be not Ready, see irsa_operator_podiamroles), `error` failed and is retried with back-off",
             reconciles.clone(),
         );
         registry.register(
             "reconcile_errors",
-            "Reconciles that did not reach Ready, by reason",
+            "Reconcile runs that failed and are retried with back-off (the `error` result of irsa_operator_reconciles_total), by the failure's reason",
             reconcile_errors.clone(),
         );
         registry.register(
@@ -123,6 +173,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            podiamroles,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -194,6 +245,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Where `irsa_operator_podiamroles` reads the PodIamRoles from; `None` reports none.
+    pub fn set_ready_source(&self, source: Option<ReadySource>) {
+        *self.podiamroles.source.write().expect("never poisoned") = source;
+    }
+
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
@@ -240,5 +296,41 @@ mod tests {
         assert!(text.contains("irsa_operator_iam_throttles_total 1"));
         assert!(text.contains("irsa_operator_iam_budget_wait_seconds_count 1"));
         assert!(text.contains("irsa_operator_iam_budget_rate 7.5"));
+    }
+
+    #[test]
+    fn counts_podiamroles_by_ready_status_and_reason() {
+        let metrics = Metrics::default();
+        let empty = metrics.render();
+        assert!(
+            empty.contains("# TYPE irsa_operator_podiamroles gauge"),
+            "{empty}"
+        );
+        assert!(!empty.contains("irsa_operator_podiamroles{"));
+        metrics.set_ready_source(Some(Box::new(|| {
+            [
+                ("True", "Synced", false),
+                ("False", "AccessDenied", true),
+                ("True", "Synced", false),
+            ]
+            .map(|(ready, reason, deleting)| Readiness {
+                ready: ready.into(),
+                reason: reason.into(),
+                deleting,
+            })
+            .to_vec()
+        })));
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"irsa_operator_podiamroles{ready="True",reason="Synced",deleting="false"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"irsa_operator_podiamroles{ready="False",reason="AccessDenied",deleting="true"} 1"#
+        ));
+        metrics.set_ready_source(None);
+        assert!(!metrics.render().contains("irsa_operator_podiamroles{"));
     }
 }

@@ -9,6 +9,7 @@ use irsa_operator::{
     ownership::Owner,
 };
 use kube::ResourceExt;
+use serde::Deserialize;
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(format!(
@@ -39,6 +40,47 @@ fn pod_iam_role_samples_build_valid_roles() {
         };
         desired_role(&role.spec, owner, &config).unwrap_or_else(|e| panic!("{file}: {e}"));
         evaluate(&role.spec, &[], 0).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// `kubectl apply -k config/samples` works on a fresh cluster: every PodIamRole's namespace
+/// is a system one or comes with the samples, and so does its ServiceAccount.
+#[test]
+fn samples_bring_their_namespaces_and_service_accounts() {
+    let mut provided = std::collections::BTreeSet::new();
+    for document in serde_yaml::Deserializer::from_str(&sample("namespace.yaml")) {
+        let object = serde_yaml::Value::deserialize(document).unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
+        provided.insert((
+            object["kind"].as_str().unwrap().to_string(),
+            namespace,
+            name,
+        ));
+    }
+    let kustomization = sample("kustomization.yaml");
+    assert!(kustomization.contains("namespace.yaml"), "{kustomization}");
+    for file in ["payments.yaml", "cluster-autoscaler.yaml"] {
+        assert!(
+            kustomization.contains(file),
+            "{file} is not in the kustomization"
+        );
+        let role: PodIamRole = serde_yaml::from_str(&sample(file)).unwrap();
+        let namespace = role.namespace().unwrap();
+        assert!(
+            namespace.starts_with("kube-")
+                || provided.contains(&("Namespace".into(), None, namespace.clone())),
+            "{file}: namespace {namespace} is not in the samples"
+        );
+        let account = (
+            "ServiceAccount".into(),
+            Some(namespace),
+            role.spec.service_account_name.clone(),
+        );
+        assert!(
+            provided.contains(&account),
+            "{file}: {account:?} is not in the samples"
+        );
     }
 }
 

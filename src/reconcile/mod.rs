@@ -43,6 +43,9 @@ use crate::{
 /// the IAM and Kubernetes clients have shorter timeouts of their own.
 const RECONCILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// Retry after a finalizer patch met a newer object than the cache's.
+const STALE_CACHE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -96,6 +99,12 @@ pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Act
                 debug!("finalizer already removed");
                 Ok(Action::await_change())
             }
+            // The cache lags behind the finalizer just added (several triggers fire at start):
+            // the watch brings the newer object. A normal wait, not a failure.
+            finalizer::Error::AddFinalizer(e) if is_gone(&e) => {
+                debug!("cache behind the server's finalizers, retrying");
+                Ok(Action::requeue(STALE_CACHE_RETRY))
+            }
             other => Err(Error::Finalizer(Box::new(other))),
         }),
     };
@@ -109,7 +118,8 @@ pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Act
     result
 }
 
-/// 404: the object is gone; 409/422: the finalizer test failed, someone removed it.
+/// 404: the object is gone; 409/422: the finalizer test failed, the server's object is
+/// newer than the cached one.
 fn is_gone(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if [404, 409, 422].contains(&status.code))
 }

@@ -5,6 +5,7 @@
 pub mod fault_proxy;
 pub mod scenario;
 pub mod tcp_switch;
+pub mod tools;
 
 use std::{
     collections::HashMap,

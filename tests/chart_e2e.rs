@@ -1,0 +1,444 @@
+//! The Helm chart: it lints, it renders the same RBAC rules, CRDs and alerts as `config/`,
+//! its `flags` values are exactly the flags of `irsa-operator run` and the rendered arguments
+//! parse, and `helm install` / `upgrade` / `uninstall` work on the test bed (no pods run
+//! there; the API server validates every object, the CRDs included).
+
+mod support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::Command,
+};
+
+use serde_json::Value;
+use support::{
+    install_crypto, testbed,
+    tools::{install_monitoring_crds, kubectl, repo_root, run, tool, yaml_documents},
+    unique,
+};
+
+const CHART: &str = "charts/irsa-operator";
+
+fn helm(args: &[&str], kubeconfig: Option<&str>) -> String {
+    let mut command = Command::new(tool("helm"));
+    command.args(args).current_dir(repo_root());
+    if let Some(kubeconfig) = kubeconfig {
+        command.env("KUBECONFIG", kubeconfig);
+    }
+    // Helm's own notices (e.g. about kubeconfig permissions) are not failures.
+    run(command, "", false)
+}
+
+/// Everything optional switched on, with the release named as config/ names its objects.
+fn render() -> Vec<Value> {
+    yaml_documents(&helm(
+        &[
+            "template",
+            "irsa-operator",
+            CHART,
+            "--namespace",
+            "irsa-system",
+            "--set",
+            "flags.cluster-name=prod",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+        ],
+        None,
+    ))
+}
+
+fn config_objects(path: &str) -> Vec<Value> {
+    yaml_documents(&std::fs::read_to_string(repo_root().join(path)).unwrap())
+}
+
+fn by_kind_and_name(objects: &[Value]) -> BTreeMap<(String, String), Value> {
+    objects
+        .iter()
+        .map(|o| {
+            let key = (
+                o["kind"].as_str().unwrap().to_string(),
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+            );
+            (key, o.clone())
+        })
+        .collect()
+}
+
+/// Long flags of `irsa-operator run --help` with their environment variables.
+fn run_flags() -> BTreeMap<String, Option<String>> {
+    let output = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    let mut flags = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("--") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            if name != "help" {
+                flags.insert(name.clone(), None);
+                current = Some(name);
+            }
+        }
+        if let (Some(flag), Some((_, env))) = (&current, line.split_once("[env: ")) {
+            let env = env.split(['=', ']']).next().unwrap().to_string();
+            flags.insert(flag.clone(), Some(env));
+        }
+    }
+    assert!(flags.len() >= 15, "the --help scan is broken: {flags:?}");
+    flags
+}
+
+/// Helm writes `0.0` as `0`: compare numbers by value.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The manifests and the chart name one image, tagged with the crate's version: never `latest`.
+#[test]
+fn images_are_pinned_to_the_crate_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(chart["appVersion"], version);
+    assert_eq!(chart["version"], version);
+    let deployment = render()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let expected = format!("ghcr.io/irsa-dev/irsa-operator:{version}");
+    assert_eq!(image, expected.as_str());
+    let config = config_objects("config/manager/deployment.yaml");
+    assert_eq!(
+        config[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+        expected.as_str()
+    );
+    for dir in ["config", CHART] {
+        let out = Command::new("grep")
+            .args(["-rn", ":latest", dir])
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn chart_lints() {
+    let out = helm(
+        &[
+            "lint",
+            "--strict",
+            CHART,
+            "--set",
+            "flags.cluster-name=prod",
+        ],
+        None,
+    );
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn chart_and_config_agree_on_rbac() {
+    let chart = by_kind_and_name(&render());
+    let config = by_kind_and_name(
+        &[
+            config_objects("config/rbac/role.yaml"),
+            config_objects("config/rbac/aggregate_roles.yaml"),
+        ]
+        .concat(),
+    );
+    assert_eq!(config.len(), 6);
+    for (key, want) in &config {
+        let got = chart
+            .get(key)
+            .unwrap_or_else(|| panic!("the chart has no {key:?}"));
+        for field in ["rules", "roleRef", "subjects"] {
+            assert_eq!(got[field], want[field], "{key:?} {field}");
+        }
+        for (label, value) in want["metadata"]["labels"].as_object().into_iter().flatten() {
+            assert_eq!(
+                &got["metadata"]["labels"][label], value,
+                "{key:?} label {label}"
+            );
+        }
+    }
+    let chart_roles: BTreeSet<_> = chart
+        .keys()
+        .filter(|(kind, _)| kind.contains("Role"))
+        .collect();
+    assert_eq!(chart_roles, config.keys().collect(), "RBAC objects differ");
+}
+
+#[test]
+fn chart_and_config_agree_on_crds_and_alerts() {
+    let chart = render();
+    let crds: Vec<&Value> = chart
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    assert_eq!(crds.len(), 2);
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        let shipped = &config_objects(&format!("crds/{name}.yaml"))[0];
+        assert_eq!(
+            numbers_as_floats(&crd["spec"]),
+            numbers_as_floats(&shipped["spec"]),
+            "{name}"
+        );
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    let rule = chart
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .unwrap();
+    let config_rule = &config_objects("config/prometheus/prometheusrule.yaml")[0];
+    assert_eq!(rule["spec"], config_rule["spec"]);
+    let monitor = chart
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .unwrap();
+    let config_monitor = &config_objects("config/prometheus/servicemonitor.yaml")[0];
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["path"],
+        config_monitor["spec"]["endpoints"][0]["path"]
+    );
+}
+
+#[test]
+fn chart_values_cover_every_flag_and_render_valid_arguments() {
+    let flags = run_flags();
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let value_flags: BTreeSet<&str> = values["flags"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let help_flags: BTreeSet<&str> = flags.keys().map(String::as_str).collect();
+    assert_eq!(
+        value_flags, help_flags,
+        "values.yaml `flags` and `irsa-operator run --help` differ"
+    );
+    // values.schema.json rejects unknown flags (a typo would stop the operator at start).
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let schema_flags: BTreeSet<&str> = schema["properties"]["flags"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        schema_flags, help_flags,
+        "values.schema.json `flags` and `irsa-operator run --help` differ"
+    );
+
+    // The operator's own parser accepts the rendered arguments (it stops at --help).
+    let chart = render();
+    let deployment = chart.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args[0], "run");
+    args.push("--help".into());
+    let parsed = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "the operator rejects the chart's arguments {args:?}: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+
+    // config/ sets flags through the environment: every IRSA_* variable must be a flag's.
+    let envs: BTreeSet<String> = flags.values().flatten().cloned().collect();
+    for path in ["config/manager/deployment.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join(path)).unwrap();
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("IRSA_") {
+                assert!(
+                    envs.contains(word),
+                    "{path} sets {word}, which no flag reads"
+                );
+            }
+        }
+    }
+    let mut config_env = Vec::new();
+    for dir in [
+        "config/overlays/eks",
+        "config/overlays/self-managed",
+        "config/overlays/kind",
+    ] {
+        let out = Command::new("kubectl")
+            .args(["kustomize", dir])
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        config_env.push(String::from_utf8(out.stdout).unwrap());
+    }
+    for word in config_env
+        .concat()
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+    {
+        if word.starts_with("IRSA_") {
+            assert!(
+                envs.contains(word),
+                "an overlay sets {word}, which no flag reads"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_installs_upgrades_and_uninstalls_on_the_test_bed() {
+    install_crypto();
+    let Some(bed) = testbed().await else {
+        return;
+    };
+    bed.install_crd().await;
+    let kubeconfig = bed.vars["KUBECONFIG"].clone();
+    install_monitoring_crds(&kubeconfig);
+    let namespace = unique("chart");
+    bed.create_namespace(&namespace).await;
+    // As the docs say to label the release namespace: Pod Security warns about the Deployment otherwise.
+    kubectl(
+        &kubeconfig,
+        &[
+            "label",
+            "namespace",
+            &namespace,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        ],
+        "",
+    );
+    let release = format!("irsa-operator-{}", &namespace[6..]);
+    let install = |verb: &str, extra: &[&str]| {
+        let mut args = vec![
+            verb,
+            &release,
+            CHART,
+            "--namespace",
+            &namespace,
+            "--set",
+            "flags.cluster-name=chart",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "metrics.prometheusRule.enabled=true",
+            // The test bed's CRDs were installed by the tests, not by a release.
+            "--take-ownership",
+        ];
+        args.extend_from_slice(extra);
+        helm(&args, Some(&kubeconfig))
+    };
+    let out = install("install", &[]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(!out.contains("violate PodSecurity"), "{out}");
+    let listed = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "deployment,service,serviceaccount,role,rolebinding,poddisruptionbudget,servicemonitor,prometheusrule",
+            "-n",
+            &namespace,
+            "-o",
+            "name",
+        ],
+        "",
+    );
+    for object in [
+        format!("deployment.apps/{release}"),
+        format!("service/{release}-metrics"),
+        format!("serviceaccount/{release}"),
+        format!("poddisruptionbudget.policy/{release}"),
+        format!("servicemonitor.monitoring.coreos.com/{release}"),
+        format!("prometheusrule.monitoring.coreos.com/{release}"),
+        format!("role.rbac.authorization.k8s.io/{release}-leader-election"),
+    ] {
+        assert!(listed.contains(&object), "{object} missing:\n{listed}");
+    }
+    let out = install(
+        "upgrade",
+        &[
+            "--set",
+            "replicaCount=3",
+            "--set-json",
+            r#"flags.namespaces=["a","b"]"#,
+        ],
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    let args = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "deployment",
+            &release,
+            "-n",
+            &namespace,
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].args}",
+        ],
+        "",
+    );
+    assert!(
+        args.starts_with("3 ") && args.contains("--namespaces=a,b"),
+        "{args}"
+    );
+
+    helm(
+        &["uninstall", &release, "--namespace", &namespace],
+        Some(&kubeconfig),
+    );
+    let crds = kubectl(
+        &kubeconfig,
+        &["get", "crd", "podiamroles.irsa.dev", "-o", "name"],
+        "",
+    );
+    assert!(
+        crds.contains("podiamroles.irsa.dev"),
+        "uninstall must keep the CRDs"
+    );
+    let roles = kubectl(&kubeconfig, &["get", "clusterrole", "-o", "name"], "");
+    assert!(
+        !roles.contains(&release),
+        "uninstall leaves no ClusterRole:\n{roles}"
+    );
+}

@@ -1,0 +1,73 @@
+//! docs/troubleshooting.md explains every status reason the code can set.
+
+use std::collections::BTreeSet;
+
+const TROUBLESHOOTING: &str = include_str!("../docs/troubleshooting.md");
+const STATUS: &str = include_str!("../src/status.rs");
+const FAILURE: &str = include_str!("../src/failure.rs");
+const OIDC: &str = include_str!("../src/oidc.rs");
+const PROVIDER: &str = include_str!("../src/provider.rs");
+
+/// Code without its unit tests.
+fn code(source: &str) -> &str {
+    source.split("#[cfg(test)]").next().unwrap()
+}
+
+/// Alphanumeric string literals right after `marker`.
+fn literals_after(source: &str, marker: &str) -> BTreeSet<String> {
+    source
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|word| !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The reasons the code sets: `Outcome::reason`'s own, the IAM failure table's, and the
+/// OIDC provider problems (all named `OidcProvider...`).
+fn reasons() -> BTreeSet<String> {
+    let outcome = STATUS
+        .split("pub fn reason(&self)")
+        .nth(1)
+        .and_then(|rest| rest.split("pub fn message").next())
+        .expect("Outcome::reason");
+    let mut reasons = literals_after(outcome, "=> \"");
+    reasons.extend(literals_after(code(FAILURE), "reason: \""));
+    for source in [OIDC, PROVIDER] {
+        reasons.extend(
+            literals_after(code(source), "\"")
+                .into_iter()
+                .filter(|literal| literal.starts_with("OidcProvider")),
+        );
+    }
+    reasons
+}
+
+#[test]
+fn every_status_reason_has_a_troubleshooting_section() {
+    let reasons = reasons();
+    for expected in [
+        "Synced",
+        "AccessDenied",
+        "OidcProviderNotFound",
+        "OidcProviderUpdateFailed",
+    ] {
+        assert!(
+            reasons.contains(expected),
+            "the scan is broken: {reasons:?}"
+        );
+    }
+    let headings: BTreeSet<&str> = TROUBLESHOOTING
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .collect();
+    let missing: Vec<_> = reasons
+        .iter()
+        .filter(|r| !headings.contains(r.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/troubleshooting.md has no `## <reason>` section for {missing:?}"
+    );
+}
