@@ -140,11 +140,16 @@ pub enum DeletionPolicy {
 }
 
 /// What the operator last did with this PodIamRole.
+// The defaults make a new object read as in progress (kstatus, Argo CD) before the
+// operator has seen it: its observedGeneration (-1) never equals its generation.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(extend("default" = {}))]
 #[serde(rename_all = "camelCase")]
 pub struct PodIamRoleStatus {
-    /// The `metadata.generation` this status describes.
+    /// The `metadata.generation` this status describes; -1 until the operator has seen
+    /// the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = -1))]
     pub observed_generation: Option<i64>,
     /// The IAM role's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,7 +161,10 @@ pub struct PodIamRoleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
     /// `Ready` says whether the role, its permissions and the annotation match the spec;
-    /// its reason says what is wrong when they do not.
+    /// its reason says what is wrong when they do not. `Reconciling` is True while the
+    /// operator works towards the spec by itself (creating, IAM unavailable, waiting for
+    /// the ServiceAccount); `Stalled` is True when only a change by someone can help.
+    /// `OidcProviderReady` says whether STS can trust this cluster's tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

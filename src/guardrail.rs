@@ -108,7 +108,7 @@ pub const BUILT_IN_DENIED_ACTIONS: [&str; 18] = [
 ];
 
 /// Managed policies no PodIamRole may attach.
-const BUILT_IN_DENIED_MANAGED_POLICIES: [&str; 2] = [
+pub const BUILT_IN_DENIED_MANAGED_POLICIES: [&str; 2] = [
     "arn:aws*:iam::aws:policy/AdministratorAccess",
     "arn:aws*:iam::aws:policy/IAMFullAccess",
 ];
@@ -167,6 +167,35 @@ pub fn selects(
     Selector::try_from(spec.namespace_selector.clone())
         .map(|selector| selector.matches(namespace_labels))
         .unwrap_or(true)
+}
+
+/// The guardrails that apply to a namespace, sorted by name: those selecting its
+/// `labels`, or every one when the labels are unknown (offline checks fail closed).
+pub fn rules_for<'a>(
+    guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Vec<Rule<'a>> {
+    let mut rules: Vec<Rule<'a>> = guardrails
+        .into_iter()
+        .filter(|g| labels.is_none_or(|labels| selects(&g.spec, labels)))
+        .map(|g| Rule {
+            name: g.metadata.name.as_deref().unwrap_or_default(),
+            spec: &g.spec,
+        })
+        .collect();
+    rules.sort_by_key(|rule| rule.name);
+    rules
+}
+
+/// The guardrails' whole decision on a spec: its role name, then everything else.
+/// `own_prefix` is the prefix every role name derived in its namespace has.
+pub fn decide(
+    spec: &PodIamRoleSpec,
+    rules: &[Rule<'_>],
+    rank: usize,
+    own_prefix: &str,
+) -> Result<Enforced, String> {
+    check_role_name(spec, rules, own_prefix).and_then(|()| evaluate(spec, rules, rank))
 }
 
 /// How many PodIamRoles of `object`'s namespace come before it for the quota: older

@@ -6,6 +6,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admission;
+pub mod admission_policy;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;

@@ -1,7 +1,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use irsa_operator::{config::RunArgs, controller, crd, telemetry, thumbprint};
+use irsa_operator::{
+    cli::validate::{self, ValidateArgs},
+    config::RunArgs,
+    controller, crd, telemetry, thumbprint,
+};
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.
 #[derive(Parser)]
@@ -15,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
+    /// Check PodIamRole manifests offline, as the operator would: spec validation, the
+    /// built-in deny list and the guardrails. Exits 1 if any is refused.
+    Validate(ValidateArgs),
     /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail) as YAML.
     Crd,
     /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
@@ -41,6 +48,7 @@ fn main() -> ExitCode {
             print!("{}", documents.join("---\n"));
             ExitCode::SUCCESS
         }
+        Command::Validate(args) => validate::run(&args),
         Command::Thumbprint { issuer, ca_file } => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
             match runtime.block_on(thumbprint::fetch_thumbprint(&issuer, ca_file.as_deref())) {

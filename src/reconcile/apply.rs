@@ -16,8 +16,9 @@ use super::{
     service_account,
 };
 use crate::{
+    admission,
     crd::PodIamRole,
-    desired::{self, DesiredRole},
+    desired::DesiredRole,
     failure::{self, Retry},
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
@@ -39,24 +40,15 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         return Ok(Action::requeue(CACHE_WAIT));
     };
     let fingerprint = verdict.fingerprint;
-    let enforced = match verdict.decision {
-        Ok(enforced) => enforced,
-        Err(message) => {
-            ctx.memos.forget(object);
-            return finish(object, ctx, Outcome::PolicyNotAllowed(message)).await;
-        }
-    };
     let owner = owner_of(object, &ctx.shared.config);
-    let mut desired = match desired::desired_role(&object.spec, owner, &ctx.shared.config) {
+    let desired = match admission::admit(verdict.decision, &object.spec, owner, &ctx.shared.config)
+    {
         Ok(desired) => desired,
-        Err(message) => {
+        Err(outcome) => {
             ctx.memos.forget(object);
-            return finish(object, ctx, Outcome::InvalidSpec(message)).await;
+            return finish(object, ctx, outcome).await;
         }
     };
-    if let Some(boundary) = enforced.permissions_boundary {
-        desired.permissions_boundary = Some(boundary);
-    }
     if let Some(outcome) = service_account::claim(object, ctx) {
         ctx.memos.forget(object);
         return finish(object, ctx, outcome).await;
