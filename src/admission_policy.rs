@@ -38,7 +38,11 @@ fn glob_regex(glob: &str) -> String {
 fn cel_glob_regex(text: &str) -> String {
     let mut expression = format!("{text}.lowerAscii()");
     for c in REGEX_SPECIALS {
-        let c = if c == '\\' { "\\\\".to_string() } else { c.to_string() };
+        let c = if c == '\\' {
+            "\\\\".to_string()
+        } else {
+            c.to_string()
+        };
         expression.push_str(&format!(".replace('{c}', '\\\\{c}')"));
     }
     format!("'^' + {expression}.replace('*', '.*').replace('?', '.') + '$'")
@@ -78,7 +82,10 @@ pub fn manifests() -> Vec<Value> {
         "has(object.spec.policy) && has({statements}) ? {}.filter(s, has(s.Effect) && s.Effect == 'Allow') : []",
         as_list(statements)
     );
-    let actions = format!("variables.allows.map(s, has(s.Action) ? {} : [])", as_list("s.Action"));
+    let actions = format!(
+        "variables.allows.map(s, has(s.Action) ? {} : [])",
+        as_list("s.Action")
+    );
     // Each action pattern once as lowercase text and as a regex, for the checks below.
     let patterns = format!(
         "variables.actions.map(l, l.map(a, {{'text': string(a).lowerAscii(), 'regex': {}}}))",
@@ -119,7 +126,7 @@ pub fn manifests() -> Vec<Value> {
             "validations": [
                 validation(
                     "!variables.allows.exists(s, has(s.NotAction))".into(),
-                    "spec.policy: Allow with NotAction grants every other action, including the denied ones; list the actions",
+                    "spec.policy: Allow with NotAction grants every other action, including those the built-in guardrail denies; list the actions",
                 ),
                 validation(
                     format!("!variables.patterns.exists(l, l.exists(p, {grant_check}))"),

@@ -169,15 +169,14 @@ pub fn selects(
         .unwrap_or(true)
 }
 
-/// The guardrails that apply to a namespace, sorted by name: those selecting its
-/// `labels`, or every one when the labels are unknown (offline checks fail closed).
+/// The guardrails that select a namespace with these labels, sorted by name.
 pub fn rules_for<'a>(
     guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
-    labels: Option<&BTreeMap<String, String>>,
+    labels: &BTreeMap<String, String>,
 ) -> Vec<Rule<'a>> {
     let mut rules: Vec<Rule<'a>> = guardrails
         .into_iter()
-        .filter(|g| labels.is_none_or(|labels| selects(&g.spec, labels)))
+        .filter(|g| selects(&g.spec, labels))
         .map(|g| Rule {
             name: g.metadata.name.as_deref().unwrap_or_default(),
             spec: &g.spec,

@@ -466,7 +466,10 @@ mod tests {
             (Outcome::PolicyNotAllowed("x".into()), Progress::Stalled),
             (iam("IamRejected", Retry::OnChange), Progress::Stalled),
             (
-                iam("AccessDenied", Retry::After(crate::failure::ACCESS_DENIED_RETRY)),
+                iam(
+                    "AccessDenied",
+                    Retry::After(crate::failure::ACCESS_DENIED_RETRY),
+                ),
                 Progress::Stalled,
             ),
             (provider("OidcProviderNotFound"), Progress::Stalled),
@@ -490,7 +493,11 @@ mod tests {
             );
             assert_eq!(
                 find(RECONCILING),
-                (holds(expected == Progress::Reconciling), reason.clone(), Some(4))
+                (
+                    holds(expected == Progress::Reconciling),
+                    reason.clone(),
+                    Some(4)
+                )
             );
             assert_eq!(
                 find(STALLED),

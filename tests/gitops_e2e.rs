@@ -65,7 +65,11 @@ async fn kstatus_and_argo_health_read_every_state() {
     let s = s.with_operator(&[]).await;
     let cases = [
         ("fresh", None, "Synced"),
-        ("invalid", Some(granting("invalid", "not an action")), "InvalidSpec"),
+        (
+            "invalid",
+            Some(granting("invalid", "not an action")),
+            "InvalidSpec",
+        ),
         ("denied", Some(granting("denied", "*")), "PolicyNotAllowed"),
         ("conflict", Some(dynamo_spec("conflict")), "RoleConflict"),
         (
@@ -74,7 +78,11 @@ async fn kstatus_and_argo_health_read_every_state() {
                 "managedPolicyArns": ["arn:aws:iam::000000000000:policy/does-not-exist"]})),
             "IamRejected",
         ),
-        ("unavailable", Some(dynamo_spec("unavailable")), "IamUnavailable"),
+        (
+            "unavailable",
+            Some(dynamo_spec("unavailable")),
+            "IamUnavailable",
+        ),
         // The ServiceAccount of an older PodIamRole.
         ("second", Some(dynamo_spec("fresh")), "ServiceAccountInUse"),
     ];
@@ -109,4 +117,118 @@ async fn kstatus_and_argo_health_read_every_state() {
             ("ServiceAccountInUse", "Failed", "Degraded"),
         ]
     );
+}
+
+/// The manifests under tests/manifests/{good,bad}: (name, object).
+fn test_manifests() -> Vec<(String, Value)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests");
+    let mut manifests = Vec::new();
+    for dir in ["good", "bad"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let object: Value = serde_yaml::from_str(&text).unwrap();
+            let name = object["metadata"]["name"].as_str().unwrap().to_string();
+            manifests.push((name, object));
+        }
+    }
+    manifests.sort_by(|a, b| a.0.cmp(&b.0));
+    manifests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_policy_refuses_the_built_in_denials_at_apply_time() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+    let Some(s) = Scenario::prepare("vap").await else {
+        return;
+    };
+    let yaml = include_str!("../config/admission/validating-admission-policy.yaml");
+    let mut documents = yaml.split("---\n");
+    let policy: ValidatingAdmissionPolicy =
+        serde_yaml::from_str(documents.next().unwrap()).unwrap();
+    let mut binding: ValidatingAdmissionPolicyBinding =
+        serde_yaml::from_str(documents.next().unwrap()).unwrap();
+    let apply = PatchParams::apply("irsa-e2e").force();
+    Api::<ValidatingAdmissionPolicy>::all(s.bed.kube.clone())
+        .patch(
+            policy.metadata.name.as_ref().unwrap(),
+            &apply,
+            &Patch::Apply(&policy),
+        )
+        .await
+        .expect("install the policy");
+    // The shipped binding covers every namespace; the test bed is shared, so bind only ours.
+    let binding_name = format!("irsa-e2e-{}", s.namespace);
+    binding.metadata.name = Some(binding_name.clone());
+    binding.spec.match_resources = Some(
+        serde_json::from_value(json!({"namespaceSelector": {"matchLabels":
+            {"kubernetes.io/metadata.name": s.namespace}}}))
+        .unwrap(),
+    );
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(s.bed.kube.clone());
+    bindings
+        .patch(&binding_name, &apply, &Patch::Apply(&binding))
+        .await
+        .expect("bind the policy");
+
+    let dry_run = PatchParams::apply("kubectl").dry_run();
+    let roles = s.roles();
+    let verdict = |object: Value| {
+        let roles = roles.clone();
+        let dry_run = dry_run.clone();
+        async move {
+            let name = object["metadata"]["name"].as_str().unwrap().to_string();
+            match roles.patch(&name, &dry_run, &Patch::Apply(&object)).await {
+                Ok(_) => None,
+                Err(kube::Error::Api(status)) => Some(status.message),
+                Err(other) => panic!("dry-run apply of {name}: {other}"),
+            }
+        }
+    };
+    let manifests = test_manifests();
+    let star = manifests
+        .iter()
+        .find(|(n, _)| n == "builtin-star")
+        .unwrap()
+        .1
+        .clone();
+    // Policies take effect once the API server has compiled them.
+    support::eventually("the policy to refuse builtin-star", || {
+        verdict(star.clone())
+    })
+    .await;
+    for (name, object) in &manifests {
+        let refusal = verdict(object.clone()).await;
+        eprintln!("{name:<20} {}", refusal.as_deref().unwrap_or("accepted"));
+        if name.starts_with("builtin-") {
+            let message = refusal.unwrap_or_else(|| panic!("{name} was accepted"));
+            assert!(message.contains("built-in guardrail"), "{name}: {message}");
+            assert!(
+                message.contains("ValidatingAdmissionPolicy 'podiamroles.irsa.dev'"),
+                "{message}"
+            );
+        } else {
+            assert_eq!(
+                refusal, None,
+                "{name}: beyond CEL, the operator's status refuses it"
+            );
+        }
+    }
+    // Without --dry-run too: nothing is stored.
+    let created = roles
+        .patch(
+            "builtin-star",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&star),
+        )
+        .await;
+    assert!(created.is_err());
+    assert!(roles.get_opt("builtin-star").await.unwrap().is_none());
+    bindings
+        .delete(&binding_name, &DeleteParams::default())
+        .await
+        .expect("unbind");
 }

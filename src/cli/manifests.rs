@@ -1,7 +1,10 @@
 //! Pure: PodIamRoles, guardrails and namespaces read from manifests, and the checks the
 //! reconciler makes before it writes anything, run on them offline.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -56,11 +59,10 @@ impl Manifests {
             ("PodIamRoleGuardrail", true) => {
                 serde_json::from_value(value).map(|g| self.guardrails.push(g))
             }
-            ("Namespace", false) if group == "v1" => {
-                serde_json::from_value::<Namespace>(value).map(|ns| {
+            ("Namespace", false) if group == "v1" => serde_json::from_value::<Namespace>(value)
+                .map(|ns| {
                     self.namespaces.insert(ns.name_any(), ns.labels().clone());
-                })
-            }
+                }),
             _ => Ok(()),
         };
         if let Err(error) = result {
@@ -68,15 +70,26 @@ impl Manifests {
         }
     }
 
+    /// Namespaces of PodIamRoles that have no Namespace manifest: their guardrails
+    /// were chosen as for a namespace without labels.
+    pub fn unlabelled_namespaces(&self) -> BTreeSet<String> {
+        self.roles
+            .iter()
+            .filter_map(|role| role.namespace())
+            .filter(|namespace| !self.namespaces.contains_key(namespace))
+            .collect()
+    }
+
     /// Each PodIamRole as `namespace/name`, with the outcome that refuses it, if any:
-    /// the same guardrail decision and spec validation as the reconciler. A namespace
-    /// without a Namespace manifest gets every guardrail (fail closed).
+    /// the same guardrail decision and spec validation as the reconciler.
     pub fn check(&self, config: &OperatorConfig) -> Vec<(String, Result<(), Outcome>)> {
+        let no_labels = BTreeMap::new();
         self.roles
             .iter()
             .map(|role| {
                 let namespace = role.namespace().unwrap_or_default();
-                let rules = guardrail::rules_for(&self.guardrails, self.namespaces.get(&namespace));
+                let labels = self.namespaces.get(&namespace).unwrap_or(&no_labels);
+                let rules = guardrail::rules_for(&self.guardrails, labels);
                 let rank = guardrail::quota_rank(role, &self.roles);
                 let own_prefix = naming::namespace_prefix(
                     &config.role_name_prefix,
@@ -155,10 +168,14 @@ spec:
     }
 
     #[test]
-    fn guardrails_follow_namespace_labels_and_fail_closed() {
+    fn guardrails_follow_namespace_labels() {
         let mut manifests = Manifests::default();
         manifests.add("guardrail.yaml", GUARDRAIL, "default");
-        let roles = [role("s3", "tenant", "s3:GetObject"), role("s3", "infra", "s3:GetObject"), role("s3", "unknown", "s3:GetObject")];
+        let roles = [
+            role("s3", "tenant", "s3:GetObject"),
+            role("s3", "infra", "s3:GetObject"),
+            role("s3", "unknown", "s3:GetObject"),
+        ];
         manifests.add("roles.yaml", &roles.join("---"), "default");
         let namespaces = "apiVersion: v1\nkind: Namespace\nmetadata: {name: tenant, labels: {tenant: \"true\"}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: infra}\n";
         manifests.add("namespaces.yaml", namespaces, "default");
@@ -167,8 +184,12 @@ spec:
             [
                 ("tenant/s3".to_string(), "PolicyNotAllowed"),
                 ("infra/s3".to_string(), "ok"),
-                ("unknown/s3".to_string(), "PolicyNotAllowed"),
+                ("unknown/s3".to_string(), "ok"),
             ]
+        );
+        assert_eq!(
+            manifests.unlabelled_namespaces(),
+            BTreeSet::from(["unknown".to_string()])
         );
     }
 
@@ -181,6 +202,10 @@ spec:
         assert!(manifests.roles.is_empty());
         assert_eq!(manifests.errors.len(), 1);
         assert!(manifests.errors[0].0.contains("mixed.yaml (document 2)"));
-        assert!(manifests.errors[0].1.contains("serviceAccountName"), "{:?}", manifests.errors);
+        assert!(
+            manifests.errors[0].1.contains("serviceAccountName"),
+            "{:?}",
+            manifests.errors
+        );
     }
 }

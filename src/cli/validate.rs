@@ -67,6 +67,12 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         role_path: format!("/irsa/{}/", args.cluster_name),
         role_name_prefix: args.role_name_prefix.clone(),
     };
+    for namespace in manifests.unlabelled_namespaces() {
+        println!(
+            "note: no Namespace manifest for {namespace}: guardrails were chosen as for a namespace \
+             without labels; add its manifest with -f or --guardrails to check its label selectors"
+        );
+    }
     let mut refused = manifests.errors.len();
     for (place, error) in &manifests.errors {
         println!("{place}: cannot be read: {error}");

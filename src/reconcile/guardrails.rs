@@ -13,9 +13,7 @@ use super::{Caches, owner_of};
 use crate::{
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, PodIamRole},
-    desired,
-    guardrail,
-    naming,
+    desired, guardrail, naming,
     oidc::within_client_id_limit,
 };
 
@@ -42,7 +40,7 @@ pub fn verdict(
         .labels()
         .clone();
     let guardrails = caches.guardrails.state();
-    let rules = guardrail::rules_for(guardrails.iter().map(Arc::as_ref), Some(&labels));
+    let rules = guardrail::rules_for(guardrails.iter().map(Arc::as_ref), &labels);
     let rank = guardrail::quota_rank(object, &caches.roles.state());
     let mut hasher = DefaultHasher::new();
     for rule in &rules {
