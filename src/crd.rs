@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// The finalizer that guards IAM cleanup.
 pub const FINALIZER: &str = "irsa.dev/cleanup";
 
+/// The ServiceAccount annotation the pod identity webhook reads the role ARN from.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
 /// The audience pods present to STS unless the spec says otherwise.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{
-    crd::PodIamRoleStatus,
+    crd::{PodIamRoleStatus, ROLE_ARN_ANNOTATION},
     failure::{Classified, Retry},
     oidc::ProviderProblem,
 };
@@ -67,6 +67,15 @@ pub enum Outcome {
         service_account: String,
         owner: String,
     },
+    /// The role is in sync, but another field manager owns the ServiceAccount's role
+    /// annotation with another value (or none); the operator does not overwrite it.
+    ServiceAccountAnnotationConflict {
+        role_name: String,
+        role_arn: String,
+        service_account: String,
+        manager: String,
+        value: Option<String>,
+    },
     /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
     OidcProviderUnhealthy {
         role_name: String,
@@ -85,6 +94,7 @@ impl Outcome {
             Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
             Outcome::IamFailed { failure, .. } => failure.reason,
             Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
+            Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
     }
@@ -115,6 +125,20 @@ impl Outcome {
                 "ServiceAccount {service_account} is already used by PodIamRole {owner}, which is older \
                  and owns its role annotation; nothing was written. Use another ServiceAccount, or delete one \
                  of the two"
+            ),
+            Outcome::ServiceAccountAnnotationConflict {
+                role_arn,
+                service_account,
+                manager,
+                value,
+                ..
+            } => format!(
+                "field manager {manager:?} owns {ROLE_ARN_ANNOTATION} on ServiceAccount {service_account} \
+                 ({}); the operator does not overwrite it, so pods do not get {role_arn}. Remove the \
+                 annotation from {manager:?}'s manifest, or set it to {role_arn}",
+                value
+                    .as_deref()
+                    .map_or("no value".to_string(), |v| format!("value {v}"))
             ),
             Outcome::OidcProviderUnhealthy {
                 role_arn, problem, ..
@@ -170,6 +194,11 @@ pub fn next_status(
             ..
         }
         | Outcome::OidcProviderUnhealthy {
+            role_name,
+            role_arn,
+            ..
+        }
+        | Outcome::ServiceAccountAnnotationConflict {
             role_name,
             role_arn,
             ..

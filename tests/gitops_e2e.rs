@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use support::{
     fault_proxy::{Fault, FaultProxy, Rule},
     gitops::{argo_health, kstatus, raw_object},
-    scenario::{Scenario, dynamo_spec},
+    scenario::{ANNOTATION, Scenario, dynamo_spec},
 };
 
 /// A spec whose only statement grants `action`.
@@ -231,4 +231,109 @@ async fn admission_policy_refuses_the_built_in_denials_at_apply_time() {
         .delete(&binding_name, &DeleteParams::default())
         .await
         .expect("unbind");
+}
+
+/// Reconciles finished so far.
+async fn reconciles(s: &Scenario) -> u64 {
+    let text = s.operator().metrics().await.expect("metrics are served");
+    support::sum_metric(&text, "irsa_operator_reconciles_total", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_role_annotation_is_reported_and_never_overwritten() {
+    use kube::api::{Patch, PatchParams};
+
+    let Some(s) = Scenario::start("fight").await else {
+        return;
+    };
+    let git = PatchParams::apply("argocd-controller");
+    let foreign = "arn:aws:iam::000000000000:role/made-by-hand";
+    let from_git = |labels: Value, annotations: Option<Value>| {
+        let mut sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "app", "labels": labels}});
+        if let Some(annotations) = annotations {
+            sa["metadata"]["annotations"] = annotations;
+        }
+        sa
+    };
+    let sas = s.service_accounts();
+    sas.patch(
+        "app",
+        &git,
+        &Patch::Apply(from_git(
+            json!({"sync": "1"}),
+            Some(json!({ANNOTATION: foreign})),
+        )),
+    )
+    .await
+    .expect("Git applies the ServiceAccount");
+    s.apply("app", dynamo_spec("app")).await;
+
+    let status = s
+        .wait_reason("app", "ServiceAccountAnnotationConflict")
+        .await;
+    let ready = &status.conditions[0];
+    assert!(
+        ready.message.contains("\"argocd-controller\""),
+        "{}",
+        ready.message
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        s.bed.kube.clone(),
+        &s.namespace,
+    );
+    support::eventually("a ServiceAccountAnnotationConflict event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("ServiceAccountAnnotationConflict")
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("argocd-controller"))
+        })
+    })
+    .await;
+    assert_eq!(s.annotation("app").await.as_deref(), Some(foreign));
+
+    // Git syncs again (a label changed, so the operator is woken): no write from it.
+    let synced = sas
+        .patch(
+            "app",
+            &git,
+            &Patch::Apply(from_git(
+                json!({"sync": "2"}),
+                Some(json!({ANNOTATION: foreign})),
+            )),
+        )
+        .await
+        .unwrap();
+    let version = synced.metadata.resource_version.clone();
+    let seen = reconciles(&s).await;
+    support::eventually("two more reconciles", || async {
+        (reconciles(&s).await >= seen + 2).then_some(())
+    })
+    .await;
+    let after = sas.get("app").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, version,
+        "the operator wrote the ServiceAccount"
+    );
+    assert!(s.reports("app", "ServiceAccountAnnotationConflict").await);
+
+    // Git drops its value: the operator annotates.
+    sas.patch(
+        "app",
+        &git,
+        &Patch::Apply(from_git(json!({"sync": "3"}), None)),
+    )
+    .await
+    .unwrap();
+    s.wait_reason("app", "Synced").await;
+    let role = s.role(&s.role_name("app")).await.expect("role");
+    assert_eq!(s.annotation("app").await.as_deref(), role.arn().into());
 }

@@ -74,6 +74,13 @@ fn every_reason() -> Vec<Outcome> {
             service_account: "payments".into(),
             owner: "older".into(),
         },
+        Outcome::ServiceAccountAnnotationConflict {
+            role_name: ROLE.into(),
+            role_arn: ARN.into(),
+            service_account: "payments".into(),
+            manager: "argocd-controller".into(),
+            value: Some("arn:aws:iam::111122223333:role/payments-by-hand".into()),
+        },
         provider("OidcProviderThumbprintUnavailable", "issuer unreachable"),
         provider("OidcProviderNotFound", "no provider"),
         provider("OidcProviderUrlMismatch", "other URL"),
