@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 /// The finalizer that guards IAM cleanup.
 pub const FINALIZER: &str = "irsa.dev/cleanup";
 
+/// Set to "true" on a PodIamRole being deleted, lets its finalizer go without touching
+/// IAM: the role is kept (and reported in an Event), as when IAM denies the cleanup.
+pub const RELEASE_ANNOTATION: &str = "irsa.dev/release";
+
 /// The ServiceAccount annotation the pod identity webhook reads the role ARN from.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
@@ -126,10 +130,11 @@ pub struct PodIamRoleSpec {
     #[schemars(length(min = 1, max = 255))]
     pub audience: Option<String>,
 
-    /// What happens to the IAM role when this PodIamRole is deleted: `Delete` (default)
-    /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens to the IAM role when this PodIamRole is deleted: `Delete` removes it,
+    /// `Retain` keeps it and only removes the ServiceAccount annotation. Unset, the
+    /// operator's `--default-deletion-policy` decides (`Delete` unless changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
 /// What happens to the IAM role when the PodIamRole is deleted.
@@ -243,7 +248,7 @@ deletionPolicy: Retain
 "#,
         )
         .unwrap();
-        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+        assert_eq!(spec.deletion_policy, Some(DeletionPolicy::Retain));
         assert_eq!(spec.policy.unwrap()["Statement"][0]["Effect"], "Allow");
     }
 }

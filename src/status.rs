@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{
-    crd::{PodIamRoleStatus, ROLE_ARN_ANNOTATION},
+    crd::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION},
     failure::{Classified, Retry},
     oidc::ProviderProblem,
 };
@@ -61,6 +61,12 @@ pub enum Outcome {
         role_name: String,
         failure: Classified,
     },
+    /// The PodIamRole is being deleted, but deleting its role failed; the finalizer
+    /// stays until it succeeds or the object is released.
+    CleanupBlocked {
+        role_name: String,
+        failure: Classified,
+    },
     /// Another PodIamRole of the namespace, older than this one, names the same
     /// ServiceAccount and owns its annotation; nothing was written.
     ServiceAccountInUse {
@@ -94,6 +100,7 @@ impl Outcome {
             Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
             Outcome::IamFailed { failure, .. } => failure.reason,
             Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
+            Outcome::CleanupBlocked { .. } => "CleanupBlocked",
             Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
@@ -118,6 +125,11 @@ impl Outcome {
                  it is annotated as soon as it is created"
             ),
             Outcome::IamFailed { failure, .. } => failure.message.clone(),
+            Outcome::CleanupBlocked { role_name, failure } => format!(
+                "deleting IAM role {role_name} failed ({}), so the PodIamRole keeps its finalizer and \
+                 retries: {} To let it go and keep the role in IAM, annotate it {RELEASE_ANNOTATION}=true",
+                failure.reason, failure.message
+            ),
             Outcome::ServiceAccountInUse {
                 service_account,
                 owner,
@@ -159,7 +171,9 @@ impl Outcome {
         match self {
             Outcome::Synced { .. } => Progress::Done,
             Outcome::ServiceAccountNotFound { .. } => Progress::Reconciling,
-            Outcome::IamFailed { failure, .. } if failure.retry == Retry::Backoff => {
+            Outcome::IamFailed { failure, .. } | Outcome::CleanupBlocked { failure, .. }
+                if failure.retry == Retry::Backoff =>
+            {
                 Progress::Reconciling
             }
             Outcome::OidcProviderUnhealthy { problem, .. }
@@ -206,7 +220,9 @@ pub fn next_status(
         // Someone else's role: never advertise its ARN.
         Outcome::RoleConflict { role_name, .. } => (Some(role_name.clone()), None),
         // The role, if any, is unchanged by a failed reconcile.
-        Outcome::IamFailed { role_name, .. } => (Some(role_name.clone()), old.role_arn.clone()),
+        Outcome::IamFailed { role_name, .. } | Outcome::CleanupBlocked { role_name, .. } => {
+            (Some(role_name.clone()), old.role_arn.clone())
+        }
         Outcome::InvalidSpec(_)
         | Outcome::PolicyNotAllowed(_)
         | Outcome::ServiceAccountInUse { .. } => (old.role_name.clone(), old.role_arn.clone()),

@@ -337,3 +337,113 @@ async fn a_foreign_role_annotation_is_reported_and_never_overwritten() {
     let role = s.role(&s.role_name("app")).await.expect("role");
     assert_eq!(s.annotation("app").await.as_deref(), role.arn().into());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_cleanup_is_reported_and_the_release_annotation_lets_it_go() {
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    let Some(mut s) = Scenario::prepare("release").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], 12).await;
+    s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
+    let s = s.with_operator(&[]).await;
+    s.bed.create_service_account(&s.namespace, "app").await;
+    s.apply("app", dynamo_spec("app")).await;
+    s.wait_reason("app", "Synced").await;
+    let role_name = s.role_name("app");
+    let before = s.role(&role_name).await.expect("role");
+
+    // An SCP denies every deletion step.
+    const DELETIONS: [&str; 3] = ["DeleteRolePolicy", "DetachRolePolicy", "DeleteRole"];
+    proxy.set_rules(
+        DELETIONS
+            .iter()
+            .map(|action| Rule::new(Fault::access_denied(action, &role_name)).action(action))
+            .collect(),
+    );
+    s.roles()
+        .delete("app", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let status = s.wait_reason("app", "CleanupBlocked").await;
+    let ready = &status.conditions[0];
+    assert!(
+        ready.message.contains("(AccessDenied)") && ready.message.contains("irsa.dev/release=true"),
+        "{}",
+        ready.message
+    );
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        s.bed.kube.clone(),
+        &s.namespace,
+    );
+    support::eventually("a CleanupBlocked event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("CleanupBlocked"))
+    })
+    .await;
+
+    // Released: gone at the next reconcile, with nothing sent to IAM.
+    let served_before = proxy.served_total();
+    s.roles()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"irsa.dev/release": "true"}}})),
+        )
+        .await
+        .expect("annotate");
+    support::eventually("app to be gone", || async {
+        s.roles()
+            .get_opt("app")
+            .await
+            .ok()
+            .filter(Option::is_none)
+            .map(drop)
+    })
+    .await;
+    let deletions: usize = DELETIONS.iter().map(|a| proxy.served(a)).sum();
+    assert_eq!(deletions, 0, "no deletion reached IAM");
+    assert_eq!(
+        proxy.served_total(),
+        served_before,
+        "released without any IAM call"
+    );
+    let kept = s.role(&role_name).await.expect("the role is kept");
+    assert_eq!(kept.role_id(), before.role_id());
+    assert!(s.inline_policy(&role_name).await.is_object());
+    assert_eq!(s.annotation("app").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_deletion_policy_flag_retains_unset_roles() {
+    let Some(s) = Scenario::prepare("retain-default").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    let s = s
+        .with_operator(&["--default-deletion-policy", "Retain"])
+        .await;
+    for name in ["unset", "explicit"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    s.apply("unset", dynamo_spec("unset")).await;
+    let mut explicit = dynamo_spec("explicit");
+    explicit["deletionPolicy"] = json!("Delete");
+    s.apply("explicit", explicit).await;
+    s.wait_reason("unset", "Synced").await;
+    s.wait_reason("explicit", "Synced").await;
+    s.delete("unset").await;
+    s.delete("explicit").await;
+    assert!(
+        s.role(&s.role_name("unset")).await.is_some(),
+        "kept by the flag"
+    );
+    assert!(
+        s.role(&s.role_name("explicit")).await.is_none(),
+        "the spec wins"
+    );
+}

@@ -64,6 +64,15 @@ fn every_reason() -> Vec<Outcome> {
             "DeleteConflict",
             "Cannot delete entity, must remove roles from instance profile first.",
         ),
+        Outcome::CleanupBlocked {
+            role_name: ROLE.into(),
+            failure: classify(&IamError {
+                operation: "DeleteRole",
+                kind: IamErrorKind::Terminal,
+                code: "AccessDenied".into(),
+                message: "denied by an SCP".into(),
+            }),
+        },
         Outcome::InvalidSpec("spec.policy: Statement is missing".into()),
         Outcome::PolicyNotAllowed("action `*` is never allowed".into()),
         Outcome::RoleConflict {
