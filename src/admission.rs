@@ -6,7 +6,7 @@ use crate::{
     crd::PodIamRoleSpec,
     desired::{self, DesiredRole},
     guardrail::Enforced,
-    ownership::Owner,
+    ownership::{Adoption, Owner},
     status::Outcome,
 };
 
@@ -22,5 +22,10 @@ pub fn admit(
     if let Some(boundary) = enforced.permissions_boundary {
         desired.permissions_boundary = Some(boundary);
     }
+    desired.adoption = match (spec.adopt, enforced.foreign_adoption) {
+        (false, _) => Adoption::Never,
+        (true, false) => Adoption::Retained,
+        (true, true) => Adoption::Foreign,
+    };
     Ok(desired)
 }

@@ -130,6 +130,14 @@ pub struct PodIamRoleSpec {
     #[schemars(length(min = 1, max = 255))]
     pub audience: Option<String>,
 
+    /// Take over an IAM role of this name that already exists instead of reporting
+    /// `RoleConflict`: the role this PodIamRole's predecessor (same cluster, namespace and
+    /// name) retained, or, where a guardrail's `adoptableRoleNames` allows `spec.roleName`,
+    /// a role made outside this cluster (by hand, eksctl, Terraform). The role keeps its
+    /// ARN and unique ID; it is re-tagged and then converged to this spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+
     /// What happens to the IAM role when this PodIamRole is deleted: `Delete` removes it,
     /// `Retain` keeps it and only removes the ServiceAccount annotation. Unset, the
     /// operator's `--default-deletion-policy` decides (`Delete` unless changed).

@@ -11,7 +11,7 @@ use crate::{
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec},
     naming,
-    ownership::{OWNERSHIP_TAG_PREFIX, Owner},
+    ownership::{Adoption, OWNERSHIP_TAG_PREFIX, Owner},
     policy,
 };
 
@@ -40,6 +40,8 @@ pub struct DesiredRole {
     pub permissions_boundary: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub owner: Owner,
+    /// Which existing roles of this name, tagged for someone else, it may take over.
+    pub adoption: Adoption,
 }
 
 /// The role name a PodIamRole maps to, even when the rest of its spec is invalid:
@@ -158,6 +160,7 @@ pub fn desired_role(
         permissions_boundary: spec.permissions_boundary.clone(),
         tags,
         owner,
+        adoption: Adoption::Never,
     })
 }
 

@@ -447,3 +447,147 @@ async fn the_default_deletion_policy_flag_retains_unset_roles() {
         "the spec wins"
     );
 }
+
+/// IAM calls of one operation the operator made so far.
+async fn iam_calls(s: &Scenario, operation: &str) -> u64 {
+    let text = s.operator().metrics().await.expect("metrics are served");
+    support::sum_metric(
+        &text,
+        "irsa_operator_iam_calls_total",
+        &format!("operation=\"{operation}\""),
+    )
+}
+
+fn role_tags(role: &aws_sdk_iam::types::Role) -> std::collections::BTreeMap<String, String> {
+    support::scenario::tags(role)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_role_is_readopted_with_its_arn_and_id() {
+    let Some(s) = Scenario::start("readopt").await else {
+        return;
+    };
+    s.bed.create_service_account(&s.namespace, "app").await;
+    let mut spec = dynamo_spec("app");
+    spec["deletionPolicy"] = json!("Retain");
+    s.apply("app", spec.clone()).await;
+    s.wait_reason("app", "Synced").await;
+    let role_name = s.role_name("app");
+    let first = s.role(&role_name).await.expect("role");
+    s.delete("app").await;
+    assert!(s.role(&role_name).await.is_some(), "retained");
+
+    // Re-applied (a restore, a move between Argo CD apps): a new UID, so not ours...
+    s.apply("app", spec.clone()).await;
+    s.wait_reason("app", "RoleConflict").await;
+    let creates = iam_calls(&s, "CreateRole").await;
+    // ...until the PodIamRole opts in.
+    spec["adopt"] = json!(true);
+    s.apply("app", spec).await;
+    s.wait_reason("app", "Synced").await;
+    let adopted = s.role(&role_name).await.expect("role");
+    assert_eq!(adopted.arn(), first.arn());
+    assert_eq!(adopted.role_id(), first.role_id());
+    assert_eq!(iam_calls(&s, "CreateRole").await, creates, "no CreateRole");
+    let uid = s.roles().get("app").await.unwrap().metadata.uid;
+    assert_eq!(
+        role_tags(&adopted).get("irsa.dev/uid"),
+        uid.as_ref(),
+        "re-tagged"
+    );
+    assert_eq!(s.annotation("app").await.as_deref(), Some(first.arn()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_role_is_adopted_only_with_the_opt_in_and_a_guardrail() {
+    use irsa_operator::guardrail::PodIamRoleGuardrail;
+    use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+    let Some(s) = Scenario::start("adopt").await else {
+        return;
+    };
+    // Made by eksctl or Terraform: no ownership tags, another trust policy.
+    let adoptable = format!("legacy-{}", s.namespace);
+    let protected = format!("legacy-keep-{}", s.namespace);
+    let mut by_hand = std::collections::HashMap::new();
+    for name in [&adoptable, &protected] {
+        let created = s
+            .bed
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(
+                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+                .to_string(),
+            )
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("owner")
+                    .value("terraform")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("a role made outside the cluster");
+        by_hand.insert(name.clone(), created.role().unwrap().clone());
+    }
+    let guardrail = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleGuardrail",
+        "metadata": {"name": s.namespace}, "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.namespace}},
+            "grantedRoleNames": [adoptable, protected],
+            "adoptableRoleNames": [adoptable]}});
+    let guardrails = Api::<PodIamRoleGuardrail>::all(s.bed.kube.clone());
+    guardrails
+        .patch(
+            &s.namespace,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&guardrail),
+        )
+        .await
+        .expect("guardrail");
+
+    for name in ["legacy", "keep"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    let spec = |sa: &str, role: &str, adopt: bool| {
+        let mut spec = dynamo_spec(sa);
+        spec["roleName"] = json!(role);
+        spec["adopt"] = json!(adopt);
+        spec
+    };
+    s.apply("legacy", spec("legacy", &adoptable, false)).await;
+    s.apply("keep", spec("keep", &protected, true)).await;
+    s.wait_reason("legacy", "RoleConflict").await;
+    // Opted in, but no guardrail lets this name be adopted.
+    s.wait_reason("keep", "RoleConflict").await;
+
+    s.apply("legacy", spec("legacy", &adoptable, true)).await;
+    s.wait_reason("legacy", "Synced").await;
+    let adopted = s.role(&adoptable).await.expect("role");
+    let original = &by_hand[&adoptable];
+    assert_eq!(adopted.arn(), original.arn());
+    assert_eq!(adopted.role_id(), original.role_id());
+    let tags = role_tags(&adopted);
+    assert_eq!(tags.get("irsa.dev/namespace"), Some(&s.namespace));
+    assert_eq!(tags.get("owner"), None, "converged to the spec's tags");
+    let trust: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(adopted.assume_role_policy_document().unwrap())
+            .decode_utf8()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        trust.to_string().contains("system:serviceaccount"),
+        "{trust}"
+    );
+    assert!(s.inline_policy(&adoptable).await.is_object());
+
+    let untouched = s.role(&protected).await.expect("role");
+    assert_eq!(role_tags(&untouched), role_tags(&by_hand[&protected]));
+    guardrails
+        .delete(&s.namespace, &DeleteParams::default())
+        .await
+        .expect("delete guardrail");
+}

@@ -117,10 +117,13 @@ async fn sync_role(
         failure: failure::classify(&error),
     };
     let observed = observe_role(ctx.shared.iam.as_ref(), &role_name, |summary| {
-        desired.owner.mismatch(&summary.tags).is_none()
+        desired.owner.may_take(&summary.tags, desired.adoption)
     })
     .await
     .map_err(iam_failed)?;
+    let adopted = observed
+        .as_ref()
+        .is_some_and(|o| desired.owner.mismatch(&o.summary.tags).is_some());
     let ops = plan::plan_apply(&desired, observed.as_ref()).map_err(|RoleConflict(why)| {
         // The details name another tenant's object: they go to the log, not the status.
         info!(role = %role_name, %why, "role name taken by a role this PodIamRole does not own");
@@ -128,7 +131,9 @@ async fn sync_role(
             role_name: role_name.clone(),
             message: format!(
                 "IAM role {role_name} already exists and is not owned by this PodIamRole; it is left \
-                 untouched. Choose another spec.roleName, or ask the cluster's administrators"
+                 untouched. Choose another spec.roleName; set spec.adopt to take it over if an \
+                 earlier PodIamRole of this name retained it (or a guardrail lets this namespace adopt it); \
+                 or ask the cluster's administrators"
             ),
         }
     })?;
@@ -138,6 +143,7 @@ async fn sync_role(
     if let Some(first) = ops.first() {
         let (reason, verb) = match first {
             IamOp::CreateRole { .. } => ("RoleCreated", "created"),
+            _ if adopted => ("RoleAdopted", "adopted"),
             _ => ("RoleUpdated", "updated"),
         };
         let changes: Vec<String> = ops.iter().map(IamOp::describe).collect();
