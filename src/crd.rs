@@ -69,7 +69,7 @@ pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
     )
 )]
 #[x_kube(
-    validation = Rule::new("has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0)")
+    validation = Rule::new("(has(self.mode) && self.mode == 'Observe') || has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0)")
         .message("set spec.policy, spec.managedPolicyArns, or both: a role without permissions is useless"),
     validation = Rule::new("has(self.roleName) == has(oldSelf.roleName) && (!has(self.roleName) || self.roleName == oldSelf.roleName)")
         .message("spec.roleName is immutable: IAM cannot rename a role; create a new PodIamRole instead")
@@ -130,6 +130,14 @@ pub struct PodIamRoleSpec {
     #[schemars(length(min = 1, max = 255))]
     pub audience: Option<String>,
 
+    /// `Manage` (default): the operator creates and maintains the role. `Observe`: bring
+    /// your own role. The operator writes nothing to IAM, ever; it checks that the role
+    /// (`spec.roleName`, or the derived name) exists and that its trust policy lets this
+    /// ServiceAccount assume it through the cluster's OIDC provider, then annotates the
+    /// ServiceAccount. The permission fields are ignored, and deletion keeps the role.
+    #[serde(default)]
+    pub mode: RoleMode,
+
     /// Take over an IAM role of this name that already exists instead of reporting
     /// `RoleConflict`: the role this PodIamRole's predecessor (same cluster, namespace and
     /// name) retained, or, where a guardrail's `adoptableRoleNames` allows `spec.roleName`,
@@ -143,6 +151,16 @@ pub struct PodIamRoleSpec {
     /// operator's `--default-deletion-policy` decides (`Delete` unless changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Whether the operator manages the role or only uses an existing one.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RoleMode {
+    /// Create, converge and delete the role.
+    #[default]
+    Manage,
+    /// Use an existing role as it is; write nothing to IAM.
+    Observe,
 }
 
 /// What happens to the IAM role when the PodIamRole is deleted.

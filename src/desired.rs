@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec},
+    crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec, RoleMode},
     naming,
     ownership::{Adoption, OWNERSHIP_TAG_PREFIX, Owner},
     policy,
@@ -118,7 +118,8 @@ pub fn desired_role(
     if let Some(document) = &spec.policy {
         policy::validate_identity_policy(document).map_err(|e| format!("spec.policy: {e}"))?;
     }
-    if spec.policy.is_none() && spec.managed_policy_arns.is_empty() {
+    if spec.mode == RoleMode::Manage && spec.policy.is_none() && spec.managed_policy_arns.is_empty()
+    {
         return Err("set spec.policy, spec.managedPolicyArns, or both".into());
     }
     let managed_policy_arns: BTreeSet<String> = spec.managed_policy_arns.iter().cloned().collect();

@@ -34,3 +34,4 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod thumbprint;
+pub mod trust;

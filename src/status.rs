@@ -61,6 +61,15 @@ pub enum Outcome {
         role_name: String,
         failure: Classified,
     },
+    /// `mode: Observe`: the role to use does not exist; nothing was written.
+    ObservedRoleNotFound { role_name: String },
+    /// `mode: Observe`: the role exists, but its trust policy does not admit this
+    /// ServiceAccount; nothing was written.
+    ObservedRoleNotTrusted {
+        role_name: String,
+        role_arn: String,
+        why: String,
+    },
     /// The PodIamRole is being deleted, but deleting its role failed; the finalizer
     /// stays until it succeeds or the object is released.
     CleanupBlocked {
@@ -101,6 +110,8 @@ impl Outcome {
             Outcome::IamFailed { failure, .. } => failure.reason,
             Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
             Outcome::CleanupBlocked { .. } => "CleanupBlocked",
+            Outcome::ObservedRoleNotFound { .. } => "ObservedRoleNotFound",
+            Outcome::ObservedRoleNotTrusted { .. } => "ObservedRoleNotTrusted",
             Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
@@ -125,6 +136,14 @@ impl Outcome {
                  it is annotated as soon as it is created"
             ),
             Outcome::IamFailed { failure, .. } => failure.message.clone(),
+            Outcome::ObservedRoleNotFound { role_name } => format!(
+                "IAM role {role_name} does not exist; in mode Observe the operator only uses an existing \
+                 role: create it, or fix spec.roleName"
+            ),
+            Outcome::ObservedRoleNotTrusted { role_arn, why, .. } => format!(
+                "IAM role {role_arn} cannot be used: {why}. In mode Observe the operator changes nothing \
+                 in IAM: fix the role's trust policy"
+            ),
             Outcome::CleanupBlocked { role_name, failure } => format!(
                 "deleting IAM role {role_name} failed ({}), so the PodIamRole keeps its finalizer and \
                  retries: {} To let it go and keep the role in IAM, annotate it {RELEASE_ANNOTATION}=true",
@@ -217,8 +236,10 @@ pub fn next_status(
             role_arn,
             ..
         } => (Some(role_name.clone()), Some(role_arn.clone())),
-        // Someone else's role: never advertise its ARN.
-        Outcome::RoleConflict { role_name, .. } => (Some(role_name.clone()), None),
+        // Someone else's role, or a role this ServiceAccount cannot use: never advertise its ARN.
+        Outcome::RoleConflict { role_name, .. }
+        | Outcome::ObservedRoleNotFound { role_name }
+        | Outcome::ObservedRoleNotTrusted { role_name, .. } => (Some(role_name.clone()), None),
         // The role, if any, is unchanged by a failed reconcile.
         Outcome::IamFailed { role_name, .. } | Outcome::CleanupBlocked { role_name, .. } => {
             (Some(role_name.clone()), old.role_arn.clone())

@@ -591,3 +591,84 @@ async fn a_foreign_role_is_adopted_only_with_the_opt_in_and_a_guardrail() {
         .await
         .expect("delete guardrail");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_mode_uses_an_existing_role_and_never_writes_to_iam() {
+    let Some(s) = Scenario::start("observe").await else {
+        return;
+    };
+    let issuer = s.bed.issuer_host_path();
+    let trust_for = |service_account: &str| {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": s.bed.provider_arn()},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{issuer}:sub"): format!("system:serviceaccount:{}:{service_account}", s.namespace),
+                format!("{issuer}:aud"): "sts.amazonaws.com"}}}]})
+    };
+    // Roles from Terraform: one trusting "app", one trusting another ServiceAccount.
+    let prefix = format!("{}.{}.", s.cluster, s.namespace);
+    let mut arns = Vec::new();
+    for (role, trusted) in [("byo", "app"), ("other", "someone-else")] {
+        let created = s
+            .bed
+            .iam
+            .create_role()
+            .role_name(format!("{prefix}{role}"))
+            .assume_role_policy_document(trust_for(trusted).to_string())
+            .send()
+            .await
+            .expect("a role made outside the operator");
+        arns.push(created.role().unwrap().arn().to_string());
+    }
+    for sa in ["app", "wrong", "missing"] {
+        s.bed.create_service_account(&s.namespace, sa).await;
+    }
+    let observe = |sa: &str, role: &str| json!({"serviceAccountName": sa, "mode": "Observe", "roleName": format!("{prefix}{role}")});
+    s.apply("app", observe("app", "byo")).await;
+    s.apply("wrong", observe("wrong", "other")).await;
+    s.apply("missing", observe("missing", "absent")).await;
+
+    let status = s.wait_reason("app", "Synced").await;
+    assert_eq!(status.role_arn.as_deref(), Some(arns[0].as_str()));
+    assert_eq!(s.annotation("app").await.as_deref(), Some(arns[0].as_str()));
+    let wrong = s.wait_reason("wrong", "ObservedRoleNotTrusted").await;
+    assert!(
+        wrong.conditions[0]
+            .message
+            .contains("system:serviceaccount"),
+        "{}",
+        wrong.conditions[0].message
+    );
+    assert_eq!(s.annotation("wrong").await, None);
+    s.wait_reason("missing", "ObservedRoleNotFound").await;
+
+    // Fixing the trust policy outside (as Terraform would) is picked up by the resync.
+    s.bed
+        .iam
+        .update_assume_role_policy()
+        .role_name(format!("{prefix}other"))
+        .policy_document(trust_for("wrong").to_string())
+        .send()
+        .await
+        .expect("fix the trust policy");
+    s.wait_reason("wrong", "Synced").await;
+
+    // A spec change never reaches IAM either, nor does deletion.
+    s.apply("app", {
+        let mut spec = observe("app", "byo");
+        spec["description"] = json!("ignored in Observe");
+        spec
+    })
+    .await;
+    s.wait_reason("app", "Synced").await;
+    for name in ["app", "wrong", "missing"] {
+        s.delete(name).await;
+    }
+    assert!(s.role(&format!("{prefix}byo")).await.is_some(), "kept");
+    assert_eq!(
+        s.operator().iam_writes().await,
+        0,
+        "Observe never writes to IAM"
+    );
+}

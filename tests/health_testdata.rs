@@ -73,6 +73,15 @@ fn every_reason() -> Vec<Outcome> {
                 message: "denied by an SCP".into(),
             }),
         },
+        Outcome::ObservedRoleNotFound {
+            role_name: "payments-by-terraform".into(),
+        },
+        Outcome::ObservedRoleNotTrusted {
+            role_name: "payments-by-terraform".into(),
+            role_arn: "arn:aws:iam::111122223333:role/payments-by-terraform".into(),
+            why: "its trust policy does not let system:serviceaccount:shop:payments assume it"
+                .into(),
+        },
         Outcome::InvalidSpec("spec.policy: Statement is missing".into()),
         Outcome::PolicyNotAllowed("action `*` is never allowed".into()),
         Outcome::RoleConflict {

@@ -11,13 +11,13 @@ use tracing::{debug, info};
 use super::{
     Context, Error, guardrails,
     memo::Memo,
-    owner_of,
+    observe, owner_of,
     publish::{finish, next_action, publish},
     service_account,
 };
 use crate::{
     admission,
-    crd::PodIamRole,
+    crd::{PodIamRole, RoleMode},
     desired::DesiredRole,
     failure::{self, Retry},
     iam::{IamError, IamErrorKind, observe_role},
@@ -51,6 +51,11 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
     };
     if let Some(outcome) = service_account::claim(object, ctx) {
         ctx.memos.forget(object);
+        return finish(object, ctx, outcome).await;
+    }
+    if object.spec.mode == RoleMode::Observe {
+        ctx.memos.forget(object);
+        let outcome = observe::observe(object, ctx, &desired).await?;
         return finish(object, ctx, outcome).await;
     }
     let (role_name, role_arn) = match ctx.memos.lookup(object, fingerprint) {

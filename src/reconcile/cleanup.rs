@@ -14,7 +14,7 @@ use super::{
     service_account::release_others,
 };
 use crate::{
-    crd::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION},
+    crd::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION, RoleMode},
     desired, failure,
     iam::{IamError, observe_role},
     k8s::{events, service_account},
@@ -59,7 +59,11 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
         .await;
     // A retry after a failed Kubernetes write, or a stale event after the finalizer
     // went, must not read IAM again.
-    } else if policy == DeletionPolicy::Delete && !ctx.memos.cleaned_up(object) {
+    // An observed role was never the operator's to delete.
+    } else if policy == DeletionPolicy::Delete
+        && object.spec.mode == RoleMode::Manage
+        && !ctx.memos.cleaned_up(object)
+    {
         if let Err(error) = delete_role(object, ctx, &role_name).await {
             // Say why the deletion is stuck, then keep the finalizer and retry.
             let outcome = Outcome::CleanupBlocked {
