@@ -83,6 +83,12 @@ async fn kstatus_and_argo_health_read_every_state() {
             Some(dynamo_spec("unavailable")),
             "IamUnavailable",
         ),
+        // Its ServiceAccount is never created.
+        (
+            "waiting",
+            Some(dynamo_spec("waiting")),
+            "ServiceAccountNotFound",
+        ),
         // The ServiceAccount of an older PodIamRole.
         ("second", Some(dynamo_spec("fresh")), "ServiceAccountInUse"),
     ];
@@ -114,19 +120,33 @@ async fn kstatus_and_argo_health_read_every_state() {
             ("RoleConflict", "Failed", "Degraded"),
             ("IamRejected", "Failed", "Degraded"),
             ("IamUnavailable", "InProgress", "Progressing"),
+            ("ServiceAccountNotFound", "InProgress", "Progressing"),
             ("ServiceAccountInUse", "Failed", "Degraded"),
         ]
     );
 }
 
-/// The manifests under tests/manifests/{good,bad}: (name, object).
+/// The PodIamRoles under tests/manifests/{good,bad} and config/samples, without their
+/// namespace: (name, object).
 fn test_manifests() -> Vec<(String, Value)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut manifests = Vec::new();
-    for dir in ["good", "bad"] {
+    for dir in [
+        "tests/manifests/good",
+        "tests/manifests/bad",
+        "config/samples",
+    ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            let object: Value = serde_yaml::from_str(&text).unwrap();
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut object: Value = serde_yaml::from_str(&text).unwrap();
+            if object["kind"] != "PodIamRole" {
+                continue;
+            }
+            object["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("namespace");
             let name = object["metadata"]["name"].as_str().unwrap().to_string();
             manifests.push((name, object));
         }
