@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use crate::{naming, oidc::ProviderMode};
+use crate::{crd::DeletionPolicy, naming, oidc::ProviderMode};
 
 /// Flags of `irsa-operator run`.
 #[derive(Args, Debug, Clone)]
@@ -91,6 +91,11 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// What happens to the IAM role of a deleted PodIamRole that sets no
+    /// `spec.deletionPolicy`: Delete or Retain.
+    #[arg(long, env = "IRSA_DEFAULT_DELETION_POLICY", default_value = "Delete", value_parser = parse_deletion_policy)]
+    pub default_deletion_policy: DeletionPolicy,
+
     #[command(flatten)]
     pub leader_election: crate::leader::LeaderElectionArgs,
 }
@@ -102,6 +107,14 @@ pub enum LogFormat {
 }
 
 /// Parses `90s`, `10m`, `1h` or a bare number of seconds.
+fn parse_deletion_policy(text: &str) -> Result<DeletionPolicy, String> {
+    match text {
+        "Delete" => Ok(DeletionPolicy::Delete),
+        "Retain" => Ok(DeletionPolicy::Retain),
+        other => Err(format!("`{other}` is not Delete or Retain")),
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (digits, unit_seconds) = match text.char_indices().last() {
@@ -293,6 +306,23 @@ mod tests {
         for bad in ["0", "-1", "NaN", "inf", "fast"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn default_deletion_policy() {
+        assert_eq!(args(&[]).default_deletion_policy, DeletionPolicy::Delete);
+        let retain = args(&["--default-deletion-policy", "Retain"]);
+        assert_eq!(retain.default_deletion_policy, DeletionPolicy::Retain);
+        assert!(
+            Wrapper::try_parse_from([
+                "x",
+                "--cluster-name",
+                "p",
+                "--default-deletion-policy",
+                "Keep"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

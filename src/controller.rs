@@ -206,6 +206,7 @@ async fn lead(term: &Term<'_>) {
         metrics: metrics.clone(),
         provider: provider_rx,
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
+        default_deletion_policy: args.default_deletion_policy,
     };
     let mut controllers = Vec::new();
     let mut caches = Vec::new();

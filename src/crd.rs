@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 /// The finalizer that guards IAM cleanup.
 pub const FINALIZER: &str = "irsa.dev/cleanup";
 
+/// Set to "true" on a PodIamRole being deleted, lets its finalizer go without touching
+/// IAM: the role is kept (and reported in an Event), as when IAM denies the cleanup.
+pub const RELEASE_ANNOTATION: &str = "irsa.dev/release";
+
+/// The ServiceAccount annotation the pod identity webhook reads the role ARN from.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
 /// The audience pods present to STS unless the spec says otherwise.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
@@ -62,7 +69,7 @@ pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
     )
 )]
 #[x_kube(
-    validation = Rule::new("has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0)")
+    validation = Rule::new("(has(self.mode) && self.mode == 'Observe') || has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0)")
         .message("set spec.policy, spec.managedPolicyArns, or both: a role without permissions is useless"),
     validation = Rule::new("has(self.roleName) == has(oldSelf.roleName) && (!has(self.roleName) || self.roleName == oldSelf.roleName)")
         .message("spec.roleName is immutable: IAM cannot rename a role; create a new PodIamRole instead")
@@ -126,12 +133,39 @@ pub struct PodIamRoleSpec {
     #[schemars(length(min = 1, max = 255))]
     pub audience: Option<String>,
 
-    /// What happens to the IAM role when this PodIamRole is deleted: `Delete` (default)
-    /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation. A kept
-    /// role is released: its `irsa.dev/cluster` tag becomes `released-from-<cluster>`, and
-    /// the operator never changes or deletes it again.
+    /// `Manage` (default): the operator creates and maintains the role. `Observe`: bring
+    /// your own role. The operator writes nothing to IAM, ever; it checks that the role
+    /// (`spec.roleName`, or the derived name) exists and that its trust policy lets this
+    /// ServiceAccount assume it through the cluster's OIDC provider, then annotates the
+    /// ServiceAccount. The permission fields are ignored, and deletion keeps the role.
     #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    pub mode: RoleMode,
+
+    /// Take over an IAM role of this name that already exists instead of reporting
+    /// `RoleConflict`: the role this PodIamRole's predecessor (same cluster, namespace and
+    /// name) retained, or, where a guardrail's `adoptableRoleNames` allows `spec.roleName`,
+    /// a role made outside this cluster (by hand, eksctl, Terraform). The role keeps its
+    /// ARN and unique ID; it is re-tagged and then converged to this spec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+
+    /// What happens to the IAM role when this PodIamRole is deleted: `Delete` removes it,
+    /// `Retain` keeps it and only removes the ServiceAccount annotation. A kept role is
+    /// released: its `irsa.dev/cluster` tag becomes `released-from-<cluster>`, and the
+    /// operator never changes or deletes it again unless a PodIamRole adopts it (`adopt`).
+    /// Unset, the operator's `--default-deletion-policy` decides (`Delete` unless changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Whether the operator manages the role or only uses an existing one.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RoleMode {
+    /// Create, converge and delete the role.
+    #[default]
+    Manage,
+    /// Use an existing role as it is; write nothing to IAM.
+    Observe,
 }
 
 /// What happens to the IAM role when the PodIamRole is deleted.
@@ -145,11 +179,16 @@ pub enum DeletionPolicy {
 }
 
 /// What the operator last did with this PodIamRole.
+// The defaults make a new object read as in progress (kstatus, Argo CD) before the
+// operator has seen it: its observedGeneration (-1) never equals its generation.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(extend("default" = {}))]
 #[serde(rename_all = "camelCase")]
 pub struct PodIamRoleStatus {
-    /// The `metadata.generation` this status describes.
+    /// The `metadata.generation` this status describes; -1 until the operator has seen
+    /// the object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = -1))]
     pub observed_generation: Option<i64>,
     /// The IAM role's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,7 +200,10 @@ pub struct PodIamRoleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
     /// `Ready` says whether the role, its permissions and the annotation match the spec;
-    /// its reason says what is wrong when they do not.
+    /// its reason says what is wrong when they do not. `Reconciling` is True while the
+    /// operator works towards the spec by itself (creating, IAM unavailable, waiting for
+    /// the ServiceAccount); `Stalled` is True when only a change by someone can help.
+    /// `OidcProviderReady` says whether STS can trust this cluster's tokens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -273,7 +315,7 @@ deletionPolicy: Retain
 "#,
         )
         .unwrap();
-        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+        assert_eq!(spec.deletion_policy, Some(DeletionPolicy::Retain));
         assert_eq!(spec.policy.unwrap()["Statement"][0]["Effect"], "Allow");
     }
 }

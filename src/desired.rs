@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use crate::{
     config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec},
+    crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec, RoleMode},
     naming,
-    ownership::{OWNERSHIP_TAG_PREFIX, Owner},
+    ownership::{Adoption, OWNERSHIP_TAG_PREFIX, Owner},
     policy,
 };
 
@@ -40,6 +40,8 @@ pub struct DesiredRole {
     pub permissions_boundary: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub owner: Owner,
+    /// Which existing roles of this name, tagged for someone else, it may take over.
+    pub adoption: Adoption,
 }
 
 /// The role name a PodIamRole maps to, even when the rest of its spec is invalid:
@@ -116,7 +118,8 @@ pub fn desired_role(
     if let Some(document) = &spec.policy {
         policy::validate_identity_policy(document).map_err(|e| format!("spec.policy: {e}"))?;
     }
-    if spec.policy.is_none() && spec.managed_policy_arns.is_empty() {
+    if spec.mode == RoleMode::Manage && spec.policy.is_none() && spec.managed_policy_arns.is_empty()
+    {
         return Err("set spec.policy, spec.managedPolicyArns, or both".into());
     }
     let managed_policy_arns: BTreeSet<String> = spec.managed_policy_arns.iter().cloned().collect();
@@ -158,6 +161,7 @@ pub fn desired_role(
         permissions_boundary: spec.permissions_boundary.clone(),
         tags,
         owner,
+        adoption: Adoption::Never,
     })
 }
 

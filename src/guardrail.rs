@@ -79,6 +79,11 @@ pub struct PodIamRoleGuardrailSpec {
     /// a name that another namespace's PodIamRole would derive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted_role_names: Vec<String>,
+    /// Role name patterns that PodIamRoles with `spec.adopt: true` may take over although
+    /// no PodIamRole of this cluster made them (roles from eksctl, Terraform or by hand),
+    /// when `spec.roleName` names them. Such names are granted as `grantedRoleNames` are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adoptable_role_names: Vec<String>,
 }
 
 /// Grants no PodIamRole may hold: every action, or every IAM action. Narrower IAM
@@ -109,7 +114,7 @@ pub const BUILT_IN_DENIED_ACTIONS: [&str; 18] = [
 ];
 
 /// Managed policies no PodIamRole may attach.
-const BUILT_IN_DENIED_MANAGED_POLICIES: [&str; 2] = [
+pub const BUILT_IN_DENIED_MANAGED_POLICIES: [&str; 2] = [
     "arn:aws*:iam::aws:policy/AdministratorAccess",
     "arn:aws*:iam::aws:policy/IAMFullAccess",
 ];
@@ -170,6 +175,34 @@ pub fn selects(
         .unwrap_or(true)
 }
 
+/// The guardrails that select a namespace with these labels, sorted by name.
+pub fn rules_for<'a>(
+    guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
+    labels: &BTreeMap<String, String>,
+) -> Vec<Rule<'a>> {
+    let mut rules: Vec<Rule<'a>> = guardrails
+        .into_iter()
+        .filter(|g| selects(&g.spec, labels))
+        .map(|g| Rule {
+            name: g.metadata.name.as_deref().unwrap_or_default(),
+            spec: &g.spec,
+        })
+        .collect();
+    rules.sort_by_key(|rule| rule.name);
+    rules
+}
+
+/// The guardrails' whole decision on a spec: its role name, then everything else.
+/// `own_prefix` is the prefix every role name derived in its namespace has.
+pub fn decide(
+    spec: &PodIamRoleSpec,
+    rules: &[Rule<'_>],
+    rank: usize,
+    own_prefix: &str,
+) -> Result<Enforced, String> {
+    check_role_name(spec, rules, own_prefix).and_then(|()| evaluate(spec, rules, rank))
+}
+
 /// How many PodIamRoles of `object`'s namespace come before it for the quota: older
 /// ones first, by creation time then name, ignoring those being deleted.
 pub fn quota_rank(object: &PodIamRole, roles: &[Arc<PodIamRole>]) -> usize {
@@ -186,10 +219,12 @@ pub fn quota_rank(object: &PodIamRole, roles: &[Arc<PodIamRole>]) -> usize {
         .count()
 }
 
-/// What the guardrails impose on an accepted spec.
+/// What the guardrails impose on, or allow, an accepted spec.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Enforced {
     pub permissions_boundary: Option<String>,
+    /// A guardrail lets `spec.roleName` be adopted from outside the cluster.
+    pub foreign_adoption: bool,
 }
 
 /// Checks a spec against the built-in deny list and `rules`. `rank` is how many older
@@ -229,6 +264,7 @@ pub fn evaluate(
     }
     let enforced = Enforced {
         permissions_boundary: required_boundary(rules)?,
+        foreign_adoption: adoptable(spec, rules),
     };
     match (&enforced.permissions_boundary, &spec.permissions_boundary) {
         (Some(required), Some(asked)) if required != asked => Err(format!(
@@ -269,6 +305,7 @@ pub fn check_role_name(
         || rules
             .iter()
             .any(|rule| matches_any(&rule.spec.granted_role_names, name))
+        || adoptable(spec, rules)
     {
         return Ok(());
     }
@@ -276,6 +313,16 @@ pub fn check_role_name(
         "spec.roleName `{name}` must start with `{own_prefix}`, this namespace's prefix; \
          other names need a guardrail's grantedRoleNames"
     ))
+}
+
+/// Whether the spec opts in to adoption of a `spec.roleName` some guardrail lets it adopt.
+fn adoptable(spec: &PodIamRoleSpec, rules: &[Rule<'_>]) -> bool {
+    spec.adopt
+        && spec.role_name.as_deref().is_some_and(|name| {
+            rules
+                .iter()
+                .any(|rule| matches_any(&rule.spec.adoptable_role_names, name))
+        })
 }
 
 fn required_boundary(rules: &[Rule<'_>]) -> Result<Option<String>, String> {
@@ -474,6 +521,37 @@ mod tests {
         };
         assert!(err(&custom, &rules).contains("audience `vault` is not within"));
         assert!(evaluate(&custom, &[], 0).is_ok(), "no guardrail, no limit");
+    }
+
+    #[test]
+    fn adoption_of_foreign_roles_needs_the_opt_in_and_a_guardrail() {
+        let grant = PodIamRoleGuardrailSpec {
+            adoptable_role_names: vec!["eksctl-*".into()],
+            ..Default::default()
+        };
+        let rules = [Rule {
+            name: "migration",
+            spec: &grant,
+        }];
+        let adopting = |name: &str, adopt: bool| PodIamRoleSpec {
+            role_name: Some(name.into()),
+            adopt,
+            ..spec()
+        };
+        let decided = |spec: &PodIamRoleSpec| decide(spec, &rules, 0, "prod.shop.");
+        assert!(
+            decided(&adopting("eksctl-payments", true))
+                .unwrap()
+                .foreign_adoption
+        );
+        // Without the opt-in the name is not granted either.
+        assert!(decided(&adopting("eksctl-payments", false)).is_err());
+        assert!(decided(&adopting("terraform-payments", true)).is_err());
+        let own = decided(&adopting("prod.shop.payments", true)).unwrap();
+        assert!(
+            !own.foreign_adoption,
+            "own names adopt only their retained role"
+        );
     }
 
     #[test]

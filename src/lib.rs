@@ -6,6 +6,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admission;
+pub mod admission_policy;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
@@ -35,4 +38,5 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod thumbprint;
+pub mod trust;
 pub mod undecodable;

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use irsa_operator::{
+    cli::validate::{self, ValidateArgs},
     config::RunArgs,
     controller, crd,
     iam_policy::{self, Partition, PolicyTarget},
@@ -21,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
+    /// Check PodIamRole manifests offline, as the operator would: spec validation, the
+    /// built-in deny list and the guardrails. Exits 1 if any is refused.
+    Validate(ValidateArgs),
     /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail) as YAML.
     Crd,
     /// Print the IAM policy the operator's own role needs, as JSON: pass the same cluster
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Validate(args) => validate::run(&args),
         Command::Thumbprint { issuer, ca_file } => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
             match runtime.block_on(thumbprint::fetch_thumbprint(&issuer, ca_file.as_deref())) {

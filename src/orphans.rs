@@ -12,16 +12,9 @@ use std::{
 
 use crate::{
     iam::{ListedRole, RoleSummary},
-    ownership::{Owner, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID},
+    ownership::{Owner, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID, released_cluster_tag},
     plan::IamOp,
 };
-
-/// The `irsa.dev/cluster` tag of a role kept by `deletionPolicy: Retain`. It is no longer
-/// this cluster's: no PodIamRole and no orphan scan touches it again, and the operator's
-/// IAM policy no longer lets it change the role.
-pub fn released_cluster_tag(cluster: &str) -> String {
-    format!("released-from-{cluster}")
-}
 
 /// The write that releases a retained role, if it is still ours.
 pub fn plan_release(owner: &Owner, observed: Option<&RoleSummary>) -> Vec<IamOp> {

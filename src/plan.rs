@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{
     desired::{DesiredRole, INLINE_POLICY_NAME},
     observed::ObservedRole,
-    ownership::Owner,
+    ownership::{Adoption, Owner},
     policy::semantically_equal,
 };
 
@@ -81,15 +81,18 @@ pub struct RoleConflict(pub String);
 fn check_ownership(
     role_name: &str,
     owner: &Owner,
+    adoption: Adoption,
     observed: &ObservedRole,
 ) -> Result<(), RoleConflict> {
-    match owner.mismatch(&observed.summary.tags) {
-        None => Ok(()),
-        Some(why) => Err(RoleConflict(format!(
-            "IAM role {role_name} already exists and is not owned by this PodIamRole ({why}); \
-             it is left untouched. Delete or rename that role, or set spec.roleName"
-        ))),
+    let tags = &observed.summary.tags;
+    if owner.may_take(tags, adoption) {
+        return Ok(());
     }
+    let why = owner.mismatch(tags).unwrap_or_default();
+    Err(RoleConflict(format!(
+        "IAM role {role_name} already exists and is not owned by this PodIamRole ({why}); \
+         it is left untouched. Delete or rename that role, or set spec.roleName"
+    )))
 }
 
 /// The writes that make IAM match `desired`.
@@ -100,7 +103,7 @@ pub fn plan_apply(
     let Some(observed) = observed else {
         return Ok(plan_create(desired));
     };
-    check_ownership(&desired.name, &desired.owner, observed)?;
+    check_ownership(&desired.name, &desired.owner, desired.adoption, observed)?;
     let current = &observed.summary;
     let mut ops = Vec::new();
 
@@ -208,7 +211,8 @@ pub fn plan_delete(
     let Some(observed) = observed else {
         return Ok(Vec::new());
     };
-    check_ownership(role_name, owner, observed)?;
+    // Only a role fully tagged for this object is ever deleted.
+    check_ownership(role_name, owner, Adoption::Never, observed)?;
     let mut ops: Vec<IamOp> = observed
         .inline_policies
         .keys()

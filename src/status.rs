@@ -3,10 +3,32 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::{crd::PodIamRoleStatus, failure::Classified, oidc::ProviderProblem};
+use crate::{
+    crd::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION},
+    failure::{Classified, Retry},
+    oidc::ProviderProblem,
+};
 
 pub const READY: &str = "Ready";
+/// kstatus's "abnormal-true" condition: the operator is still working towards the spec.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's "abnormal-true" condition: nothing changes until someone acts.
+pub const STALLED: &str = "Stalled";
 pub const OIDC_PROVIDER_READY: &str = "OidcProviderReady";
+
+/// The reason of a provider problem that a later check may clear by itself.
+const PROVIDER_TRANSIENT_REASON: &str = "OidcProviderThumbprintUnavailable";
+
+/// Where an outcome leaves the object, as GitOps tools read it (kstatus: Current,
+/// InProgress, Failed; Argo CD: Healthy, Progressing, Degraded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    /// The operator retries by itself: creating, IAM unavailable, waiting for the ServiceAccount.
+    Reconciling,
+    /// Only a change to the object, the guardrails or the AWS account can help.
+    Stalled,
+}
 
 /// The cluster's OIDC provider as it concerns one PodIamRole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +61,35 @@ pub enum Outcome {
         role_name: String,
         failure: Classified,
     },
+    /// `mode: Observe`: the role to use does not exist; nothing was written.
+    ObservedRoleNotFound { role_name: String },
+    /// `mode: Observe`: the role exists, but its trust policy does not admit this
+    /// ServiceAccount; nothing was written.
+    ObservedRoleNotTrusted {
+        role_name: String,
+        role_arn: String,
+        why: String,
+    },
+    /// The PodIamRole is being deleted, but deleting its role failed; the finalizer
+    /// stays until it succeeds or the object is released.
+    CleanupBlocked {
+        role_name: String,
+        failure: Classified,
+    },
     /// Another PodIamRole of the namespace, older than this one, names the same
     /// ServiceAccount and owns its annotation; nothing was written.
     ServiceAccountInUse {
         service_account: String,
         owner: String,
+    },
+    /// The role is in sync, but another field manager owns the ServiceAccount's role
+    /// annotation with another value (or none); the operator does not overwrite it.
+    ServiceAccountAnnotationConflict {
+        role_name: String,
+        role_arn: String,
+        service_account: String,
+        manager: String,
+        value: Option<String>,
     },
     /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
     OidcProviderUnhealthy {
@@ -63,6 +109,10 @@ impl Outcome {
             Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
             Outcome::IamFailed { failure, .. } => failure.reason,
             Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
+            Outcome::CleanupBlocked { .. } => "CleanupBlocked",
+            Outcome::ObservedRoleNotFound { .. } => "ObservedRoleNotFound",
+            Outcome::ObservedRoleNotTrusted { .. } => "ObservedRoleNotTrusted",
+            Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
     }
@@ -86,6 +136,19 @@ impl Outcome {
                  it is annotated as soon as it is created"
             ),
             Outcome::IamFailed { failure, .. } => failure.message.clone(),
+            Outcome::ObservedRoleNotFound { role_name } => format!(
+                "IAM role {role_name} does not exist; in mode Observe the operator only uses an existing \
+                 role: create it, or fix spec.roleName"
+            ),
+            Outcome::ObservedRoleNotTrusted { role_arn, why, .. } => format!(
+                "IAM role {role_arn} cannot be used: {why}. In mode Observe the operator changes nothing \
+                 in IAM: fix the role's trust policy"
+            ),
+            Outcome::CleanupBlocked { role_name, failure } => format!(
+                "deleting IAM role {role_name} failed ({}), so the PodIamRole keeps its finalizer and \
+                 retries: {} To let it go and keep the role in IAM, annotate it {RELEASE_ANNOTATION}=true",
+                failure.reason, failure.message
+            ),
             Outcome::ServiceAccountInUse {
                 service_account,
                 owner,
@@ -93,6 +156,20 @@ impl Outcome {
                 "ServiceAccount {service_account} is already used by PodIamRole {owner}, which is older \
                  and owns its role annotation; nothing was written. Use another ServiceAccount, or delete one \
                  of the two"
+            ),
+            Outcome::ServiceAccountAnnotationConflict {
+                role_arn,
+                service_account,
+                manager,
+                value,
+                ..
+            } => format!(
+                "field manager {manager:?} owns {ROLE_ARN_ANNOTATION} on ServiceAccount {service_account} \
+                 ({}); the operator does not overwrite it, so pods do not get {role_arn}. Remove the \
+                 annotation from {manager:?}'s manifest, or set it to {role_arn}",
+                value
+                    .as_deref()
+                    .map_or("no value".to_string(), |v| format!("value {v}"))
             ),
             Outcome::OidcProviderUnhealthy {
                 role_arn, problem, ..
@@ -107,6 +184,24 @@ impl Outcome {
 
     pub fn is_ready(&self) -> bool {
         matches!(self, Outcome::Synced { .. })
+    }
+
+    pub fn progress(&self) -> Progress {
+        match self {
+            Outcome::Synced { .. } => Progress::Done,
+            Outcome::ServiceAccountNotFound { .. } => Progress::Reconciling,
+            Outcome::IamFailed { failure, .. } | Outcome::CleanupBlocked { failure, .. }
+                if failure.retry == Retry::Backoff =>
+            {
+                Progress::Reconciling
+            }
+            Outcome::OidcProviderUnhealthy { problem, .. }
+                if problem.reason == PROVIDER_TRANSIENT_REASON =>
+            {
+                Progress::Reconciling
+            }
+            _ => Progress::Stalled,
+        }
     }
 }
 
@@ -135,25 +230,41 @@ pub fn next_status(
             role_name,
             role_arn,
             ..
+        }
+        | Outcome::ServiceAccountAnnotationConflict {
+            role_name,
+            role_arn,
+            ..
         } => (Some(role_name.clone()), Some(role_arn.clone())),
-        // Someone else's role: never advertise its ARN.
-        Outcome::RoleConflict { role_name, .. } => (Some(role_name.clone()), None),
+        // Someone else's role, or a role this ServiceAccount cannot use: never advertise its ARN.
+        Outcome::RoleConflict { role_name, .. }
+        | Outcome::ObservedRoleNotFound { role_name }
+        | Outcome::ObservedRoleNotTrusted { role_name, .. } => (Some(role_name.clone()), None),
         // The role, if any, is unchanged by a failed reconcile.
-        Outcome::IamFailed { role_name, .. } => (Some(role_name.clone()), old.role_arn.clone()),
+        Outcome::IamFailed { role_name, .. } | Outcome::CleanupBlocked { role_name, .. } => {
+            (Some(role_name.clone()), old.role_arn.clone())
+        }
         Outcome::InvalidSpec(_)
         | Outcome::PolicyNotAllowed(_)
         | Outcome::ServiceAccountInUse { .. } => (old.role_name.clone(), old.role_arn.clone()),
     };
-    let ready_status = if outcome.is_ready() { "True" } else { "False" };
-    let ready = condition(
-        &old.conditions,
-        READY,
-        ready_status,
-        outcome.reason(),
-        outcome.message(),
-        generation,
-        now,
-    );
+    let progress = outcome.progress();
+    let [ready, reconciling, stalled] = [
+        (READY, progress == Progress::Done),
+        (RECONCILING, progress == Progress::Reconciling),
+        (STALLED, progress == Progress::Stalled),
+    ]
+    .map(|(type_, holds)| {
+        condition(
+            &old.conditions,
+            type_,
+            if holds { "True" } else { "False" },
+            outcome.reason(),
+            outcome.message(),
+            generation,
+            now,
+        )
+    });
     let (status, reason, message) = match provider {
         ProviderHealth::Unknown => (
             "Unknown",
@@ -178,12 +289,13 @@ pub fn next_status(
         generation,
         now,
     );
+    let ours = [READY, RECONCILING, STALLED, OIDC_PROVIDER_READY];
     let mut conditions: Vec<Condition> = old
         .conditions
         .into_iter()
-        .filter(|c| c.type_ != READY && c.type_ != OIDC_PROVIDER_READY)
+        .filter(|c| !ours.contains(&c.type_.as_str()))
         .collect();
-    conditions.splice(0..0, [ready, provider_condition]);
+    conditions.splice(0..0, [ready, reconciling, stalled, provider_condition]);
     PodIamRoleStatus {
         observed_generation: generation,
         role_name,
@@ -329,7 +441,7 @@ mod tests {
             ..ready(&old).clone()
         });
         let status = next_status(Some(&old), &H, &synced(), Some(1), PROVIDER, t(2));
-        assert_eq!(status.conditions.len(), 3);
+        assert_eq!(status.conditions.len(), 5);
     }
 
     #[test]
@@ -381,5 +493,82 @@ mod tests {
         let recovered = next_status(Some(&status), &H, &synced(), Some(1), PROVIDER, t(3));
         assert_eq!(provider(&recovered).last_transition_time, Time(t(3)));
         assert_eq!(ready(&recovered).status, "True");
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_the_outcome() {
+        let iam = |reason, retry| Outcome::IamFailed {
+            role_name: "r".into(),
+            failure: Classified {
+                reason,
+                message: "m".into(),
+                retry,
+            },
+        };
+        let provider = |reason| Outcome::OidcProviderUnhealthy {
+            role_name: "r".into(),
+            role_arn: "arn:r".into(),
+            problem: ProviderProblem {
+                reason,
+                message: "m".into(),
+            },
+        };
+        let cases = [
+            (synced(), Progress::Done),
+            (
+                Outcome::ServiceAccountNotFound {
+                    role_name: "r".into(),
+                    role_arn: "arn:r".into(),
+                    service_account: "sa".into(),
+                },
+                Progress::Reconciling,
+            ),
+            (iam("IamUnavailable", Retry::Backoff), Progress::Reconciling),
+            (
+                provider("OidcProviderThumbprintUnavailable"),
+                Progress::Reconciling,
+            ),
+            (Outcome::InvalidSpec("x".into()), Progress::Stalled),
+            (Outcome::PolicyNotAllowed("x".into()), Progress::Stalled),
+            (iam("IamRejected", Retry::OnChange), Progress::Stalled),
+            (
+                iam(
+                    "AccessDenied",
+                    Retry::After(crate::failure::ACCESS_DENIED_RETRY),
+                ),
+                Progress::Stalled,
+            ),
+            (provider("OidcProviderNotFound"), Progress::Stalled),
+        ];
+        for (outcome, expected) in cases {
+            assert_eq!(outcome.progress(), expected, "{outcome:?}");
+            let status = next_status(None, &H, &outcome, Some(4), PROVIDER, t(1));
+            let find = |type_: &str| {
+                status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == type_)
+                    .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
+                    .unwrap()
+            };
+            let holds = |yes: bool| if yes { "True" } else { "False" }.to_string();
+            let reason = outcome.reason().to_string();
+            assert_eq!(
+                find(READY),
+                (holds(expected == Progress::Done), reason.clone(), Some(4))
+            );
+            assert_eq!(
+                find(RECONCILING),
+                (
+                    holds(expected == Progress::Reconciling),
+                    reason.clone(),
+                    Some(4)
+                )
+            );
+            assert_eq!(
+                find(STALLED),
+                (holds(expected == Progress::Stalled), reason, Some(4))
+            );
+        }
     }
 }

@@ -10,32 +10,56 @@ use serde_json::json;
 
 use super::FIELD_MANAGER;
 
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub use crate::crd::ROLE_ARN_ANNOTATION;
 
-/// Whether the ServiceAccount exists; the operator never creates one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What became of the annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Annotation {
     Applied,
+    /// The operator never creates a ServiceAccount.
     ServiceAccountMissing,
+    /// Another field manager owns the annotation (or the whole annotations map) with
+    /// another value or none; nothing was written, so the two never take turns
+    /// overwriting it.
+    Conflict {
+        manager: String,
+        value: Option<String>,
+    },
 }
 
-/// True when `sa` carries the annotation with this value under our field manager, so
-/// applying it again would be a no-op write.
-fn already_applied(sa: &ServiceAccount, role_arn: &str) -> bool {
-    let meta = sa.meta();
-    let value_matches = meta
+/// The annotation's value on `sa`, if any.
+fn current_value(sa: &ServiceAccount) -> Option<&String> {
+    sa.meta()
         .annotations
         .as_ref()
         .and_then(|a| a.get(ROLE_ARN_ANNOTATION))
-        .is_some_and(|v| v == role_arn);
-    let owned = meta.managed_fields.iter().flatten().any(|entry| {
-        entry.manager.as_deref() == Some(FIELD_MANAGER)
-            && entry.fields_v1.as_ref().is_some_and(|f| {
-                f.0.to_string()
-                    .contains(&format!("f:{ROLE_ARN_ANNOTATION}"))
-            })
-    });
-    value_matches && owned
+}
+
+/// Decides without writing: `Some` when `sa` already says `role_arn` (whoever set it)
+/// or when another field manager owns a different value, which the operator leaves alone.
+fn settled(sa: &ServiceAccount, role_arn: &str) -> Option<Annotation> {
+    let value = current_value(sa)?;
+    if value == role_arn {
+        return Some(Annotation::Applied);
+    }
+    let field = format!("\"f:{ROLE_ARN_ANNOTATION}\"");
+    let manager = sa
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .find_map(|entry| {
+            let manager = entry.manager.as_deref()?;
+            let owns = entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.to_string().contains(&field));
+            (owns && manager != FIELD_MANAGER).then(|| manager.to_string())
+        })?;
+    Some(Annotation::Conflict {
+        manager,
+        value: Some(value.clone()),
+    })
 }
 
 /// Server-side applies the role ARN annotation and nothing else.
@@ -47,8 +71,8 @@ pub async fn annotate(
     let Some(sa) = api.get_opt(name).await? else {
         return Ok(Annotation::ServiceAccountMissing);
     };
-    if already_applied(&sa, role_arn) {
-        return Ok(Annotation::Applied);
+    if let Some(settled) = settled(&sa, role_arn) {
+        return Ok(settled);
     }
     // The uid pins the patch to the object just read, so a ServiceAccount deleted in
     // between is never re-created by the apply.
@@ -61,15 +85,22 @@ pub async fn annotate(
             "annotations": {ROLE_ARN_ANNOTATION: role_arn},
         },
     });
+    // Without force: another field manager's ownership is reported, never overridden.
     match api
         .patch(
             name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(FIELD_MANAGER),
             &Patch::Apply(&patch),
         )
         .await
     {
         Ok(_) => Ok(Annotation::Applied),
+        Err(kube::Error::Api(status)) if conflicting_manager(&status).is_some() => {
+            Ok(Annotation::Conflict {
+                manager: conflicting_manager(&status).unwrap_or_default(),
+                value: current_value(&sa).cloned(),
+            })
+        }
         Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(Annotation::ServiceAccountMissing),
         Err(e) => Err(e),
     }
@@ -102,6 +133,93 @@ pub async fn remove_annotation(
     }
 }
 
+/// The field manager a server-side apply conflicted with (its causes read
+/// `conflict with "manager"`), as opposed to the uid precondition failing (also 409).
+fn conflicting_manager(status: &kube::core::Status) -> Option<String> {
+    if status.code != 409 {
+        return None;
+    }
+    let causes = status.details.as_ref()?.causes.iter();
+    causes
+        .filter(|cause| cause.reason == "FieldManagerConflict")
+        .find_map(|cause| {
+            let quoted = cause.message.strip_prefix("conflict with \"")?;
+            Some(quoted.split('"').next()?.to_string())
+        })
+}
+
 fn is_status(error: &kube::Error, code: u16) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sa(value: Option<&str>, managers: &[&str]) -> ServiceAccount {
+        let fields =
+            json!({"f:metadata": {"f:annotations": {format!("f:{ROLE_ARN_ANNOTATION}"): {}}}});
+        let managed: Vec<_> = managers
+            .iter()
+            .map(|m| json!({"manager": m, "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": fields}))
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": "app",
+            "annotations": value.map(|v| json!({ROLE_ARN_ANNOTATION: v})).unwrap_or(json!({})),
+            "managedFields": managed}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_foreign_value_is_left_alone_and_named() {
+        assert_eq!(
+            settled(&sa(Some("arn:theirs"), &["argocd-controller"]), "arn:ours"),
+            Some(Annotation::Conflict {
+                manager: "argocd-controller".into(),
+                value: Some("arn:theirs".into())
+            })
+        );
+    }
+
+    #[test]
+    fn the_same_value_needs_no_write_whoever_set_it() {
+        assert_eq!(
+            settled(&sa(Some("arn:ours"), &["helm"]), "arn:ours"),
+            Some(Annotation::Applied)
+        );
+        assert_eq!(
+            settled(&sa(Some("arn:ours"), &[FIELD_MANAGER]), "arn:ours"),
+            Some(Annotation::Applied)
+        );
+    }
+
+    #[test]
+    fn apply_conflicts_name_the_manager() {
+        let status: kube::core::Status = serde_json::from_value(json!({
+            "code": 409, "reason": "Conflict", "status": "Failure",
+            "message": "Apply failed with 1 conflict: conflict with \"argocd-controller\": .metadata.annotations",
+            "details": {"causes": [{"reason": "FieldManagerConflict",
+                "message": "conflict with \"argocd-controller\"", "field": ".metadata.annotations"}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            conflicting_manager(&status).as_deref(),
+            Some("argocd-controller")
+        );
+        let precondition: kube::core::Status = serde_json::from_value(json!({
+            "code": 409, "reason": "Conflict", "status": "Failure",
+            "message": "Precondition failed: UID in precondition: a, UID in object meta: b"
+        }))
+        .unwrap();
+        assert_eq!(conflicting_manager(&precondition), None);
+    }
+
+    #[test]
+    fn our_own_old_value_or_none_is_applied() {
+        assert_eq!(
+            settled(&sa(Some("arn:old"), &[FIELD_MANAGER]), "arn:ours"),
+            None
+        );
+        assert_eq!(settled(&sa(None, &[]), "arn:ours"), None);
+    }
 }

@@ -11,13 +11,14 @@ use tracing::{debug, info};
 use super::{
     Context, Error, guardrails,
     memo::Memo,
-    owner_of,
+    observe, owner_of,
     publish::{finish, next_action, publish},
     service_account,
 };
 use crate::{
-    crd::PodIamRole,
-    desired::{self, DesiredRole},
+    admission,
+    crd::{PodIamRole, RoleMode},
+    desired::DesiredRole,
     failure::{self, Retry},
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
@@ -43,26 +44,22 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         return Ok(Action::requeue(CACHE_WAIT));
     };
     let fingerprint = verdict.fingerprint;
-    let enforced = match verdict.decision {
-        Ok(enforced) => enforced,
-        Err(message) => {
-            ctx.memos.forget(object);
-            return finish(object, ctx, Outcome::PolicyNotAllowed(message)).await;
-        }
-    };
     let owner = owner_of(object, &ctx.shared.config);
-    let mut desired = match desired::desired_role(&object.spec, owner, &ctx.shared.config) {
+    let desired = match admission::admit(verdict.decision, &object.spec, owner, &ctx.shared.config)
+    {
         Ok(desired) => desired,
-        Err(message) => {
+        Err(outcome) => {
             ctx.memos.forget(object);
-            return finish(object, ctx, Outcome::InvalidSpec(message)).await;
+            return finish(object, ctx, outcome).await;
         }
     };
-    if let Some(boundary) = enforced.permissions_boundary {
-        desired.permissions_boundary = Some(boundary);
-    }
     if let Some(outcome) = service_account::claim(object, ctx) {
         ctx.memos.forget(object);
+        return finish(object, ctx, outcome).await;
+    }
+    if object.spec.mode == RoleMode::Observe {
+        ctx.memos.forget(object);
+        let outcome = observe::observe(object, ctx, &desired).await?;
         return finish(object, ctx, outcome).await;
     }
     let memo = ctx.memos.lookup(object, fingerprint);
@@ -138,10 +135,13 @@ async fn sync_role(
         failure: failure::classify(&error),
     };
     let observed = observe_role(ctx.shared.iam.as_ref(), &role_name, |summary| {
-        desired.owner.mismatch(&summary.tags).is_none()
+        desired.owner.may_take(&summary.tags, desired.adoption)
     })
     .await
     .map_err(iam_failed)?;
+    let adopted = observed
+        .as_ref()
+        .is_some_and(|o| desired.owner.mismatch(&o.summary.tags).is_some());
     let ops = plan::plan_apply(&desired, observed.as_ref()).map_err(|RoleConflict(why)| {
         // The details name another tenant's object: they go to the log, not the status.
         info!(role = %role_name, %why, "role name taken by a role this PodIamRole does not own");
@@ -149,7 +149,9 @@ async fn sync_role(
             role_name: role_name.clone(),
             message: format!(
                 "IAM role {role_name} already exists and is not owned by this PodIamRole; it is left \
-                 untouched. Choose another spec.roleName, or ask the cluster's administrators"
+                 untouched. Choose another spec.roleName; set spec.adopt to take it over if an \
+                 earlier PodIamRole of this name retained it (or a guardrail lets this namespace adopt it); \
+                 or ask the cluster's administrators"
             ),
         }
     })?;
@@ -159,6 +161,7 @@ async fn sync_role(
     if let Some(first) = ops.first() {
         let (reason, verb) = match first {
             IamOp::CreateRole { .. } => ("RoleCreated", "created"),
+            _ if adopted => ("RoleAdopted", "adopted"),
             _ => ("RoleUpdated", "updated"),
         };
         let changes: Vec<String> = ops.iter().map(IamOp::describe).collect();

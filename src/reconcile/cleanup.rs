@@ -1,19 +1,20 @@
 //! Step: a PodIamRole is being deleted. Delete what the role holds and the role itself
-//! (unless `deletionPolicy: Retain`), then release the ServiceAccount annotation.
+//! (unless it is retained, or released by annotation), then release the ServiceAccount
+//! annotation.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, ResourceExt,
     runtime::{controller::Action, events::EventType},
 };
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{
     Context, Error, apply::execute, memo::Memo, owner_of, publish::publish,
     service_account::release_others,
 };
 use crate::{
-    crd::{DeletionPolicy, PodIamRole},
+    crd::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION, RoleMode},
     desired, failure,
     iam::{IamError, observe_role},
     k8s::{events, service_account},
@@ -38,16 +39,35 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
         .role_arn
         .unwrap_or_else(|| ctx.shared.config.role_arn(&role_name));
 
-    // A retry after a failed Kubernetes write, or a stale event after the finalizer
-    // went, must not read IAM again.
-    if !ctx.memos.cleaned_up(object) {
-        let done = match object.spec.deletion_policy {
+    let policy = object
+        .spec
+        .deletion_policy
+        .unwrap_or(ctx.shared.default_deletion_policy);
+    if is_released(object) {
+        // The way out when IAM cannot (or must not) be touched: keep the role, say so.
+        let note = format!(
+            "IAM role {role_name} ({role_arn}) was left in IAM untouched: the PodIamRole carries \
+             {RELEASE_ANNOTATION}=true"
+        );
+        info!(role = %role_name, "released without touching IAM");
+        events::publish(
+            &ctx.shared.recorder,
+            object,
+            EventType::Normal,
+            "RoleReleased",
+            note,
+        )
+        .await;
+    } else if object.spec.mode == RoleMode::Manage && !ctx.memos.cleaned_up(object) {
+        // A retry after a failed Kubernetes write, or a stale event after the finalizer
+        // went, must not read IAM again. An observed role was never the operator's.
+        let done = match policy {
             DeletionPolicy::Delete => delete_role(object, ctx, &role_name).await,
             DeletionPolicy::Retain => release_role(object, ctx, &role_name).await,
         };
         if let Err(error) = done {
             // Say why the deletion is stuck, then keep the finalizer and retry.
-            let outcome = Outcome::IamFailed {
+            let outcome = Outcome::CleanupBlocked {
                 role_name: role_name.clone(),
                 failure: failure::classify(&error),
             };
@@ -103,4 +123,12 @@ async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Res
         }
     }
     Ok(())
+}
+
+fn is_released(object: &PodIamRole) -> bool {
+    object
+        .annotations()
+        .get(RELEASE_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
 }

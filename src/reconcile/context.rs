@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use super::memo::Memos;
 use crate::{
     config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, PodIamRole},
+    crd::{DEFAULT_AUDIENCE, DeletionPolicy, PodIamRole},
     failure::{jitter_for, transient_delay},
     guardrail::PodIamRoleGuardrail,
     iam::IamApi,
@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub provider: watch::Receiver<Option<ProviderCheck>>,
     pub provider_poke: Option<Arc<Notify>>,
+    /// For PodIamRoles that set no `spec.deletionPolicy`.
+    pub default_deletion_policy: DeletionPolicy,
 }
 
 /// The IO handles a reconcile works with.

@@ -13,9 +13,7 @@ use super::{Caches, owner_of};
 use crate::{
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, PodIamRole},
-    desired,
-    guardrail::{self, PodIamRoleGuardrail, Rule},
-    naming,
+    desired, guardrail, naming,
     oidc::within_client_id_limit,
 };
 
@@ -41,22 +39,8 @@ pub fn verdict(
         .ok_or(NamespaceNotCached)?
         .labels()
         .clone();
-    let mut applicable: Vec<Arc<PodIamRoleGuardrail>> = caches
-        .guardrails
-        .state()
-        .into_iter()
-        .filter(|g| guardrail::selects(&g.spec, &labels))
-        .collect();
-    applicable.sort_by_key(|g| g.name_any());
-    let names: Vec<String> = applicable.iter().map(|g| g.name_any()).collect();
-    let rules: Vec<Rule<'_>> = applicable
-        .iter()
-        .zip(&names)
-        .map(|(g, name)| Rule {
-            name,
-            spec: &g.spec,
-        })
-        .collect();
+    let guardrails = caches.guardrails.state();
+    let rules = guardrail::rules_for(guardrails.iter().map(Arc::as_ref), &labels);
     let rank = guardrail::quota_rank(object, &caches.roles.state());
     let mut hasher = DefaultHasher::new();
     for rule in &rules {
@@ -74,8 +58,7 @@ pub fn verdict(
     }
     let own_prefix =
         naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
-    let decision = guardrail::check_role_name(&object.spec, &rules, &own_prefix)
-        .and_then(|()| guardrail::evaluate(&object.spec, &rules, rank));
+    let decision = guardrail::decide(&object.spec, &rules, rank, &own_prefix);
     Ok(Verdict {
         decision,
         fingerprint: hasher.finish(),
@@ -128,7 +111,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        guardrail::PodIamRoleGuardrailSpec,
+        guardrail::{PodIamRoleGuardrail, PodIamRoleGuardrailSpec},
         testing::{pod_iam_role, test_config},
     };
 

@@ -3,7 +3,8 @@
 //! - apply ([`apply`]): wait for the caches → guardrails ([`guardrails`]) → validate the
 //!   spec (desired role) → claim the
 //!   ServiceAccount ([`service_account`]) → sync the IAM role (desired, observe, plan,
-//!   execute) → annotate the ServiceAccount → publish the status ([`publish`]);
+//!   execute; or, in mode Observe, only check the existing role, [`observe`]) → annotate
+//!   the ServiceAccount → publish the status ([`publish`]);
 //! - cleanup ([`cleanup`]): delete what the role holds and the role, then release the
 //!   annotation.
 //!
@@ -15,6 +16,7 @@ mod cleanup;
 mod context;
 pub mod guardrails;
 mod memo;
+mod observe;
 mod publish;
 mod service_account;
 

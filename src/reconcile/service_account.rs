@@ -50,6 +50,13 @@ pub(super) async fn annotate(
             role_name,
             role_arn,
         },
+        (Annotation::Conflict { manager, value }, _) => Outcome::ServiceAccountAnnotationConflict {
+            role_name,
+            role_arn,
+            service_account: service_account.clone(),
+            manager,
+            value,
+        },
         (Annotation::ServiceAccountMissing, _) => Outcome::ServiceAccountNotFound {
             role_name,
             role_arn,

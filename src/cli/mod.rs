@@ -1,0 +1,4 @@
+//! Subcommands besides `run` that share the reconciler's pure checks.
+
+pub mod manifests;
+pub mod validate;

@@ -1,0 +1,51 @@
+//! Step, `mode: Observe` only: use an existing role as it is. One `GetRole`, never a
+//! write to IAM: the role must exist and its trust policy must admit the ServiceAccount.
+
+use kube::ResourceExt;
+
+use super::{Context, Error, service_account};
+use crate::{
+    crd::{DEFAULT_AUDIENCE, PodIamRole},
+    desired::DesiredRole,
+    failure,
+    status::Outcome,
+    trust::{self, WebIdentity},
+};
+
+pub(super) async fn observe(
+    object: &PodIamRole,
+    ctx: &Context,
+    desired: &DesiredRole,
+) -> Result<Outcome, Error> {
+    let role_name = desired.name.clone();
+    let summary = match ctx.shared.iam.get_role(&role_name).await {
+        Ok(Some(summary)) => summary,
+        Ok(None) => return Ok(Outcome::ObservedRoleNotFound { role_name }),
+        Err(error) => {
+            return Ok(Outcome::IamFailed {
+                role_name,
+                failure: failure::classify(&error),
+            });
+        }
+    };
+    let config = &ctx.shared.config;
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        object.namespace().unwrap_or_default(),
+        object.spec.service_account_name
+    );
+    let identity = WebIdentity {
+        provider_arn: &config.oidc_provider_arn(),
+        issuer_host_path: &config.issuer_host_path,
+        subject: &subject,
+        audience: object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE),
+    };
+    if let Err(why) = trust::admits(&summary.trust_policy, &identity) {
+        return Ok(Outcome::ObservedRoleNotTrusted {
+            role_name,
+            role_arn: summary.arn,
+            why,
+        });
+    }
+    service_account::annotate(object, ctx, role_name, summary.arn).await
+}
