@@ -72,11 +72,12 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_AWS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub aws_timeout: Duration,
 
-    /// How often the roles under the role path are listed to find orphans: roles tagged
-    /// for this cluster whose PodIamRole no longer exists. One pass costs one IAM call
-    /// (GetAccountAuthorizationDetails) per 1,000 roles in the account.
-    #[arg(long, env = "IRSA_ORPHAN_SCAN_INTERVAL", default_value = "30m", value_parser = parse_duration)]
-    pub orphan_scan_interval: Duration,
+    /// How often the account's roles are listed in bulk (GetAccountAuthorizationDetails: one
+    /// IAM call per 1,000 roles). Drift checks compare against the listing instead of
+    /// reading each role, and it finds orphans: roles tagged for this cluster whose
+    /// PodIamRole no longer exists. Default: the resync interval.
+    #[arg(long, env = "IRSA_LISTING_INTERVAL", value_parser = parse_duration)]
+    pub listing_interval: Option<Duration>,
 
     /// Delete an orphaned role once it has been seen orphaned for this long (e.g. `1h`).
     /// Default: only report orphans, in the log and the `irsa_operator_orphan_roles` metric.

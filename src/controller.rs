@@ -45,11 +45,13 @@ use crate::{
     },
     leader::{Election, Role, RoleState},
     metrics::{Metrics, Readiness},
+    observer::AccountObserver,
     oidc::ProviderMode,
     orphan_monitor::OrphanMonitor,
     orphans::{LiveObject, Scope},
     provider::ProviderMonitor,
     reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
+    snapshot::Snapshot,
     undecodable::UndecodableMonitor,
 };
 
@@ -184,18 +186,23 @@ async fn lead(term: &Term<'_>) {
         interval: args.resync_interval,
         poke: poke.clone(),
     };
-    let orphans = OrphanMonitor {
+    let observer = AccountObserver {
         iam: iam.clone(),
-        metrics: metrics.clone(),
-        scope: Scope {
-            cluster: config.cluster_name.clone(),
-            role_path: config.role_path.clone(),
-            namespaces: (!args.namespaces.is_empty())
-                .then(|| args.namespaces.iter().cloned().collect()),
+        role_path: config.role_path.clone(),
+        interval: args.listing_interval.unwrap_or(args.resync_interval),
+        orphans: OrphanMonitor {
+            iam: iam.clone(),
+            metrics: metrics.clone(),
+            scope: Scope {
+                cluster: config.cluster_name.clone(),
+                role_path: config.role_path.clone(),
+                namespaces: (!args.namespaces.is_empty())
+                    .then(|| args.namespaces.iter().cloned().collect()),
+            },
+            delete_after: args.delete_orphans_after,
         },
-        interval: args.orphan_scan_interval,
-        delete_after: args.delete_orphans_after,
     };
+    let (account_roles_tx, account_roles) = watch::channel(None);
     let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
     let role_watch = role_watch_config(&first_scope).await;
     let shared = Shared {
@@ -207,6 +214,7 @@ async fn lead(term: &Term<'_>) {
         provider: provider_rx,
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
         default_deletion_policy: args.default_deletion_policy,
+        account_roles,
     };
     let mut controllers = Vec::new();
     let mut caches = Vec::new();
@@ -226,7 +234,7 @@ async fn lead(term: &Term<'_>) {
     let handle = tokio::runtime::Handle::current();
     // Both write (statuses, orphan deletions): they live and die with the term.
     let _object_monitors = CancelableJoinHandle::spawn(
-        object_monitors(shared.clone(), scopes, typed, orphans),
+        object_monitors(shared.clone(), scopes, typed, observer, account_roles_tx),
         &handle,
     );
     let _ready_source = ReadySourceGuard::install(metrics, &caches);
@@ -321,7 +329,8 @@ async fn object_monitors(
     shared: Shared,
     scopes: Vec<Option<String>>,
     typed: Vec<(Store<PodIamRole>, Listed)>,
-    orphans: OrphanMonitor,
+    observer: AccountObserver,
+    publish: watch::Sender<Option<Arc<Snapshot>>>,
 ) {
     let mut metadata = Vec::new();
     let mut metadata_listed = Vec::new();
@@ -344,7 +353,7 @@ async fn object_monitors(
         if !Listed::all(&metadata_listed).await {
             return;
         }
-        let orphan_scan = orphans.run(move || live_objects(&metadata));
+        let orphan_scan = observer.run(publish, move || live_objects(&metadata));
         let search = async {
             // A typed cache that never lists is what the search is for.
             let _ = tokio::time::timeout(TYPED_SYNC_GRACE, Listed::all(&typed_listed)).await;

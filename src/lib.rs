@@ -23,6 +23,7 @@ pub mod leader;
 pub mod metrics;
 pub mod naming;
 pub mod observed;
+pub mod observer;
 pub mod oidc;
 pub mod orphan_monitor;
 pub mod orphans;
@@ -33,6 +34,7 @@ pub mod policy_schema;
 pub mod provider;
 pub mod reconcile;
 pub mod sa_owner;
+pub mod snapshot;
 pub mod status;
 pub mod telemetry;
 #[cfg(test)]

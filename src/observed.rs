@@ -25,12 +25,19 @@ pub struct ObservedRole {
     pub managed_policy_arns: BTreeSet<String>,
 }
 
-/// A role as `GetAccountAuthorizationDetails` lists it: enough to tell whose it is.
-#[derive(Debug, Clone, PartialEq)]
+/// A role as `GetAccountAuthorizationDetails` lists it: what `GetRole` and the policy
+/// reads return, except the description and the maximum session duration. A document
+/// that could not be read is `Null`, which never matches a desired one.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListedRole {
     pub name: String,
+    pub arn: String,
     pub path: String,
     pub tags: BTreeMap<String, String>,
+    pub trust_policy: Value,
+    pub permissions_boundary: Option<String>,
+    pub inline_policies: BTreeMap<String, Value>,
+    pub managed_policy_arns: BTreeSet<String>,
 }
 
 /// One page of the account's roles, and the marker of the next page if there is one.

@@ -1,5 +1,6 @@
-//! IO: one pass over the account's roles per interval. Orphans are reported in a metric
-//! and the log and, when the operator is told to, deleted once orphaned for the grace period.
+//! IO: what each listing of the account's roles (see `observer`) says about orphans. They
+//! are reported in a metric and the log and, when the operator is told to, deleted once
+//! orphaned for the grace period.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -7,8 +8,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::{
-    iam::{IamApi, list_all_roles, observe_role},
+    iam::{IamApi, observe_role},
     metrics::Metrics,
+    observed::ListedRole,
     orphans::{LiveObject, Orphan, OrphanTracker, Scope},
     plan::{RoleConflict, plan_delete},
 };
@@ -17,39 +19,23 @@ pub struct OrphanMonitor {
     pub iam: Arc<dyn IamApi>,
     pub metrics: Arc<Metrics>,
     pub scope: Scope,
-    pub interval: Duration,
     /// The grace period before an orphan is deleted; `None` only reports.
     pub delete_after: Option<Duration>,
 }
 
 impl OrphanMonitor {
-    /// Scans now, then every interval. `live` lists the PodIamRoles that exist: start this
-    /// only once every PodIamRole cache has synced, or a live role looks orphaned.
-    pub async fn run(self, live: impl Fn() -> BTreeSet<LiveObject>) {
-        let mut tracker = OrphanTracker::default();
-        loop {
-            self.scan_once(&mut tracker, &live).await;
-            tokio::time::sleep(self.interval).await;
-        }
-    }
-
-    async fn scan_once(
+    /// Reviews one listing. `live` are the PodIamRoles that exist, read after the listing
+    /// (a listed role was then created for an object already known) from caches that
+    /// have synced (or every role would look orphaned).
+    pub async fn review(
         &self,
         tracker: &mut OrphanTracker,
-        live: &impl Fn() -> BTreeSet<LiveObject>,
+        roles: &[ListedRole],
+        live: &BTreeSet<LiveObject>,
     ) {
-        let roles = match list_all_roles(self.iam.as_ref()).await {
-            Ok(roles) => roles,
-            Err(error) => {
-                warn!(%error, "cannot list IAM roles to look for orphans");
-                return;
-            }
-        };
-        // The objects are read after the roles: a listed role was created for an object
-        // that was already in the cache.
         let verdict = tracker.scan(
-            &roles,
-            &live(),
+            roles,
+            live,
             &self.scope,
             Instant::now().into_std(),
             self.delete_after,
@@ -104,7 +90,7 @@ impl OrphanMonitor {
 mod tests {
     use super::*;
     use crate::{
-        iam::fake::FakeIam,
+        iam::{fake::FakeIam, list_all_roles},
         plan::plan_apply,
         testing::{desired, owner},
     };
@@ -119,7 +105,6 @@ mod tests {
                 role_path: want.path.clone(),
                 namespaces: None,
             },
-            interval: Duration::from_secs(60),
             delete_after,
         }
     }
@@ -131,6 +116,17 @@ mod tests {
             iam.execute(&want.name, &op).await.unwrap();
         }
         want.name
+    }
+
+    /// Lists the account, then reviews it with `live`.
+    async fn scan(
+        m: &OrphanMonitor,
+        iam: &FakeIam,
+        tracker: &mut OrphanTracker,
+        live: BTreeSet<LiveObject>,
+    ) {
+        let roles = list_all_roles(iam).await.unwrap();
+        m.review(tracker, &roles, &live).await;
     }
 
     fn live_owner() -> BTreeSet<LiveObject> {
@@ -150,11 +146,11 @@ mod tests {
         let mut tracker = OrphanTracker::default();
 
         iam.calls.lock().unwrap().clear();
-        m.scan_once(&mut tracker, &live_owner).await;
+        scan(&m, &iam, &mut tracker, live_owner()).await;
         assert!(iam.writes().is_empty(), "{:?}", iam.writes());
         assert!(m.metrics.render().contains("irsa_operator_orphan_roles 0"));
 
-        m.scan_once(&mut tracker, &BTreeSet::new).await;
+        scan(&m, &iam, &mut tracker, BTreeSet::new()).await;
         assert_eq!(
             iam.writes(),
             [
@@ -174,8 +170,7 @@ mod tests {
         create(&iam, "arn:aws:iam::aws:policy/A").await;
         let m = monitor(iam.clone(), None);
         iam.calls.lock().unwrap().clear();
-        m.scan_once(&mut OrphanTracker::default(), &BTreeSet::new)
-            .await;
+        scan(&m, &iam, &mut OrphanTracker::default(), BTreeSet::new()).await;
         assert_eq!(
             *iam.calls.lock().unwrap(),
             ["GetAccountAuthorizationDetails "]

@@ -168,6 +168,7 @@ mod tests {
             name: name.into(),
             path: "/irsa/prod/".into(),
             tags: owner.tags(),
+            ..ListedRole::default()
         }
     }
 

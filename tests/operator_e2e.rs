@@ -10,7 +10,7 @@ use irsa_operator::policy::{decode_iam_document, semantically_equal};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use support::{
-    Operator, eventually, eventually_matches,
+    Operator, eventually,
     scenario::{DYNAMO_POLICY, Scenario, dynamo_spec, tags},
 };
 
@@ -353,20 +353,23 @@ async fn a_restart_with_nothing_changed_makes_zero_writes_and_drift_is_repaired(
 
     let operator = Operator::start(&s.bed, &s.cluster, &s.namespace, &[]);
     operator.wait_ready().await;
-    // Two resync periods: the restarted operator re-reads everything and must write nothing.
-    let reads = eventually_matches(
-        "the restarted operator to re-read the role twice",
-        || async {
+    // The restarted operator re-reads the role once, then checks it against two bulk
+    // listings: it must write nothing.
+    let calls = |operation: &'static str| {
+        let operator = &operator;
+        async move {
             support::sum_metric(
                 &operator.metrics().await.unwrap_or_default(),
                 "irsa_operator_iam_calls_total",
-                "operation=\"GetRole\"",
+                &format!("operation=\"{operation}\""),
             )
-        },
-        |reads| *reads >= 2,
-    )
+        }
+    };
+    eventually("the role re-read and two listings since", || async {
+        (calls("GetRole").await >= 1 && calls("GetAccountAuthorizationDetails").await >= 2)
+            .then_some(())
+    })
     .await;
-    assert!(reads >= 2);
     assert_eq!(
         operator.iam_writes().await,
         0,

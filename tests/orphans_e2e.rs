@@ -60,12 +60,7 @@ async fn a_role_force_deleted_while_the_operator_was_down_is_reported_then_delet
 
     // The orphan is seen at the first scan and deleted at a later one.
     s = s
-        .with_operator(&[
-            "--delete-orphans-after",
-            "1s",
-            "--orphan-scan-interval",
-            "2s",
-        ])
+        .with_operator(&["--delete-orphans-after", "1s", "--listing-interval", "2s"])
         .await;
     let operator = s.operator();
     eventually("the orphan to be reported", || async {

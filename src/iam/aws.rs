@@ -391,11 +391,30 @@ impl IamApi for AwsIam {
             .iter()
             .map(|role| ListedRole {
                 name: role.role_name().unwrap_or_default().to_string(),
+                arn: role.arn().unwrap_or_default().to_string(),
                 path: role.path().unwrap_or_default().to_string(),
                 tags: role
                     .tags()
                     .iter()
                     .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+                trust_policy: listed_document(role.assume_role_policy_document()),
+                permissions_boundary: role
+                    .permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_string),
+                inline_policies: role
+                    .role_policy_list()
+                    .iter()
+                    .map(|p| {
+                        let name = p.policy_name().unwrap_or_default().to_string();
+                        (name, listed_document(p.policy_document()))
+                    })
+                    .collect(),
+                managed_policy_arns: role
+                    .attached_managed_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string))
                     .collect(),
             })
             .collect();
@@ -405,4 +424,12 @@ impl IamApi for AwsIam {
             .flatten();
         Ok(RolePage { roles, next_marker })
     }
+}
+
+/// A policy document of a listing, or `Null` when it cannot be read: a listing only
+/// tells whether a role may be in sync, and `Null` sends it to a fresh read.
+fn listed_document(encoded: Option<&str>) -> Value {
+    encoded
+        .and_then(|text| policy::decode_iam_document(text).ok())
+        .unwrap_or(Value::Null)
 }

@@ -226,8 +226,13 @@ impl IamApi for FakeIam {
             .filter(|(name, _)| marker.is_none_or(|m| name.as_str() > m))
             .map(|(name, role)| ListedRole {
                 name: name.clone(),
+                arn: role.summary.arn.clone(),
                 path: role.summary.path.clone(),
                 tags: role.summary.tags.clone(),
+                trust_policy: role.summary.trust_policy.clone(),
+                permissions_boundary: role.summary.permissions_boundary.clone(),
+                inline_policies: role.inline_policies.clone(),
+                managed_policy_arns: role.managed_policy_arns.clone(),
             })
             .collect();
         let size = self.page_size.unwrap_or(usize::MAX);

@@ -23,6 +23,7 @@ use crate::{
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
     plan::{self, IamOp, RoleConflict},
+    snapshot::Drift,
     status::Outcome,
 };
 
@@ -62,14 +63,25 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         let outcome = observe::observe(object, ctx, &desired).await?;
         return finish(object, ctx, outcome).await;
     }
-    let memo = ctx.memos.lookup(object, fingerprint);
+    let mut memo = ctx.memos.lookup(object, fingerprint);
     if memo.is_none()
-        && ctx.memos.drift_check_due(object, fingerprint)
-        && !ctx.shared.iam.has_spare_calls(DRIFT_CHECK_CALLS)
+        && let Some((synced, synced_at)) = ctx.memos.drift_check_due(object, fingerprint)
     {
-        // The budget is spoken for; a drift check can wait, work that changes IAM cannot.
-        debug!("IAM budget busy, drift check deferred");
-        return Ok(Action::requeue(ctx.drift_check_deferral(object)));
+        match ctx.drift(&desired, synced_at) {
+            // The bulk listing shows no drift, or cannot tell yet: no per-role reads.
+            Some(Drift::None | Drift::Unknown) => {
+                ctx.memos.remember(object, fingerprint, synced.clone());
+                memo = Some(synced);
+            }
+            Some(Drift::Suspected) => debug!("the listing suggests drift: reading the role"),
+            // No listing: read the role, once the budget is not spoken for; a drift check
+            // can wait, work that changes IAM cannot.
+            None if !ctx.shared.iam.has_spare_calls(DRIFT_CHECK_CALLS) => {
+                debug!("IAM budget busy, drift check deferred");
+                return Ok(Action::requeue(ctx.drift_check_deferral(object)));
+            }
+            None => {}
+        }
     }
     let (role_name, role_arn) = match memo {
         Some(Memo::Synced {

@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, atomic::AtomicBool},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -19,11 +19,14 @@ use super::memo::Memos;
 use crate::{
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, DeletionPolicy, PodIamRole},
+    desired::DesiredRole,
     failure::{jitter_for, transient_delay},
     guardrail::PodIamRoleGuardrail,
     iam::IamApi,
     metrics::Metrics,
+    observer::AccountRoles,
     oidc::{ProviderCheck, problem_for_audience},
+    snapshot::{self, Drift},
     status::ProviderHealth,
 };
 
@@ -56,6 +59,8 @@ pub struct Shared {
     pub provider_poke: Option<Arc<Notify>>,
     /// For PodIamRoles that set no `spec.deletionPolicy`.
     pub default_deletion_policy: DeletionPolicy,
+    /// The latest bulk listing of the account's roles, for drift checks.
+    pub account_roles: AccountRoles,
 }
 
 /// The IO handles a reconcile works with.
@@ -104,6 +109,15 @@ impl Context {
         let count = failures.entry(key.clone()).or_insert(0);
         *count = count.saturating_add(1);
         transient_delay(*count, jitter_for(&key, *count))
+    }
+
+    /// What the latest bulk listing says about `desired`, synced at `synced_at`; `None`
+    /// when there is no listing to go by.
+    pub(super) fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
+        let listing = self.shared.account_roles.borrow();
+        listing
+            .as_ref()
+            .map(|roles| snapshot::drift(roles, desired, synced_at))
     }
 
     /// How long a drift check waits when the IAM budget is busy: long enough to let the

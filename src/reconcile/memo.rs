@@ -69,19 +69,20 @@ impl Memos {
 
     /// Whether IAM cleanup already finished for this object (whatever its generation:
     /// deletion itself may bump it).
-    /// True when the only reason to call IAM is the periodic drift check: the object
-    /// was synced, nothing it depends on changed since, and that sync is no longer fresh.
-    pub(super) fn drift_check_due(&self, object: &PodIamRole, guardrails: u64) -> bool {
+    /// The sync and its time when the only reason to call IAM is the periodic drift
+    /// check: nothing the object depends on changed since, and the sync is no longer fresh.
+    pub(super) fn drift_check_due(
+        &self,
+        object: &PodIamRole,
+        guardrails: u64,
+    ) -> Option<(Memo, Instant)> {
         let entries = self.entries.lock().expect("memo lock");
-        object
-            .uid()
-            .and_then(|uid| entries.0.get(&uid))
-            .is_some_and(|entry| {
-                entry.generation == object.metadata.generation
-                    && entry.guardrails == guardrails
-                    && matches!(entry.memo, Memo::Synced { .. })
-                    && entry.at.elapsed() >= self.sync_fresh_for
-            })
+        let entry = entries.0.get(&object.uid()?)?;
+        let due = entry.generation == object.metadata.generation
+            && entry.guardrails == guardrails
+            && matches!(entry.memo, Memo::Synced { .. })
+            && entry.at.elapsed() >= self.sync_fresh_for;
+        due.then(|| (entry.memo.clone(), entry.at))
     }
 
     pub(super) fn cleaned_up(&self, object: &PodIamRole) -> bool {
@@ -146,9 +147,12 @@ mod tests {
         let memos = Memos::new(Duration::ZERO);
         let object = pod_iam_role("shop", "payments");
         memos.remember(&object, 0, synced());
-        assert!(memos.drift_check_due(&object, 0));
+        assert_eq!(
+            memos.drift_check_due(&object, 0).map(|(memo, _)| memo),
+            Some(synced())
+        );
         assert!(
-            !memos.drift_check_due(&object, 1),
+            memos.drift_check_due(&object, 1).is_none(),
             "guardrails changed: not only drift"
         );
         assert_eq!(memos.lookup(&object, 0), None);
