@@ -102,10 +102,16 @@ pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Act
                 Ok(Action::await_change())
             }
             // The cache lags behind the finalizer just added (several triggers fire at start):
-            // the watch brings the newer object. A normal wait, not a failure.
+            // the watch brings the newer object. A normal wait, not a failure; an object
+            // that is gone needs nothing more.
             finalizer::Error::AddFinalizer(e) if is_gone(&e) => {
                 debug!("cache behind the server's finalizers, retrying");
-                Ok(Action::requeue(STALE_CACHE_RETRY))
+                let gone = matches!(&e, kube::Error::Api(status) if status.code == 404);
+                Ok(if gone {
+                    Action::await_change()
+                } else {
+                    Action::requeue(STALE_CACHE_RETRY)
+                })
             }
             other => Err(Error::Finalizer(Box::new(other))),
         }),
