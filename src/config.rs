@@ -82,6 +82,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub leader_election: crate::leader::LeaderElectionArgs,
+
+    #[command(flatten)]
+    pub webhook: crate::webhook::WebhookArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

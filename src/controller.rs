@@ -41,6 +41,7 @@ use crate::{
     oidc::ProviderMode,
     provider::ProviderMonitor,
     reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
+    webhook,
 };
 
 /// How often readiness re-checks the caches until they are synced.
@@ -86,6 +87,17 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let role = Arc::new(RoleState::new(metrics.clone()));
     let bound = http::serve(args.metrics_addr, metrics.clone(), role.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");
+    // Outside `lead()`: every replica admits pods, leader or standby.
+    if args.webhook.enabled {
+        let bound = webhook::start(
+            &args.webhook,
+            client.clone(),
+            &args.namespaces,
+            metrics.clone(),
+        )
+        .await?;
+        info!(address = %bound, "serving the pod identity webhook");
+    }
 
     // The budget retries, one token per attempt: SDK retries would hide throttling from it.
     let iam_client = aws_sdk_iam::Client::from_conf(

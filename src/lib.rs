@@ -31,3 +31,4 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod thumbprint;
+pub mod webhook;
