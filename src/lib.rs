@@ -31,4 +31,5 @@ pub mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod thumbprint;
+pub mod trust;
 pub mod webhook;
