@@ -6,16 +6,18 @@ use clap::Args;
 
 use super::mutate::{DEFAULT_AUDIENCE, DEFAULT_MOUNT_PATH, InjectionDefaults};
 
+/// Every flag has an explicit `webhook-` id: ids are shared with all of `run`'s flags.
 #[derive(Args, Debug, Clone)]
 pub struct WebhookArgs {
     /// Serve the pod identity webhook, which gives pods of annotated ServiceAccounts the
     /// env and token volume EKS's webhook gives them. For clusters other than EKS (kind,
     /// kubeadm, k3s); EKS already runs its own. Every replica serves it.
-    #[arg(long = "webhook", env = "IRSA_WEBHOOK")]
+    #[arg(id = "webhook", long = "webhook", env = "IRSA_WEBHOOK")]
     pub enabled: bool,
 
     /// Address the webhook serves HTTPS on.
     #[arg(
+        id = "webhook-addr",
         long = "webhook-addr",
         env = "IRSA_WEBHOOK_ADDR",
         default_value = "0.0.0.0:9443"
@@ -25,16 +27,25 @@ pub struct WebhookArgs {
     /// Directory holding `tls.crt` and `tls.key` (e.g. a cert-manager Secret), re-read
     /// every minute. When unset, the operator keeps its own CA in a Secret, issues the
     /// serving certificate and writes the CA into the webhook configuration's `caBundle`.
-    #[arg(long = "webhook-cert-dir", env = "IRSA_WEBHOOK_CERT_DIR")]
+    #[arg(
+        id = "webhook-cert-dir",
+        long = "webhook-cert-dir",
+        env = "IRSA_WEBHOOK_CERT_DIR"
+    )]
     pub cert_dir: Option<PathBuf>,
 
     /// The operator's namespace: where the CA Secret lives.
-    #[arg(long = "webhook-namespace", env = "POD_NAMESPACE")]
+    #[arg(
+        id = "webhook-namespace",
+        long = "webhook-namespace",
+        env = "POD_NAMESPACE"
+    )]
     pub namespace: Option<String>,
 
     /// The Service in front of the webhook; the self-signed certificate is issued for its
     /// DNS names.
     #[arg(
+        id = "webhook-service",
         long = "webhook-service",
         env = "IRSA_WEBHOOK_SERVICE",
         default_value = "irsa-operator-webhook"
@@ -43,6 +54,7 @@ pub struct WebhookArgs {
 
     /// Extra names (DNS or IP) for the self-signed serving certificate, comma separated.
     #[arg(
+        id = "webhook-cert-hosts",
         long = "webhook-cert-hosts",
         env = "IRSA_WEBHOOK_CERT_HOSTS",
         value_delimiter = ','
@@ -51,6 +63,7 @@ pub struct WebhookArgs {
 
     /// Secret holding the self-signed CA (`ca.crt`, `ca.key`); created when missing.
     #[arg(
+        id = "webhook-ca-secret",
         long = "webhook-ca-secret",
         env = "IRSA_WEBHOOK_CA_SECRET",
         default_value = "irsa-operator-webhook-ca"
@@ -59,6 +72,7 @@ pub struct WebhookArgs {
 
     /// MutatingWebhookConfiguration whose `caBundle` the operator keeps equal to its CA.
     #[arg(
+        id = "webhook-configuration",
         long = "webhook-configuration",
         env = "IRSA_WEBHOOK_CONFIGURATION",
         default_value = "irsa-operator-pod-identity"
@@ -66,26 +80,31 @@ pub struct WebhookArgs {
     pub configuration: String,
 
     /// Token audience when the ServiceAccount has no `eks.amazonaws.com/audience`.
-    #[arg(long = "webhook-audience", env = "IRSA_WEBHOOK_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    #[arg(id = "webhook-audience", long = "webhook-audience", env = "IRSA_WEBHOOK_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
     pub audience: String,
 
     /// Token lifetime in seconds when neither the pod nor the ServiceAccount sets
     /// `eks.amazonaws.com/token-expiration` (at least 600).
-    #[arg(long = "webhook-token-expiration", env = "IRSA_WEBHOOK_TOKEN_EXPIRATION", default_value_t = 86_400,
+    #[arg(id = "webhook-token-expiration", long = "webhook-token-expiration", env = "IRSA_WEBHOOK_TOKEN_EXPIRATION", default_value_t = 86_400,
           value_parser = clap::value_parser!(i64).range(600..))]
     pub token_expiration: i64,
 
     /// Where the token volume is mounted in each container.
-    #[arg(long = "webhook-mount-path", env = "IRSA_WEBHOOK_MOUNT_PATH", default_value = DEFAULT_MOUNT_PATH)]
+    #[arg(id = "webhook-mount-path", long = "webhook-mount-path", env = "IRSA_WEBHOOK_MOUNT_PATH", default_value = DEFAULT_MOUNT_PATH)]
     pub mount_path: String,
 
     /// Sets `AWS_REGION` and `AWS_DEFAULT_REGION` in containers that set neither.
-    #[arg(long = "webhook-region", env = "IRSA_WEBHOOK_REGION")]
+    #[arg(
+        id = "webhook-region",
+        long = "webhook-region",
+        env = "IRSA_WEBHOOK_REGION"
+    )]
     pub region: Option<String>,
 
     /// Sets `AWS_STS_REGIONAL_ENDPOINTS=regional` unless the ServiceAccount's
     /// `eks.amazonaws.com/sts-regional-endpoints` says otherwise.
     #[arg(
+        id = "webhook-sts-regional-endpoints",
         long = "webhook-sts-regional-endpoints",
         env = "IRSA_WEBHOOK_STS_REGIONAL_ENDPOINTS"
     )]
@@ -93,7 +112,7 @@ pub struct WebhookArgs {
 
     /// Extra env vars for every injected container, `NAME=value`, comma separated; e.g.
     /// `AWS_ENDPOINT_URL=http://localstack.localstack:4566` on kind. Off by default.
-    #[arg(long = "webhook-extra-env", env = "IRSA_WEBHOOK_EXTRA_ENV", value_delimiter = ',',
+    #[arg(id = "webhook-extra-env", long = "webhook-extra-env", env = "IRSA_WEBHOOK_EXTRA_ENV", value_delimiter = ',',
           value_parser = parse_env_pair)]
     pub extra_env: Vec<(String, String)>,
 }

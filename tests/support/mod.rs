@@ -397,6 +397,11 @@ impl Operator {
         }
     }
 
+    /// The process id, e.g. to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Raw `/metrics` text, or `None` while the server is not up.
     pub async fn metrics(&self) -> Option<String> {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
