@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod desired;
+pub mod doctor;
 pub mod failure;
 pub mod guardrail;
 pub mod http;

@@ -53,7 +53,7 @@ pub fn issuer_endpoint(issuer: &str) -> Result<(String, u16), String> {
 }
 
 /// The system roots plus the certificates in `extra_ca_file`, if any.
-fn trust_roots(extra_ca_file: Option<&Path>) -> Result<RootCertStore, String> {
+pub(crate) fn trust_roots(extra_ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     // Unreadable system certificates are skipped; a private issuer brings its own CA file.
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
