@@ -42,8 +42,9 @@ pub async fn get_json(url: &str, extra_ca_file: Option<&Path>) -> Result<Value, 
             .await
             .map_err(|e| format!("TLS with {host}:{port} failed: {e}"))?;
         // HTTP/1.0: the server closes the connection after one plain (unchunked) body.
-        let request =
-            format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json, application/jwk-set+json\r\n\r\n"
+        );
         tls.write_all(request.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
