@@ -127,6 +127,14 @@ pub struct PodIamRoleSpec {
     /// removes it, `Retain` keeps it and only removes the ServiceAccount annotation.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Restart the Deployments, StatefulSets and DaemonSets whose pods run this
+    /// ServiceAccount without the role (created before the annotation) or with an older one,
+    /// once the role is Ready, as `kubectl rollout restart` does. Only when the operator runs
+    /// with `--restart-workloads`; otherwise, or when false, such pods are only counted in
+    /// `status.stalePods` and reported in an Event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_on_role_change: bool,
 }
 
 /// What happens to the IAM role when the PodIamRole is deleted.
@@ -160,6 +168,10 @@ pub struct PodIamRoleStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Pods of the ServiceAccount that run without the current role and need a restart to
+    /// get it (counted when the operator runs with `--restart-workloads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_pods: Option<u32>,
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

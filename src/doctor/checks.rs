@@ -9,7 +9,7 @@ use super::report::Check;
 use crate::{
     oidc::ObservedProvider,
     trust,
-    webhook::mutate::{ROLE_ARN_ANNOTATION, SKIP_CONTAINERS_ANNOTATION, VOLUME_NAME},
+    webhook::mutate::{ROLE_ARN_ANNOTATION, VOLUME_NAME, lacking_identity},
 };
 
 /// A PodIamRole naming the ServiceAccount, as far as `doctor` cares.
@@ -310,59 +310,18 @@ pub fn annotated_at(managed_fields: &[ManagedFieldsEntry], manager: &str) -> Opt
 /// Every container the webhook should have injected carries the role and the token.
 pub fn pod_identity(pod: &Pod, role_arn: &str, annotated_at: Option<Timestamp>) -> Check {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let skipped: Vec<&str> = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
-        .map(|names| names.split(',').map(str::trim).collect())
-        .unwrap_or_default();
-    let spec = pod.spec.as_ref();
-    let has_volume = spec
-        .and_then(|s| s.volumes.as_ref())
-        .is_some_and(|v| v.iter().any(|v| v.name == VOLUME_NAME));
-    let lacking: Vec<String> = spec
-        .into_iter()
-        .flat_map(|s| {
-            s.init_containers
-                .iter()
-                .flatten()
-                .chain(s.containers.iter())
-        })
-        .filter(|c| !skipped.contains(&c.name.as_str()))
-        .filter(|c| {
-            let env = |n: &str| {
-                c.env
-                    .iter()
-                    .flatten()
-                    .find(|e| e.name == n)
-                    .and_then(|e| e.value.clone())
-            };
-            let mounted = c
-                .volume_mounts
-                .iter()
-                .flatten()
-                .any(|m| m.name == VOLUME_NAME);
-            env("AWS_ROLE_ARN").as_deref() != Some(role_arn)
-                || env("AWS_WEB_IDENTITY_TOKEN_FILE").is_none()
-                || !mounted
-        })
-        .map(|c| c.name.clone())
-        .collect();
-    if has_volume && lacking.is_empty() {
+    let lacking = lacking_identity(pod, role_arn);
+    if lacking.is_empty() {
         return Check::pass(
             "pod",
             format!("every container of pod {name} has AWS_ROLE_ARN {role_arn} and the token"),
         );
     }
-    let missing = if lacking.is_empty() {
-        format!("pod {name} has no {VOLUME_NAME} volume")
-    } else {
-        format!(
-            "containers {} of pod {name} lack AWS_ROLE_ARN={role_arn}, the token file env or the {VOLUME_NAME} mount",
-            lacking.join(", ")
-        )
-    };
+    let missing = format!(
+        "pod {name} lacks AWS_ROLE_ARN={role_arn}, the token file env or the {VOLUME_NAME} \
+         mount or volume in: {}",
+        lacking.join(", ")
+    );
     let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
     match (created, annotated_at) {
         (Some(created), Some(annotated)) if created < annotated => Check::fail(
@@ -492,7 +451,7 @@ mod tests {
     fn pod_identity_and_restart_advice() {
         let injected = pod(json!({
             "metadata": {"name": "p", "creationTimestamp": "2026-01-02T00:00:00Z",
-                         "annotations": {SKIP_CONTAINERS_ANNOTATION: "tool"}},
+                         "annotations": {"eks.amazonaws.com/skip-containers": "tool"}},
             "spec": {"containers": [
                 {"name": "app", "env": [{"name": "AWS_ROLE_ARN", "value": ARN},
                     {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/t"}],

@@ -210,6 +210,50 @@ fn token_volume(audience: &str, expiration: i64) -> Volume {
     }
 }
 
+/// The containers of `pod` that should carry `role_arn` but lack it, the token file env
+/// or the token mount (containers the pod skips do not count); or the missing volume.
+pub fn lacking_identity(pod: &Pod, role_arn: &str) -> Vec<String> {
+    let skipped: BTreeSet<&str> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SKIP_CONTAINERS_ANNOTATION))
+        .map(|names| names.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let value = |c: &Container, name: &str| {
+        c.env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    let mut lacking: Vec<String> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .filter(|c| !skipped.contains(c.name.as_str()))
+        .filter(|c| {
+            value(c, "AWS_ROLE_ARN").as_deref() != Some(role_arn)
+                || value(c, "AWS_WEB_IDENTITY_TOKEN_FILE").is_none()
+                || !c
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == VOLUME_NAME)
+        })
+        .map(|c| c.name.clone())
+        .collect();
+    let has_volume = spec.volumes.iter().flatten().any(|v| v.name == VOLUME_NAME);
+    if !has_volume && lacking.is_empty() {
+        lacking.push(format!("volume {VOLUME_NAME}"));
+    }
+    lacking
+}
+
 /// The JSON patch that turns `pod` into `injected`: empty when they are equal.
 pub fn patch(pod: &Pod, injected: &Pod) -> json_patch::Patch {
     let before = serde_json::to_value(pod).expect("a Pod serializes");
@@ -491,6 +535,26 @@ mod tests {
         assert_eq!(patched, serde_json::to_value(&injected).unwrap());
         let again = inject(&injected, &identity, &defaults);
         assert!(super::patch(&injected, &again).0.is_empty());
+    }
+
+    #[test]
+    fn lacking_identity_names_the_containers() {
+        let defaults = InjectionDefaults::default();
+        let original = pod(json!({
+            "metadata": {"annotations": {SKIP_CONTAINERS_ANNOTATION: "tool"}},
+            "spec": {"containers": [{"name": "app"}, {"name": "tool"}]}
+        }));
+        assert_eq!(lacking_identity(&original, ARN), ["app"]);
+        let injected = inject(
+            &original,
+            &identity_of(&[(ROLE_ARN_ANNOTATION, ARN)]),
+            &defaults,
+        );
+        assert!(lacking_identity(&injected, ARN).is_empty());
+        assert_eq!(lacking_identity(&injected, "arn:new"), ["app"]);
+        let mut no_volume = injected.clone();
+        no_volume.spec.as_mut().unwrap().volumes = None;
+        assert_eq!(lacking_identity(&no_volume, ARN), ["volume aws-iam-token"]);
     }
 
     #[test]
