@@ -191,6 +191,7 @@ async fn lead(term: &Term<'_>) {
         metrics: metrics.clone(),
         provider: provider_rx,
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
+        restart_workloads: args.restart_workloads,
     };
     let (controllers, caches): (Vec<_>, Vec<_>) = scopes
         .into_iter()

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod reconcile;
+pub mod restart;
 pub mod sa_owner;
 pub mod status;
 pub mod telemetry;

@@ -113,3 +113,21 @@ fn the_overlay_lists_every_file_and_turns_the_webhook_on() {
             .contains(&json!({"name": "IRSA_WEBHOOK", "value": "true"}))
     );
 }
+
+#[test]
+fn restart_rbac_is_only_what_restarts_use() {
+    let path = format!("{}/config/restart/rbac.yaml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let role = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .find(|d| d["kind"] == "ClusterRole")
+        .unwrap();
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+             "verbs": ["list", "patch"]}
+        ])
+    );
+}

@@ -51,6 +51,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub provider: watch::Receiver<Option<ProviderCheck>>,
     pub provider_poke: Option<Arc<Notify>>,
+    /// `--restart-workloads`: count pods without their role, restart opted-in workloads.
+    pub restart_workloads: bool,
 }
 
 /// The IO handles a reconcile works with.

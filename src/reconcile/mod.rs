@@ -16,6 +16,7 @@ mod context;
 pub mod guardrails;
 mod memo;
 mod publish;
+mod restart;
 mod service_account;
 
 use std::{sync::Arc, time::Instant};
