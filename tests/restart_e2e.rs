@@ -1,7 +1,8 @@
 //! Restart on role change: a Deployment whose pods were admitted before their
 //! ServiceAccount had a role is restarted once (a pod template annotation, as `kubectl
 //! rollout restart`) when its PodIamRole opts in; without the opt-in its pods are only
-//! counted in the status and reported in an Event.
+//! counted in the status and reported in an Event. The operator runs with exactly the
+//! shipped RBAC.
 
 mod support;
 
@@ -10,6 +11,7 @@ use kube::{Api, api::PostParams};
 use serde_json::json;
 use support::{
     eventually, eventually_matches,
+    rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
     sum_metric,
 };
@@ -68,11 +70,24 @@ async fn events_with_reason(s: &Scenario, reason: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opted_in_workloads_restart_once_and_others_are_counted() {
-    let Some(s) = Scenario::prepare("restart").await else {
+    let Some(mut s) = Scenario::prepare("restart").await else {
         return;
     };
     s.bed.ensure_oidc_provider().await;
-    let s = s.with_operator(&["--restart-workloads"]).await;
+    // Exactly the shipped RBAC: the base plus config/restart's additions.
+    let manifests = [
+        include_str!("../config/rbac/role.yaml"),
+        include_str!("../config/restart/rbac.yaml"),
+    ];
+    let kubeconfig = rbac::operator_kubeconfig(&s, &manifests).await;
+    s.bed.vars.insert("KUBECONFIG".into(), kubeconfig);
+    let s = s
+        .with_operator(&[
+            "--restart-workloads",
+            "--leader-election-namespace",
+            OPERATOR_NAMESPACE,
+        ])
+        .await;
     for name in ["opted", "plain"] {
         s.bed.create_service_account(&s.namespace, name).await;
         deploy_with_a_pod(&s, name).await;
@@ -122,4 +137,9 @@ async fn opted_in_workloads_restart_once_and_others_are_counted() {
     let (plain_generation, plain_annotations) = template_annotations(&s, "plain").await;
     assert_eq!(plain_generation, 1);
     assert_eq!(plain_annotations, json!({}));
+    let log = std::fs::read_to_string(&s.operator().log).unwrap();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator hit an RBAC denial:\n{log}"
+    );
 }

@@ -18,11 +18,12 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 use support::{
     eventually, free_port,
+    rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
     sum_metric,
 };
@@ -40,57 +41,64 @@ struct WebhookBed {
 
 impl WebhookBed {
     async fn start(label: &str) -> Option<Self> {
-        let mut s = Scenario::prepare(label).await?;
+        let s = Scenario::prepare(label).await?;
+        let configuration = format!("irsa-e2e-{}", s.namespace);
+        let namespace = s.namespace.clone();
+        Some(Self::start_in(s, configuration, &namespace, &[]).await)
+    }
+
+    /// Registers the shipped configuration under `configuration`, pointing at this test's
+    /// port and scoped to its namespace, and starts an operator living in
+    /// `operator_namespace` that serves the webhook.
+    async fn start_in(
+        mut s: Scenario,
+        configuration: String,
+        operator_namespace: &str,
+        extra: &[&str],
+    ) -> Self {
         s.bed.ensure_oidc_provider().await;
         let port = free_port();
-        let configuration = format!("irsa-e2e-{}", s.namespace);
-        let webhook = json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": configuration},
-            "webhooks": [{
-                "name": "pod-identity.irsa.dev",
-                "clientConfig": {"url": format!("https://127.0.0.1:{port}/mutate")},
-                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                           "resources": ["pods"]}],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.namespace}},
-                "failurePolicy": "Ignore",
-                "sideEffects": "None",
-                "admissionReviewVersions": ["v1"],
-                "timeoutSeconds": 10
-            }]
-        });
+        let mut webhook = shipped_configuration();
+        webhook["metadata"]["name"] = json!(configuration);
+        webhook["webhooks"][0]["clientConfig"] =
+            json!({"url": format!("https://127.0.0.1:{port}/mutate")});
+        webhook["webhooks"][0]["namespaceSelector"] =
+            json!({"matchLabels": {"kubernetes.io/metadata.name": s.namespace}});
         let webhook: MutatingWebhookConfiguration = serde_json::from_value(webhook).unwrap();
         configurations(&s)
-            .create(&PostParams::default(), &webhook)
+            .patch(
+                &configuration,
+                &PatchParams::apply("irsa-e2e").force(),
+                &Patch::Apply(&webhook),
+            )
             .await
-            .expect("create MutatingWebhookConfiguration");
+            .expect("apply MutatingWebhookConfiguration");
         s.operator_env
-            .push(("POD_NAMESPACE".into(), s.namespace.clone()));
+            .push(("POD_NAMESPACE".into(), operator_namespace.into()));
         let endpoint = format!("AWS_ENDPOINT_URL={}", s.bed.vars["AWS_ENDPOINT_URL"]);
         let addr = format!("127.0.0.1:{port}");
-        let s = s
-            .with_operator(&[
-                "--webhook",
-                "--webhook-addr",
-                &addr,
-                "--webhook-cert-hosts",
-                "127.0.0.1",
-                "--webhook-configuration",
-                &configuration,
-                "--webhook-region",
-                REGION,
-                "--webhook-extra-env",
-                &endpoint,
-            ])
-            .await;
+        let mut flags = vec![
+            "--webhook",
+            "--webhook-addr",
+            &addr,
+            "--webhook-cert-hosts",
+            "127.0.0.1",
+            "--webhook-configuration",
+            &configuration,
+            "--webhook-region",
+            REGION,
+            "--webhook-extra-env",
+            &endpoint,
+        ];
+        flags.extend_from_slice(extra);
+        let s = s.with_operator(&flags).await;
         let bed = Self {
             s,
             configuration,
             port,
         };
         bed.wait_ca_bundle().await;
-        Some(bed)
+        bed
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -162,6 +170,11 @@ impl WebhookBed {
             .await
             .expect("delete MutatingWebhookConfiguration");
     }
+}
+
+/// `config/webhook/mutating-webhook.yaml`, as shipped.
+fn shipped_configuration() -> Value {
+    serde_yaml::from_str(include_str!("../config/webhook/mutating-webhook.yaml")).unwrap()
 }
 
 fn configurations(s: &Scenario) -> Api<MutatingWebhookConfiguration> {
@@ -396,6 +409,45 @@ async fn pods_are_mutated_as_the_eks_webhook_mutates_them() {
         .admit("while-down", pod_of("plain", json!({})), false)
         .await;
     assert!(!has_token_volume(&while_down));
+    w.remove_configuration().await;
+}
+
+/// With exactly the shipped RBAC (`config/rbac` plus `config/webhook`'s additions), the
+/// operator in its own namespace creates its CA Secret there, writes the `caBundle` of the
+/// shipped configuration, and mutates pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_works_with_exactly_the_shipped_rbac() {
+    let Some(mut s) = Scenario::prepare("webrbac").await else {
+        return;
+    };
+    let manifests = [
+        include_str!("../config/rbac/role.yaml"),
+        include_str!("../config/webhook/rbac.yaml"),
+    ];
+    let kubeconfig = rbac::operator_kubeconfig(&s, &manifests).await;
+    s.bed.vars.insert("KUBECONFIG".into(), kubeconfig);
+    let shipped = shipped_configuration()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let w = WebhookBed::start_in(
+        s,
+        shipped,
+        OPERATOR_NAMESPACE,
+        &["--leader-election-namespace", OPERATOR_NAMESPACE],
+    )
+    .await;
+    let arn = "arn:aws:iam::111122223333:role/rbac";
+    w.service_account("app", &[("eks.amazonaws.com/role-arn", arn)])
+        .await;
+    let pod = w.admit("app", pod_of("app", json!({})), false).await;
+    let app = container(&containers(&pod), "app").clone();
+    assert!(env(&app).contains(&("AWS_ROLE_ARN".to_string(), arn.to_string())));
+    let log = std::fs::read_to_string(&w.s.operator().log).unwrap();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator hit an RBAC denial:\n{log}"
+    );
     w.remove_configuration().await;
 }
 

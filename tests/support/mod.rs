@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fault_proxy;
+pub mod rbac;
 pub mod scenario;
 pub mod tcp_switch;
 
