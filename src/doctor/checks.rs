@@ -324,9 +324,13 @@ pub fn pod_identity(pod: &Pod, role_arn: &str, annotated_at: Option<Timestamp>) 
     );
     let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
     match (created, annotated_at) {
-        (Some(created), Some(annotated)) if created < annotated => Check::fail(
+        // Both have whole seconds: the same second counts as before, since a pod admitted
+        // after the annotation would have the identity.
+        (Some(created), Some(annotated)) if created <= annotated => Check::fail(
             "pod",
-            format!("{missing}: it was created at {created}, before the annotation ({annotated})"),
+            format!(
+                "{missing}: it was created at {created}, not after the annotation ({annotated})"
+            ),
             "restart it (kubectl rollout restart its workload, or delete the pod)",
         ),
         _ => Check::fail(
@@ -471,6 +475,8 @@ mod tests {
         let annotated: Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
         let before = pod_identity(&plain, ARN, Some(annotated));
         assert!(before.fix.unwrap().starts_with("restart it"));
+        let same_second = pod_identity(&plain, ARN, Some("2026-01-01T00:00:00Z".parse().unwrap()));
+        assert!(same_second.fix.unwrap().starts_with("restart it"));
         let earlier: Timestamp = "2025-12-31T00:00:00Z".parse().unwrap();
         let unmutated = pod_identity(&plain, ARN, Some(earlier));
         assert!(unmutated.fix.unwrap().contains("--webhook"));

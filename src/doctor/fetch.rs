@@ -2,7 +2,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use rustls::{ClientConfig, pki_types::ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -10,7 +10,7 @@ use tokio::{
 };
 use tokio_rustls::TlsConnector;
 
-use crate::thumbprint::{issuer_endpoint, trust_roots};
+use crate::thumbprint::{client_config, issuer_endpoint};
 
 /// STS gives up on a slow issuer quickly too.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,13 +24,7 @@ pub async fn get_json(url: &str, extra_ca_file: Option<&Path>) -> Result<Value, 
         .strip_prefix("https://")
         .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
         .unwrap_or("/");
-    let config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(trust_roots(extra_ca_file)?)
-    .with_no_client_auth();
+    let config = client_config(extra_ca_file)?;
     let server_name =
         ServerName::try_from(host.clone()).map_err(|e| format!("invalid host `{host}`: {e}"))?;
     let exchange = async {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::FIELD_MANAGER;
 
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub use crate::webhook::mutate::ROLE_ARN_ANNOTATION;
 
 /// Whether the ServiceAccount exists; the operator never creates one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,7 +38,11 @@ impl ServiceAccountCache {
                 let (store, writer) = reflector::store();
                 let watch = reflector(writer, watcher(api, watcher::Config::default()))
                     .default_backoff()
-                    .for_each(|_| async {});
+                    .for_each(|event| async move {
+                        if let Err(error) = event {
+                            warn!(%error, "ServiceAccount watch for the webhook failed; retrying");
+                        }
+                    });
                 tokio::spawn(watch);
                 (scope, store)
             })

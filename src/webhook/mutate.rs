@@ -18,7 +18,7 @@ pub const SKIP_CONTAINERS_ANNOTATION: &str = "eks.amazonaws.com/skip-containers"
 pub const VOLUME_NAME: &str = "aws-iam-token";
 pub const TOKEN_FILE: &str = "token";
 pub const DEFAULT_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+pub use crate::crd::DEFAULT_AUDIENCE;
 /// One day, the EKS default.
 pub const DEFAULT_TOKEN_EXPIRATION: i64 = 86_400;
 /// The kubelet refuses projected tokens shorter than 10 minutes; EKS raises shorter values to it.
