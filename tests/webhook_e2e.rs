@@ -10,11 +10,11 @@ mod support;
 use std::{collections::BTreeMap, path::Path, process::Command};
 
 use base64::Engine;
-use irsa_operator::trust;
+use irsa_operator::{trust, webhook::certs};
 use k8s_openapi::api::{
     admissionregistration::v1::MutatingWebhookConfiguration,
     authentication::v1::TokenRequest,
-    core::v1::{Container, Pod, ServiceAccount},
+    core::v1::{Container, Pod, Secret, ServiceAccount},
 };
 use kube::{
     Api,
@@ -44,16 +44,18 @@ impl WebhookBed {
         let s = Scenario::prepare(label).await?;
         let configuration = format!("irsa-e2e-{}", s.namespace);
         let namespace = s.namespace.clone();
-        Some(Self::start_in(s, configuration, &namespace, &[]).await)
+        Some(Self::start_in(s, configuration, &namespace, None, &[]).await)
     }
 
     /// Registers the shipped configuration under `configuration`, pointing at this test's
-    /// port and scoped to its namespace, and starts an operator living in
-    /// `operator_namespace` that serves the webhook.
+    /// port and scoped to its namespace (with `ca_bundle` when the operator does not
+    /// write one), and starts an operator living in `operator_namespace` that serves the
+    /// webhook.
     async fn start_in(
         mut s: Scenario,
         configuration: String,
         operator_namespace: &str,
+        ca_bundle: Option<&str>,
         extra: &[&str],
     ) -> Self {
         s.bed.ensure_oidc_provider().await;
@@ -62,6 +64,10 @@ impl WebhookBed {
         webhook["metadata"]["name"] = json!(configuration);
         webhook["webhooks"][0]["clientConfig"] =
             json!({"url": format!("https://127.0.0.1:{port}/mutate")});
+        if let Some(pem) = ca_bundle {
+            webhook["webhooks"][0]["clientConfig"]["caBundle"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(pem));
+        }
         webhook["webhooks"][0]["namespaceSelector"] =
             json!({"matchLabels": {"kubernetes.io/metadata.name": s.namespace}});
         let webhook: MutatingWebhookConfiguration = serde_json::from_value(webhook).unwrap();
@@ -434,6 +440,7 @@ async fn the_webhook_works_with_exactly_the_shipped_rbac() {
         s,
         shipped,
         OPERATOR_NAMESPACE,
+        None,
         &["--leader-election-namespace", OPERATOR_NAMESPACE],
     )
     .await;
@@ -448,6 +455,41 @@ async fn the_webhook_works_with_exactly_the_shipped_rbac() {
         !log.to_lowercase().contains("forbidden"),
         "the operator hit an RBAC denial:\n{log}"
     );
+    w.remove_configuration().await;
+}
+
+/// `--webhook-cert-dir`: a mounted certificate (as cert-manager writes it) is served, and
+/// the operator neither creates a CA Secret nor touches the `caBundle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_certificate_is_served_as_is() {
+    let Some(s) = Scenario::prepare("webcert").await else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let ca = certs::new_ca(now).unwrap();
+    let serving = certs::issue_serving(&ca.key, &["127.0.0.1".to_string()], now).unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cert-{}", s.namespace));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tls.crt"), &serving.cert).unwrap();
+    std::fs::write(dir.join("tls.key"), &serving.key).unwrap();
+    let configuration = format!("irsa-e2e-{}", s.namespace);
+    let namespace = s.namespace.clone();
+    let cert_dir = dir.display().to_string();
+    let flags = ["--webhook-cert-dir", cert_dir.as_str()];
+    let w = WebhookBed::start_in(s, configuration, &namespace, Some(&ca.cert), &flags).await;
+    // start_in already saw a pod mutated through this certificate.
+    let stored = configurations(&w.s).get(&w.configuration).await.unwrap();
+    let bundle = stored.webhooks.unwrap()[0].client_config.ca_bundle.clone();
+    assert_eq!(bundle.map(|b| b.0), Some(ca.cert.into_bytes()));
+    let secrets: Api<Secret> = Api::namespaced(w.s.bed.kube.clone(), &w.s.namespace);
+    assert!(
+        secrets
+            .get_opt("irsa-operator-webhook-ca")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     w.remove_configuration().await;
 }
 
