@@ -88,6 +88,12 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
 
+    /// Count the pods that run without their ServiceAccount's current role (in
+    /// `status.stalePods`, with an Event) and restart the workloads of PodIamRoles with
+    /// `spec.restartOnRoleChange`. Needs the RBAC in `config/restart`.
+    #[arg(long, env = "IRSA_RESTART_WORKLOADS")]
+    pub restart_workloads: bool,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "IRSA_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -99,6 +105,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub leader_election: crate::leader::LeaderElectionArgs,
+
+    #[command(flatten)]
+    pub webhook: crate::webhook::WebhookArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,7 @@ use crate::{
     reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
     snapshot::Snapshot,
     undecodable::UndecodableMonitor,
+    webhook,
 };
 
 /// How long the search for PodIamRoles that cannot be decoded waits at most for the typed
@@ -101,6 +102,17 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let role = Arc::new(RoleState::new(metrics.clone()));
     let bound = http::serve(args.metrics_addr, metrics.clone(), role.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");
+    // Outside `lead()`: every replica admits pods, leader or standby.
+    if args.webhook.enabled {
+        let bound = webhook::start(
+            &args.webhook,
+            client.clone(),
+            &args.namespaces,
+            metrics.clone(),
+        )
+        .await?;
+        info!(address = %bound, "serving the pod identity webhook");
+    }
 
     // The budget retries, one token per attempt: SDK retries would hide throttling from it.
     let iam_client = aws_sdk_iam::Client::from_conf(
@@ -215,6 +227,7 @@ async fn lead(term: &Term<'_>) {
         provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
         default_deletion_policy: args.default_deletion_policy,
         account_roles,
+        restart_workloads: args.restart_workloads,
     };
     let mut controllers = Vec::new();
     let mut caches = Vec::new();

@@ -156,6 +156,14 @@ pub struct PodIamRoleSpec {
     /// Unset, the operator's `--default-deletion-policy` decides (`Delete` unless changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+
+    /// Restart the Deployments, StatefulSets and DaemonSets whose pods run this
+    /// ServiceAccount without the role (created before the annotation) or with an older one,
+    /// once the role is Ready, as `kubectl rollout restart` does. Only when the operator runs
+    /// with `--restart-workloads`; otherwise, or when false, such pods are only counted in
+    /// `status.stalePods` and reported in an Event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_on_role_change: bool,
 }
 
 /// Whether the operator manages the role or only uses an existing one.
@@ -207,6 +215,10 @@ pub struct PodIamRoleStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Pods of the ServiceAccount that run without the current role and need a restart to
+    /// get it (counted when the operator runs with `--restart-workloads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_pods: Option<i32>,
 }
 
 /// Every CRD this operator serves, as committed under `crds/`: (file name, YAML).

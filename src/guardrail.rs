@@ -120,33 +120,7 @@ pub const BUILT_IN_DENIED_MANAGED_POLICIES: [&str; 2] = [
 ];
 
 /// Case-insensitive glob match where `*` is any run and `?` one character, as IAM matches.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
-    let text: Vec<char> = text.to_lowercase().chars().collect();
-    let (mut p, mut t) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                backtrack = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == '?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match backtrack {
-                Some((star, matched)) => {
-                    p = star + 1;
-                    t = matched + 1;
-                    backtrack = Some((star, matched + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|c| *c == '*')
-}
+pub use crate::glob::matches_ignoring_case as glob_match;
 
 fn matches_any(patterns: &[String], text: &str) -> bool {
     patterns.iter().any(|pattern| glob_match(pattern, text))

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use irsa_operator::{
     cli::validate::{self, ValidateArgs},
     config::RunArgs,
-    controller, crd,
+    controller, crd, doctor,
     iam_policy::{self, Partition, PolicyTarget},
     oidc::ProviderMode,
     telemetry, thumbprint,
@@ -53,6 +53,10 @@ enum Command {
         #[arg(long)]
         ca_file: Option<std::path::PathBuf>,
     },
+    /// Check every link of the IRSA chain for one ServiceAccount, pod or PodIamRole
+    /// (`-n NS sa/NAME`, `pod/NAME`, `pir/NAME`): one line per check, each failure with
+    /// its fix. Exits 1 when a check fails, 2 when doctor cannot run.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +107,29 @@ fn main() -> ExitCode {
                 Err(error) => {
                     eprintln!("error: {error}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Doctor(args) => {
+            let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+            match runtime.block_on(doctor::run(&args)) {
+                Ok(report) => {
+                    match args.output {
+                        doctor::Output::Text => print!("{}", report.text()),
+                        doctor::Output::Json => println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).expect("a report serializes")
+                        ),
+                    }
+                    if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -26,6 +26,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -88,6 +93,8 @@ pub struct Metrics {
     leader: Gauge,
     orphan_roles: Gauge,
     orphan_roles_deleted: Counter,
+    webhook_admissions: Family<OutcomeLabels, Counter>,
+    webhook_admission_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -124,6 +131,22 @@ impl Default for Metrics {
             iam_budget_rate.clone(),
         );
         let leader = Gauge::default();
+        let webhook_admissions = Family::<OutcomeLabels, Counter>::default();
+        // 0.1 ms to 1 s: an admission is a cache lookup and a JSON diff; the API server
+        // gives up after the webhook's timeoutSeconds.
+        let webhook_admission_duration = Histogram::new([
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+        ]);
+        registry.register(
+            "webhook_admissions",
+            "Pod admissions by the pod identity webhook, by outcome",
+            webhook_admissions.clone(),
+        );
+        registry.register(
+            "webhook_admission_duration_seconds",
+            "Time the pod identity webhook spent on one admission",
+            webhook_admission_duration.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconcile runs by result: `success` ran to the end (the object may still be not Ready, see irsa_operator_podiamroles), `error` failed and is retried with back-off",
@@ -186,6 +209,8 @@ impl Default for Metrics {
             leader,
             orphan_roles,
             orphan_roles_deleted,
+            webhook_admissions,
+            webhook_admission_duration,
         }
     }
 }
@@ -250,6 +275,15 @@ impl Metrics {
         *self.podiamroles.source.write().expect("never poisoned") = source;
     }
 
+    /// Records one pod admission; `outcome` is `mutated`, `unchanged`, `no_role` or `invalid`.
+    pub fn record_admission(&self, elapsed: Duration, outcome: &'static str) {
+        self.webhook_admission_duration
+            .observe(elapsed.as_secs_f64());
+        self.webhook_admissions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
     }
@@ -284,6 +318,7 @@ mod tests {
         metrics.record_iam_throttle();
         metrics.record_iam_budget_wait(Duration::from_millis(30));
         metrics.set_iam_budget_rate(7.5);
+        metrics.record_admission(Duration::from_micros(300), "mutated");
         let text = metrics.render();
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="GetRole",access="read",outcome="success"} 1"#), "{text}");
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="PutRolePolicy",access="write",outcome="terminal"} 1"#));
@@ -296,6 +331,8 @@ mod tests {
         assert!(text.contains("irsa_operator_iam_throttles_total 1"));
         assert!(text.contains("irsa_operator_iam_budget_wait_seconds_count 1"));
         assert!(text.contains("irsa_operator_iam_budget_rate 7.5"));
+        assert!(text.contains(r#"irsa_operator_webhook_admissions_total{outcome="mutated"} 1"#));
+        assert!(text.contains("irsa_operator_webhook_admission_duration_seconds_count 1"));
     }
 
     #[test]

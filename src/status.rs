@@ -302,6 +302,8 @@ pub fn next_status(
         role_arn,
         oidc_provider_arn: Some(oidc_provider_arn.to_string()),
         conditions,
+        // Written by the restart step under its own field manager.
+        stale_pods: old.stale_pods,
     }
 }
 

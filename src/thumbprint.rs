@@ -72,18 +72,23 @@ fn trust_roots(extra_ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// A TLS client trusting the system roots plus `extra_ca_file`, for the issuer's host.
+pub(crate) fn client_config(extra_ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(trust_roots(extra_ca_file)?)
+        .with_no_client_auth())
+}
+
 /// Connects to the issuer's host, verifies its chain, and fingerprints the top certificate served.
 pub async fn fetch_thumbprint(
     issuer: &str,
     extra_ca_file: Option<&Path>,
 ) -> Result<String, String> {
     let (host, port) = issuer_endpoint(issuer)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(trust_roots(extra_ca_file)?)
-        .with_no_client_auth();
+    let config = client_config(extra_ca_file)?;
     let server_name = ServerName::try_from(host.clone())
         .map_err(|e| format!("invalid issuer host `{host}`: {e}"))?;
     let handshake = async {

@@ -1,89 +1,110 @@
-//! Pure: whether an existing role's trust policy lets one ServiceAccount assume it
-//! through the cluster's OIDC provider, for roles the operator only observes.
+//! Whether STS would let a web identity token assume a role with this trust policy, for
+//! the IRSA shape of policy: an `Allow` of `sts:AssumeRoleWithWebIdentity` to the IAM OIDC
+//! provider of the token's issuer, under `StringEquals` / `StringLike` conditions on the
+//! issuer-prefixed claim keys (`<issuer>:sub`, `<issuer>:aud`). A matching `Deny` wins.
+//! LocalStack accepts any token, so tests and `doctor` ask this instead. Pure.
 
 use serde_json::Value;
 
-use crate::guardrail::glob_match;
+use crate::glob;
 
-/// Who wants to assume the role, as STS sees the web identity token.
-pub struct WebIdentity<'a> {
-    pub provider_arn: &'a str,
-    /// The issuer without `https://`, the prefix of the condition keys.
-    pub issuer_host_path: &'a str,
-    /// `system:serviceaccount:<namespace>:<name>`.
-    pub subject: &'a str,
-    pub audience: &'a str,
-}
+const ACTION: &str = "sts:AssumeRoleWithWebIdentity";
 
-fn list(value: Option<&Value>) -> Vec<&Value> {
-    match value {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(single) => vec![single],
-        None => Vec::new(),
+/// `Ok` when some statement admits the token; otherwise why each statement does not.
+pub fn evaluate(trust: &Value, claims: &Value) -> Result<(), String> {
+    let issuer = claims["iss"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    if issuer.is_empty() {
+        return Err("the token has no `iss` claim".into());
     }
-}
-
-fn strings(value: Option<&Value>) -> Vec<&str> {
-    list(value).into_iter().filter_map(Value::as_str).collect()
-}
-
-/// `Ok` when some Allow statement admits `identity`; otherwise why none does. Checks
-/// the federated principal, the action, and the `sub` and `aud` conditions
-/// (StringEquals, StringLike); conditions on other keys are not evaluated.
-pub fn admits(trust: &Value, identity: &WebIdentity<'_>) -> Result<(), String> {
-    let mut reasons = Vec::new();
-    for (index, statement) in list(trust.get("Statement")).into_iter().enumerate() {
-        match statement_admits(statement, identity) {
-            Ok(()) => return Ok(()),
-            Err(why) => reasons.push(format!("Statement[{index}] {why}")),
-        }
+    let statements = as_list(&trust["Statement"]);
+    let verdicts: Vec<(String, Result<(), String>)> = statements
+        .iter()
+        .map(|s| {
+            let effect = s["Effect"].as_str().unwrap_or_default().to_string();
+            (effect, statement_matches(s, issuer, claims))
+        })
+        .collect();
+    if let Some(index) = verdicts
+        .iter()
+        .position(|(effect, verdict)| effect == "Deny" && verdict.is_ok())
+    {
+        return Err(format!("statement {index} denies it explicitly"));
     }
+    if verdicts
+        .iter()
+        .any(|(effect, verdict)| effect == "Allow" && verdict.is_ok())
+    {
+        return Ok(());
+    }
+    let reasons: Vec<String> = verdicts
+        .iter()
+        .enumerate()
+        .filter(|(_, (effect, _))| effect == "Allow")
+        .filter_map(|(i, (_, verdict))| {
+            verdict
+                .as_ref()
+                .err()
+                .map(|r| format!("statement {i}: {r}"))
+        })
+        .collect();
     if reasons.is_empty() {
-        reasons.push("the trust policy has no statements".into());
+        return Err("the trust policy has no Allow statement".into());
     }
-    Err(format!(
-        "its trust policy does not let {} assume it with a token for {} from {}: {}",
-        identity.subject,
-        identity.audience,
-        identity.provider_arn,
-        reasons.join("; ")
-    ))
+    Err(reasons.join("; "))
 }
 
-fn statement_admits(statement: &Value, identity: &WebIdentity<'_>) -> Result<(), String> {
-    if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-        return Err("is not an Allow".into());
-    }
-    let federated = strings(statement.get("Principal").and_then(|p| p.get("Federated")));
-    if !federated.contains(&identity.provider_arn) {
-        return Err(format!(
-            "does not name the provider (it names {federated:?})"
-        ));
-    }
-    let actions = strings(statement.get("Action"));
+fn statement_matches(statement: &Value, issuer: &str, claims: &Value) -> Result<(), String> {
+    let actions = as_list(&statement["Action"]);
     if !actions
         .iter()
-        .any(|a| glob_match(a, "sts:AssumeRoleWithWebIdentity"))
+        .filter_map(Value::as_str)
+        .any(|a| a == ACTION || a == "sts:*" || a == "*")
     {
-        return Err("does not allow sts:AssumeRoleWithWebIdentity".into());
+        return Err(format!("it does not name {ACTION}"));
     }
-    let claims = [("sub", identity.subject), ("aud", identity.audience)];
-    let conditions = statement.get("Condition").and_then(Value::as_object);
-    for (operator, entries) in conditions.into_iter().flatten() {
-        for (claim, value) in claims {
-            let key = format!("{}:{claim}", identity.issuer_host_path);
-            let Some(allowed) = entries.get(&key) else {
-                continue;
-            };
-            let allowed = strings(Some(allowed));
-            let admitted = match operator.as_str() {
-                "StringEquals" => allowed.contains(&value),
-                "StringLike" => allowed.iter().any(|pattern| glob_match(pattern, value)),
-                other => return Err(format!("uses {other} on {key}, which is not checked")),
-            };
-            if !admitted {
+    let provider_suffix = format!(":oidc-provider/{issuer}");
+    let federated = as_list(&statement["Principal"]["Federated"]);
+    if !federated
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|p| p.ends_with(&provider_suffix))
+    {
+        return Err(format!(
+            "its Federated principal {} is not the OIDC provider of the token's issuer {issuer}",
+            statement["Principal"]["Federated"]
+        ));
+    }
+    let Some(conditions) = statement["Condition"].as_object() else {
+        return Ok(());
+    };
+    for (operator, entries) in conditions {
+        let matcher: fn(&str, &str) -> bool = match operator.as_str() {
+            "StringEquals" => |have, want| have == want,
+            "StringLike" => |have, want| glob::matches(want, have),
+            other => return Err(format!("condition operator {other} is not evaluated here")),
+        };
+        for (key, wanted) in entries.as_object().into_iter().flatten() {
+            let claim = key
+                .strip_prefix(issuer)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .map(|name| &claims[name])
+                .filter(|claim| !claim.is_null())
+                .ok_or_else(|| {
+                    format!("{operator} key {key} is not a claim of the token's issuer")
+                })?;
+            let have = as_list(claim);
+            let want = as_list(wanted);
+            let held = have
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|h| want.iter().filter_map(Value::as_str).any(|w| matcher(h, w)));
+            if !held {
                 return Err(format!(
-                    "requires {key} {operator} {allowed:?}, not {value}"
+                    "{operator} {key} wants {wanted}, the token has {claim}"
                 ));
             }
         }
@@ -91,87 +112,103 @@ fn statement_admits(statement: &Value, identity: &WebIdentity<'_>) -> Result<(),
     Ok(())
 }
 
+fn as_list(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
     use serde_json::json;
 
-    use super::*;
-    use crate::{desired::trust_policy, testing::test_config};
+    const ISSUER: &str = "oidc.example.com/id/ABC";
 
-    fn identity<'a>(provider: &'a str, subject: &'a str) -> WebIdentity<'a> {
-        WebIdentity {
-            provider_arn: provider,
-            issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/ABC",
-            subject,
-            audience: "sts.amazonaws.com",
-        }
-    }
-
-    #[test]
-    fn the_operators_own_trust_policy_admits_exactly_its_service_account() {
-        let config = test_config();
-        let provider = config.oidc_provider_arn();
-        let trust = trust_policy(&config, "shop", "payments", "sts.amazonaws.com");
-        assert!(
-            admits(
-                &trust,
-                &identity(&provider, "system:serviceaccount:shop:payments")
-            )
-            .is_ok()
-        );
-        let other = admits(
-            &trust,
-            &identity(&provider, "system:serviceaccount:shop:orders"),
-        );
-        assert!(
-            other.unwrap_err().contains("requires"),
-            "another ServiceAccount"
-        );
-        let elsewhere = admits(
-            &trust,
-            &identity(
-                "arn:aws:iam::1:oidc-provider/x",
-                "system:serviceaccount:shop:payments",
-            ),
-        );
-        assert!(
-            elsewhere
-                .unwrap_err()
-                .contains("does not name the provider")
-        );
-    }
-
-    #[test]
-    fn eksctl_style_wildcards_and_other_shapes() {
-        let provider = test_config().oidc_provider_arn();
-        let issuer = "oidc.eks.us-east-1.amazonaws.com/id/ABC";
-        let like = json!({"Statement": {"Effect": "Allow", "Principal": {"Federated": [provider]},
-            "Action": ["sts:AssumeRoleWith*"],
-            "Condition": {"StringLike": {format!("{issuer}:sub"): "system:serviceaccount:shop:*"}}}});
-        assert!(
-            admits(
-                &like,
-                &identity(&provider, "system:serviceaccount:shop:payments")
-            )
-            .is_ok()
-        );
-        let ec2 = json!({"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole"}]});
-        assert!(
-            admits(
-                &ec2,
-                &identity(&provider, "system:serviceaccount:shop:payments")
-            )
-            .is_err()
-        );
-        let unchecked = json!({"Statement": {"Effect": "Allow", "Principal": {"Federated": provider},
+    fn trust(conditions: Value) -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::1:oidc-provider/{ISSUER}")},
             "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringNotEquals": {format!("{issuer}:sub"): "x"}}}});
-        let why = admits(
-            &unchecked,
-            &identity(&provider, "system:serviceaccount:shop:payments"),
-        )
-        .unwrap_err();
-        assert!(why.contains("StringNotEquals"), "{why}");
+            "Condition": conditions
+        }]})
+    }
+
+    fn claims(sub: &str, aud: Value) -> Value {
+        json!({"iss": format!("https://{ISSUER}"), "sub": sub, "aud": aud})
+    }
+
+    fn irsa() -> Value {
+        trust(json!({"StringEquals": {
+            format!("{ISSUER}:sub"): "system:serviceaccount:team:app",
+            format!("{ISSUER}:aud"): "sts.amazonaws.com"
+        }}))
+    }
+
+    #[test]
+    fn admits_the_matching_token() {
+        let token = claims(
+            "system:serviceaccount:team:app",
+            json!(["sts.amazonaws.com"]),
+        );
+        assert_eq!(evaluate(&irsa(), &token), Ok(()));
+    }
+
+    #[test]
+    fn wrong_sub_audience_or_issuer_is_refused_with_the_reason() {
+        let other_sa = claims(
+            "system:serviceaccount:team:other",
+            json!("sts.amazonaws.com"),
+        );
+        let error = evaluate(&irsa(), &other_sa).unwrap_err();
+        assert!(error.contains(":sub wants"), "{error}");
+        let other_aud = claims("system:serviceaccount:team:app", json!(["other"]));
+        assert!(
+            evaluate(&irsa(), &other_aud)
+                .unwrap_err()
+                .contains(":aud wants")
+        );
+        let other_issuer = json!({"iss": "https://elsewhere", "sub": "system:serviceaccount:team:app",
+            "aud": "sts.amazonaws.com"});
+        let error = evaluate(&irsa(), &other_issuer).unwrap_err();
+        assert!(error.contains("is not the OIDC provider"), "{error}");
+        assert!(evaluate(&irsa(), &json!({})).is_err());
+    }
+
+    #[test]
+    fn string_like_and_lists() {
+        let policy = trust(json!({"StringLike": {
+            format!("{ISSUER}:sub"): ["system:serviceaccount:team:*", "x"]
+        }}));
+        let token = claims("system:serviceaccount:team:any", json!("a"));
+        assert_eq!(evaluate(&policy, &token), Ok(()));
+        let outside = claims("system:serviceaccount:other:any", json!("a"));
+        assert!(evaluate(&policy, &outside).is_err());
+    }
+
+    #[test]
+    fn deny_wins_and_other_operators_are_not_guessed() {
+        let mut policy = irsa();
+        let deny = json!({"Effect": "Deny",
+            "Principal": {"Federated": format!("arn:aws:iam::1:oidc-provider/{ISSUER}")},
+            "Action": "sts:*"});
+        policy["Statement"].as_array_mut().unwrap().push(deny);
+        let token = claims("system:serviceaccount:team:app", json!("sts.amazonaws.com"));
+        assert!(evaluate(&policy, &token).unwrap_err().contains("denies"));
+        let unknown = trust(json!({"ForAllValues:StringEquals": {format!("{ISSUER}:aud"): "a"}}));
+        assert!(
+            evaluate(&unknown, &token)
+                .unwrap_err()
+                .contains("not evaluated")
+        );
+        let wrong_action = json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"Federated": format!("arn:aws:iam::1:oidc-provider/{ISSUER}")}}});
+        assert!(
+            evaluate(&wrong_action, &token)
+                .unwrap_err()
+                .contains("does not name")
+        );
     }
 }

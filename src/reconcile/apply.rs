@@ -13,7 +13,7 @@ use super::{
     memo::Memo,
     observe, owner_of,
     publish::{finish, next_action, publish},
-    service_account,
+    restart, service_account,
 };
 use crate::{
     admission,
@@ -116,7 +116,10 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             }
         },
     };
-    let outcome = service_account::annotate(object, ctx, role_name, role_arn).await?;
+    let outcome = service_account::annotate(object, ctx, role_name, role_arn.clone()).await?;
+    if outcome.is_ready() {
+        restart::restart_stale(object, ctx, &role_arn).await;
+    }
     finish(object, ctx, outcome).await
 }
 

@@ -61,6 +61,8 @@ pub struct Shared {
     pub default_deletion_policy: DeletionPolicy,
     /// The latest bulk listing of the account's roles, for drift checks.
     pub account_roles: AccountRoles,
+    /// `--restart-workloads`: count pods without their role, restart opted-in workloads.
+    pub restart_workloads: bool,
 }
 
 /// The IO handles a reconcile works with.

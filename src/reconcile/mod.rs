@@ -18,6 +18,7 @@ pub mod guardrails;
 mod memo;
 mod observe;
 mod publish;
+mod restart;
 mod service_account;
 
 use std::{sync::Arc, time::Instant};

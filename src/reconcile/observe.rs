@@ -2,6 +2,7 @@
 //! write to IAM: the role must exist and its trust policy must admit the ServiceAccount.
 
 use kube::ResourceExt;
+use serde_json::json;
 
 use super::{Context, Error, service_account};
 use crate::{
@@ -9,7 +10,7 @@ use crate::{
     desired::DesiredRole,
     failure,
     status::Outcome,
-    trust::{self, WebIdentity},
+    trust,
 };
 
 pub(super) async fn observe(
@@ -34,17 +35,21 @@ pub(super) async fn observe(
         object.namespace().unwrap_or_default(),
         object.spec.service_account_name
     );
-    let identity = WebIdentity {
-        provider_arn: &config.oidc_provider_arn(),
-        issuer_host_path: &config.issuer_host_path,
-        subject: &subject,
-        audience: object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE),
-    };
-    if let Err(why) = trust::admits(&summary.trust_policy, &identity) {
+    let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
+    // The claims of a token the API server would mint for this ServiceAccount.
+    let claims = json!({
+        "iss": format!("https://{}", config.issuer_host_path),
+        "sub": subject,
+        "aud": audience,
+    });
+    if let Err(why) = trust::evaluate(&summary.trust_policy, &claims) {
         return Ok(Outcome::ObservedRoleNotTrusted {
             role_name,
             role_arn: summary.arn,
-            why,
+            why: format!(
+                "its trust policy does not let {subject} assume it with a token for {audience} from {}: {why}",
+                config.oidc_provider_arn()
+            ),
         });
     }
     service_account::annotate(object, ctx, role_name, summary.arn).await

@@ -4,6 +4,7 @@
 
 pub mod fault_proxy;
 pub mod gitops;
+pub mod rbac;
 pub mod scenario;
 pub mod tcp_switch;
 pub mod tools;
@@ -250,45 +251,10 @@ impl Testbed {
     }
 }
 
-/// Whether STS would let a token with these claims assume a role with this trust policy,
-/// for the IRSA shape of policy: LocalStack does not check, so the tests do. A statement
-/// admits the token when it allows `sts:AssumeRoleWithWebIdentity` for the provider of the
-/// token's issuer and every `StringEquals` condition holds.
+/// Whether STS would let a token with these claims assume a role with this trust policy:
+/// LocalStack does not check, so the tests do (see `irsa_operator::trust`).
 pub fn trust_admits(trust: &Value, claims: &Value) -> bool {
-    let issuer = claims["iss"]
-        .as_str()
-        .unwrap_or_default()
-        .trim_start_matches("https://");
-    let as_list = |v: &Value| match v {
-        Value::Array(items) => items.clone(),
-        other => vec![other.clone()],
-    };
-    as_list(&trust["Statement"]).iter().any(|statement| {
-        let federated = statement["Principal"]["Federated"]
-            .as_str()
-            .unwrap_or_default();
-        let conditions = statement["Condition"]
-            .as_object()
-            .map(|c| c.keys().all(|op| op == "StringEquals"));
-        statement["Effect"] == "Allow"
-            && as_list(&statement["Action"]).contains(&json!("sts:AssumeRoleWithWebIdentity"))
-            && federated.ends_with(&format!(":oidc-provider/{issuer}"))
-            && conditions == Some(true)
-            && statement["Condition"]["StringEquals"]
-                .as_object()
-                .is_some_and(|equals| {
-                    equals.iter().all(|(key, want)| {
-                        let claim = match key.strip_prefix(&format!("{issuer}:")) {
-                            Some("sub") => &claims["sub"],
-                            Some("aud") => &claims["aud"],
-                            _ => return false,
-                        };
-                        as_list(claim)
-                            .iter()
-                            .any(|have| as_list(want).contains(have))
-                    })
-                })
-    })
+    irsa_operator::trust::evaluate(trust, claims).is_ok()
 }
 
 /// Polls `probe` until it yields a value; on timeout, fails with what it last saw.
@@ -397,6 +363,11 @@ impl Operator {
             metrics_port,
             log,
         }
+    }
+
+    /// The process id, e.g. to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Raw `/metrics` text, or `None` while the server is not up.
