@@ -30,12 +30,39 @@ impl Snapshot {
         Self { started, roles }
     }
 
+    /// The role of that name, if the listing has it under the role path.
+    pub fn role(&self, name: &str) -> Option<&ListedRole> {
+        self.roles.get(name)
+    }
+
     pub fn len(&self) -> usize {
         self.roles.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty()
+    }
+}
+
+/// A listed role as the plan reads an observed one. Listings have no description or
+/// maximum session duration: these are taken as given.
+pub fn as_observed(
+    listed: &ListedRole,
+    description: &str,
+    max_session_duration: i32,
+) -> ObservedRole {
+    ObservedRole {
+        summary: RoleSummary {
+            arn: listed.arn.clone(),
+            path: listed.path.clone(),
+            trust_policy: listed.trust_policy.clone(),
+            description: description.to_string(),
+            max_session_duration,
+            permissions_boundary: listed.permissions_boundary.clone(),
+            tags: listed.tags.clone(),
+        },
+        inline_policies: listed.inline_policies.clone(),
+        managed_policy_arns: listed.managed_policy_arns.clone(),
     }
 }
 
@@ -56,22 +83,10 @@ pub fn drift(snapshot: &Snapshot, desired: &DesiredRole, synced_at: Instant) -> 
     if snapshot.started <= synced_at {
         return Drift::Unknown;
     }
-    let Some(listed) = snapshot.roles.get(&desired.name) else {
+    let Some(listed) = snapshot.role(&desired.name) else {
         return Drift::Suspected;
     };
-    let observed = ObservedRole {
-        summary: RoleSummary {
-            arn: listed.arn.clone(),
-            path: listed.path.clone(),
-            trust_policy: listed.trust_policy.clone(),
-            description: desired.description.clone(),
-            max_session_duration: desired.max_session_duration,
-            permissions_boundary: listed.permissions_boundary.clone(),
-            tags: listed.tags.clone(),
-        },
-        inline_policies: listed.inline_policies.clone(),
-        managed_policy_arns: listed.managed_policy_arns.clone(),
-    };
+    let observed = as_observed(listed, &desired.description, desired.max_session_duration);
     match plan_apply(desired, Some(&observed)) {
         Ok(ops) if ops.is_empty() => Drift::None,
         _ => Drift::Suspected,

@@ -31,6 +31,9 @@ use crate::{
 /// not an error.
 const CACHE_WAIT: Duration = Duration::from_millis(500);
 
+/// IAM's answer to CreateRole for a name that is taken.
+const ENTITY_ALREADY_EXISTS: &str = "EntityAlreadyExists";
+
 /// The reads of one drift check: the role, its inline policy names and document, and
 /// its attached policies.
 const DRIFT_CHECK_CALLS: u32 = 4;
@@ -144,16 +147,34 @@ async fn sync_role(
     ctx: &Context,
     desired: DesiredRole,
 ) -> Result<(String, String), Outcome> {
+    // A PodIamRole that never had a role, whose name the latest listing does not have:
+    // the name is most likely free, so create the role without reading it first. If it
+    // was taken since, CreateRole says so.
+    let never_synced = object.status.as_ref().is_none_or(|s| s.role_arn.is_none());
+    let read_first = !(never_synced && ctx.listed_role(&desired.name) == Some(None));
+    converge(object, ctx, desired, read_first).await
+}
+
+async fn converge(
+    object: &PodIamRole,
+    ctx: &Context,
+    desired: DesiredRole,
+    read_first: bool,
+) -> Result<(String, String), Outcome> {
     let role_name = desired.name.clone();
     let iam_failed = |error: IamError| Outcome::IamFailed {
         role_name: role_name.clone(),
         failure: failure::classify(&error),
     };
-    let observed = observe_role(ctx.shared.iam.as_ref(), &role_name, |summary| {
-        desired.owner.may_take(&summary.tags, desired.adoption)
-    })
-    .await
-    .map_err(iam_failed)?;
+    let observed = if read_first {
+        observe_role(ctx.shared.iam.as_ref(), &role_name, |summary| {
+            desired.owner.may_take(&summary.tags, desired.adoption)
+        })
+        .await
+        .map_err(iam_failed)?
+    } else {
+        None
+    };
     let adopted = observed
         .as_ref()
         .is_some_and(|o| desired.owner.mismatch(&o.summary.tags).is_some());
@@ -170,9 +191,14 @@ async fn sync_role(
             ),
         }
     })?;
-    execute(ctx, &role_name, &ops, false)
-        .await
-        .map_err(iam_failed)?;
+    match execute(ctx, &role_name, &ops, false).await {
+        Ok(()) => {}
+        Err(error) if !read_first && error.code == ENTITY_ALREADY_EXISTS => {
+            debug!(role = %role_name, "created since the listing: reading it");
+            return Box::pin(converge(object, ctx, desired, true)).await;
+        }
+        Err(error) => return Err(iam_failed(error)),
+    }
     if let Some(first) = ops.first() {
         let (reason, verb) = match first {
             IamOp::CreateRole { .. } => ("RoleCreated", "created"),

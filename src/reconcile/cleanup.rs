@@ -7,7 +7,7 @@ use kube::{
     Api, ResourceExt,
     runtime::{controller::Action, events::EventType},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     Context, Error, apply::execute, memo::Memo, owner_of, publish::publish,
@@ -20,6 +20,7 @@ use crate::{
     k8s::{events, service_account},
     orphans,
     plan::{self, RoleConflict},
+    snapshot::as_observed,
     status::Outcome,
 };
 
@@ -100,30 +101,52 @@ async fn release_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Re
 /// Deletes the role if this object owns it; a role owned by someone else is left alone.
 async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
     let owner = owner_of(object, &ctx.shared.config);
+    // The latest listing names the role's policies and attachments, and its tags show
+    // whose it is: delete without reading. A policy added since makes IAM refuse
+    // DeleteRole (DeleteConflict), and the role is then read.
+    if let Some(Some(listed)) = ctx.listed_role(role_name)
+        && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&as_observed(&listed, "", 0)))
+    {
+        match execute(ctx, role_name, &ops, true).await {
+            Ok(()) => return deleted(object, ctx, role_name).await,
+            Err(error) if error.code == DELETE_CONFLICT => {
+                debug!(role = %role_name, "changed since the listing: reading it");
+            }
+            Err(error) => return Err(error),
+        }
+    }
     let observed = observe_role(ctx.shared.iam.as_ref(), role_name, |s| {
         owner.mismatch(&s.tags).is_none()
     })
     .await?;
     match plan::plan_delete(role_name, &owner, observed.as_ref()) {
-        Ok(ops) if ops.is_empty() => {}
+        Ok(ops) if ops.is_empty() => Ok(()),
         Ok(ops) => {
             execute(ctx, role_name, &ops, true).await?;
-            let note = format!("IAM role {role_name} deleted");
-            events::publish(
-                &ctx.shared.recorder,
-                object,
-                EventType::Normal,
-                "RoleDeleted",
-                note,
-            )
-            .await;
+            deleted(object, ctx, role_name).await
         }
         Err(RoleConflict(message)) => {
             warn!(role = %role_name, %message, "not deleting a role this PodIamRole does not own");
+            Ok(())
         }
     }
+}
+
+async fn deleted(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
+    let note = format!("IAM role {role_name} deleted");
+    events::publish(
+        &ctx.shared.recorder,
+        object,
+        EventType::Normal,
+        "RoleDeleted",
+        note,
+    )
+    .await;
     Ok(())
 }
+
+/// IAM's answer to DeleteRole while the role still has policies or instance profiles.
+const DELETE_CONFLICT: &str = "DeleteConflict";
 
 fn is_released(object: &PodIamRole) -> bool {
     object

@@ -24,6 +24,7 @@ use crate::{
     guardrail::PodIamRoleGuardrail,
     iam::IamApi,
     metrics::Metrics,
+    observed::ListedRole,
     observer::AccountRoles,
     oidc::{ProviderCheck, problem_for_audience},
     snapshot::{self, Drift},
@@ -120,6 +121,13 @@ impl Context {
         listing
             .as_ref()
             .map(|roles| snapshot::drift(roles, desired, synced_at))
+    }
+
+    /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
+    /// the listing has no such role under the role path.
+    pub(super) fn listed_role(&self, name: &str) -> Option<Option<ListedRole>> {
+        let listing = self.shared.account_roles.borrow();
+        listing.as_ref().map(|roles| roles.role(name).cloned())
     }
 
     /// How long a drift check waits when the IAM budget is busy: long enough to let the

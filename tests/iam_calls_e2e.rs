@@ -1,0 +1,181 @@
+//! End-to-end: the IAM calls each change costs, counted by operation from the operator's
+//! metrics (deterministic, so asserted exactly). A create is CreateRole + PutRolePolicy, a
+//! delete DeleteRolePolicy + DeleteRole, with no read when the bulk listing already tells;
+//! at rest each pass is one listing (`GetAccountAuthorizationDetails`) whatever the number
+//! of roles, and drift found in it is repaired with fresh reads.
+
+mod support;
+
+use irsa_operator::policy::{decode_iam_document, semantically_equal};
+use kube::api::DeleteParams;
+use serde_json::Value;
+use support::{
+    Operator, eventually,
+    scenario::{DYNAMO_POLICY, Scenario, dynamo_spec},
+    sum_metric,
+};
+
+const ROLES: usize = 10;
+/// The reads a drift check without a listing makes for each role.
+const PER_ROLE_READS: [&str; 4] = [
+    "GetRole",
+    "ListRolePolicies",
+    "GetRolePolicy",
+    "ListAttachedRolePolicies",
+];
+
+/// Calls of one operation so far.
+async fn calls(operator: &Operator, operation: &str) -> u64 {
+    sum_metric(
+        &operator.metrics().await.unwrap_or_default(),
+        "irsa_operator_iam_calls_total",
+        &format!("operation=\"{operation}\""),
+    )
+}
+
+async fn per_role_reads(operator: &Operator) -> u64 {
+    let mut total = 0;
+    for operation in PER_ROLE_READS {
+        total += calls(operator, operation).await;
+    }
+    total
+}
+
+/// Waits for the listing after the current one to complete.
+async fn next_listing(operator: &Operator) {
+    let seen = calls(operator, "GetAccountAuthorizationDetails").await;
+    eventually("the next listing", || async {
+        (calls(operator, "GetAccountAuthorizationDetails").await > seen).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_and_deletes_cost_their_writes_and_no_read() {
+    let Some(s) = Scenario::start("calls").await else {
+        return;
+    };
+    let operator = s.operator();
+    let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    // Creates after a listing that has none of these names.
+    next_listing(operator).await;
+    for name in &names {
+        s.apply(name, dynamo_spec(name)).await;
+    }
+    for name in &names {
+        s.wait_reason(name, "Synced").await;
+    }
+    let n = ROLES as u64;
+    assert_eq!(calls(operator, "CreateRole").await, n);
+    assert_eq!(calls(operator, "PutRolePolicy").await, n);
+    assert_eq!(operator.iam_writes().await, 2 * n, "writes per create");
+    assert_eq!(per_role_reads(operator).await, 0, "reads per create");
+
+    // Deletes once a listing has the roles.
+    next_listing(operator).await;
+    let reads_before = per_role_reads(operator).await;
+    for name in &names {
+        s.roles()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete PodIamRole");
+    }
+    for name in &names {
+        eventually(&format!("{name} to be gone"), || async {
+            s.roles().get_opt(name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        assert!(
+            s.role(&s.role_name(name)).await.is_none(),
+            "{name} left its role"
+        );
+    }
+    assert_eq!(calls(operator, "DeleteRolePolicy").await, n);
+    assert_eq!(calls(operator, "DeleteRole").await, n);
+    assert_eq!(operator.iam_writes().await, 4 * n, "writes per delete");
+    assert_eq!(
+        per_role_reads(operator).await - reads_before,
+        0,
+        "reads per delete"
+    );
+    eprintln!(
+        "{ROLES} creates and deletes: 2 writes and 0 reads each, {} listings",
+        calls(operator, "GetAccountAuthorizationDetails").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_in_sync_cost_one_listing_per_pass_and_no_per_role_read() {
+    let Some(s) = Scenario::start("at-rest").await else {
+        return;
+    };
+    let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        s.bed.create_service_account(&s.namespace, name).await;
+        s.apply(name, dynamo_spec(name)).await;
+    }
+    for name in &names {
+        s.wait_reason(name, "Synced").await;
+    }
+    let operator = s.operator();
+    let listings = || calls(operator, "GetAccountAuthorizationDetails");
+    let (reads_before, writes_before, listings_before) = (
+        per_role_reads(operator).await,
+        operator.iam_writes().await,
+        listings().await,
+    );
+
+    // Three passes at rest (resync is 5 s), each due drift check included.
+    eventually("three more listings", || async {
+        (listings().await >= listings_before + 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        per_role_reads(operator).await - reads_before,
+        0,
+        "per-role reads at rest"
+    );
+    assert_eq!(
+        operator.iam_writes().await - writes_before,
+        0,
+        "writes at rest"
+    );
+    eprintln!(
+        "{ROLES} roles at rest over {} listings: 0 per-role reads, 0 writes",
+        listings().await - listings_before
+    );
+
+    // Drift is found in a listing, confirmed by a fresh read, and repaired.
+    let role_name = s.role_name("app-0");
+    s.bed
+        .iam
+        .delete_role_policy()
+        .role_name(&role_name)
+        .policy_name("irsa-operator")
+        .send()
+        .await
+        .expect("DeleteRolePolicy behind the operator's back");
+    let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
+    eventually("the inline policy to be restored", || async {
+        let output = s
+            .bed
+            .iam
+            .get_role_policy()
+            .role_name(&role_name)
+            .policy_name("irsa-operator")
+            .send()
+            .await
+            .ok()?;
+        let document = decode_iam_document(output.policy_document()).ok()?;
+        semantically_equal(&document, &policy).then_some(())
+    })
+    .await;
+    assert_eq!(
+        operator.iam_writes().await - writes_before,
+        1,
+        "the repair is one PutRolePolicy"
+    );
+}
