@@ -147,11 +147,11 @@ async fn sync_role(
     ctx: &Context,
     desired: DesiredRole,
 ) -> Result<(String, String), Outcome> {
-    // A PodIamRole that never had a role, whose name the latest listing does not have:
-    // the name is most likely free, so create the role without reading it first. If it
-    // was taken since, CreateRole says so.
-    let never_synced = object.status.as_ref().is_none_or(|s| s.role_arn.is_none());
-    let read_first = !(never_synced && ctx.listed_role(&desired.name) == Some(None));
+    // A new PodIamRole (it never got as far as IAM, and adopts nothing) whose name the
+    // latest listing does not have: the name is most likely free, so create the role
+    // without reading it first. If it was taken since, CreateRole says so.
+    let new = object.status.as_ref().is_none_or(|s| s.role_name.is_none()) && !object.spec.adopt;
+    let read_first = !(new && ctx.listed_role(&desired.name) == Some(None));
     converge(object, ctx, desired, read_first).await
 }
 
