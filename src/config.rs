@@ -91,7 +91,8 @@ pub struct RunArgs {
     /// Count the pods that run without their ServiceAccount's current role (in
     /// `status.stalePods`, with an Event) and restart the workloads of PodIamRoles with
     /// `spec.restartOnRoleChange`. Needs the RBAC in `config/restart`.
-    #[arg(long, env = "IRSA_RESTART_WORKLOADS")]
+    #[arg(long, env = "IRSA_RESTART_WORKLOADS", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true")]
     pub restart_workloads: bool,
 
     /// Log format: `text` or `json`.

@@ -29,37 +29,78 @@ fn helm(args: &[&str], kubeconfig: Option<&str>) -> String {
     run(command, "", false)
 }
 
-/// Everything optional switched on, with the release named as config/ names its objects.
-fn render() -> Vec<Value> {
-    yaml_documents(&helm(
-        &[
-            "template",
-            "irsa-operator",
-            CHART,
-            "--namespace",
-            "irsa-system",
-            "--set",
-            "flags.cluster-name=prod",
-            "--set",
-            "metrics.serviceMonitor.enabled=true",
-            "--set",
-            "metrics.prometheusRule.enabled=true",
-        ],
-        None,
-    ))
+/// The values that switch the pod identity webhook and restarts on.
+const WEBHOOK_AND_RESTART: &[&str] = &[
+    "--set",
+    "flags.webhook=true",
+    "--set",
+    "flags.restart-workloads=true",
+];
+
+/// `render_release` with the release named as config/ names its objects.
+fn render(extra: &[&str]) -> Vec<Value> {
+    render_release("irsa-operator", "irsa-system", extra)
+}
+
+/// The monitoring objects switched on, plus `extra` values.
+fn render_release(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "template",
+        release,
+        CHART,
+        "--namespace",
+        namespace,
+        "--set",
+        "flags.cluster-name=prod",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+    ];
+    args.extend_from_slice(extra);
+    yaml_documents(&helm(&args, None))
 }
 
 fn config_objects(path: &str) -> Vec<Value> {
     yaml_documents(&std::fs::read_to_string(repo_root().join(path)).unwrap())
 }
 
+fn find<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+/// The operator container's arguments.
+fn operator_args(objects: &[Value]) -> Vec<String> {
+    find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The value of `--flag=value` among the operator's arguments.
+fn arg<'a>(args: &'a [String], flag: &str) -> &'a str {
+    let prefix = format!("--{flag}=");
+    args.iter()
+        .find_map(|a| a.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {args:?}"))
+}
+
+fn key(kind: &str, name: &str) -> (String, String) {
+    (kind.to_string(), name.to_string())
+}
+
 fn by_kind_and_name(objects: &[Value]) -> BTreeMap<(String, String), Value> {
     objects
         .iter()
         .map(|o| {
-            let key = (
-                o["kind"].as_str().unwrap().to_string(),
-                o["metadata"]["name"].as_str().unwrap().to_string(),
+            let key = key(
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap(),
             );
             (key, o.clone())
         })
@@ -120,11 +161,9 @@ fn images_are_pinned_to_the_crate_version() {
     .unwrap();
     assert_eq!(chart["appVersion"], version);
     assert_eq!(chart["version"], version);
-    let deployment = render()
-        .into_iter()
-        .find(|o| o["kind"] == "Deployment")
-        .unwrap();
-    let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let chart = render(&[]);
+    let image =
+        find(&chart, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].clone();
     let expected = format!("ghcr.io/irsa-dev/irsa-operator:{version}");
     assert_eq!(image, expected.as_str());
     let config = config_objects("config/manager/deployment.yaml");
@@ -148,30 +187,31 @@ fn images_are_pinned_to_the_crate_version() {
 
 #[test]
 fn chart_lints() {
-    let out = helm(
-        &[
+    for extra in [&[][..], WEBHOOK_AND_RESTART] {
+        let mut args = vec![
             "lint",
             "--strict",
             CHART,
             "--set",
             "flags.cluster-name=prod",
-        ],
-        None,
-    );
-    assert!(out.contains("0 chart(s) failed"), "{out}");
+        ];
+        args.extend_from_slice(extra);
+        let out = helm(&args, None);
+        assert!(out.contains("0 chart(s) failed"), "{extra:?}: {out}");
+    }
 }
 
-#[test]
-fn chart_and_config_agree_on_rbac() {
-    let chart = by_kind_and_name(&render());
+/// The chart's RBAC objects are exactly those of the `config` files, with the same rules,
+/// role references, subjects and labels.
+fn assert_rbac_agrees(chart: &[Value], config_files: &[&str], count: usize) {
+    let chart = by_kind_and_name(chart);
     let config = by_kind_and_name(
-        &[
-            config_objects("config/rbac/role.yaml"),
-            config_objects("config/rbac/aggregate_roles.yaml"),
-        ]
-        .concat(),
+        &config_files
+            .iter()
+            .flat_map(|path| config_objects(path))
+            .collect::<Vec<_>>(),
     );
-    assert_eq!(config.len(), 6);
+    assert_eq!(config.len(), count, "{config_files:?}");
     for (key, want) in &config {
         let got = chart
             .get(key)
@@ -194,8 +234,135 @@ fn chart_and_config_agree_on_rbac() {
 }
 
 #[test]
+fn chart_and_config_agree_on_rbac() {
+    let base = ["config/rbac/role.yaml", "config/rbac/aggregate_roles.yaml"];
+    assert_rbac_agrees(&render(&[]), &base, 6);
+    let with_webhook_and_restart = [
+        &base[..],
+        &["config/webhook/rbac.yaml", "config/restart/rbac.yaml"],
+    ]
+    .concat();
+    assert_rbac_agrees(&render(WEBHOOK_AND_RESTART), &with_webhook_and_restart, 12);
+}
+
+/// The webhook's Service, configuration and container port are config/webhook's, and the
+/// operator is told the names of the objects the chart creates, whatever the release.
+#[test]
+fn chart_renders_the_webhook_as_config_does() {
+    let chart = render(WEBHOOK_AND_RESTART);
+    let config = config_objects("config/webhook/mutating-webhook.yaml");
+    let configuration = find(&chart, "MutatingWebhookConfiguration");
+    assert_eq!(
+        configuration["metadata"]["name"],
+        config[0]["metadata"]["name"]
+    );
+    assert_eq!(configuration["webhooks"], config[0]["webhooks"]);
+    let service = &config_objects("config/webhook/service.yaml")[0];
+    let chart_by_name = by_kind_and_name(&chart);
+    let service_key = key("Service", service["metadata"]["name"].as_str().unwrap());
+    assert_eq!(
+        chart_by_name[&service_key]["spec"]["ports"],
+        service["spec"]["ports"]
+    );
+    let patch = &config_objects("config/webhook/deployment-patch.yaml")[0];
+    let ports = &find(&chart, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"];
+    let want = &patch["spec"]["template"]["spec"]["containers"][0]["ports"][0];
+    assert!(ports.as_array().unwrap().contains(want), "{ports}");
+
+    let chart = render_release(
+        "edge",
+        "tools",
+        &[
+            WEBHOOK_AND_RESTART,
+            &[
+                "--set",
+                "flags.webhook-cert-dir=/tls",
+                "--set",
+                "webhook.certSecret=edge-tls",
+                "--set",
+                "webhook.failurePolicy=Fail",
+                "--set-json",
+                r#"webhook.annotations={"cert-manager.io/inject-ca-from":"tools/edge-tls"}"#,
+            ],
+        ]
+        .concat(),
+    );
+    let args = operator_args(&chart);
+    let service = chart
+        .iter()
+        .find(|o| o["kind"] == "Service" && o["metadata"]["name"] != "edge-irsa-operator-metrics")
+        .unwrap();
+    assert_eq!(arg(&args, "webhook-service"), service["metadata"]["name"]);
+    assert_eq!(arg(&args, "webhook-namespace"), "tools");
+    let configuration = find(&chart, "MutatingWebhookConfiguration");
+    assert_eq!(
+        arg(&args, "webhook-configuration"),
+        configuration["metadata"]["name"]
+    );
+    let webhook = &configuration["webhooks"][0];
+    assert_eq!(
+        webhook["clientConfig"]["service"]["name"],
+        service["metadata"]["name"]
+    );
+    assert_eq!(webhook["clientConfig"]["service"]["namespace"], "tools");
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(
+        webhook["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["tools"])
+    );
+    assert_eq!(
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "tools/edge-tls"
+    );
+    let roles = by_kind_and_name(&chart);
+    let cluster_role = &roles[&key("ClusterRole", "edge-irsa-operator-webhook")];
+    assert_eq!(
+        cluster_role["rules"][1]["resourceNames"],
+        serde_json::json!([arg(&args, "webhook-configuration")])
+    );
+    let role = &roles[&key("Role", "edge-irsa-operator-webhook")];
+    assert_eq!(role["metadata"]["namespace"], "tools");
+    assert_eq!(
+        role["rules"][1]["resourceNames"],
+        serde_json::json!([arg(&args, "webhook-ca-secret")])
+    );
+    // cert-manager's Secret is mounted where the operator reads it.
+    assert_eq!(arg(&args, "webhook-cert-dir"), "/tls");
+    let pod = &find(&chart, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        serde_json::json!([{"name": "webhook-tls", "secret": {"secretName": "edge-tls"}}])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": "webhook-tls", "mountPath": "/tls", "readOnly": true}])
+    );
+}
+
+/// Nothing of the webhook or restarts unless asked for.
+#[test]
+fn chart_renders_no_webhook_or_restart_by_default() {
+    let chart = render(&[]);
+    for object in &chart {
+        let name = object["metadata"]["name"].as_str().unwrap();
+        assert!(
+            object["kind"] != "MutatingWebhookConfiguration"
+                && !name.ends_with("-webhook")
+                && !name.ends_with("-restart"),
+            "{} {name} rendered by default",
+            object["kind"]
+        );
+    }
+    let ports = &find(&chart, "Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
+    let args = operator_args(&chart);
+    assert_eq!(arg(&args, "webhook"), "false");
+    assert_eq!(arg(&args, "restart-workloads"), "false");
+}
+
+#[test]
 fn chart_and_config_agree_on_crds_and_alerts() {
-    let chart = render();
+    let chart = render(&[]);
     let crds: Vec<&Value> = chart
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
@@ -265,27 +432,22 @@ fn chart_values_cover_every_flag_and_render_valid_arguments() {
         "values.schema.json `flags` and `irsa-operator run --help` differ"
     );
 
-    // The operator's own parser accepts the rendered arguments (it stops at --help).
-    let chart = render();
-    let deployment = chart.iter().find(|o| o["kind"] == "Deployment").unwrap();
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    let mut args: Vec<String> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(args[0], "run");
-    args.push("--help".into());
-    let parsed = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        parsed.status.success(),
-        "the operator rejects the chart's arguments {args:?}: {}",
-        String::from_utf8_lossy(&parsed.stderr)
-    );
+    // The operator's own parser accepts the rendered arguments (it stops at --help), with
+    // the defaults and with the webhook and restarts on.
+    for extra in [&[][..], WEBHOOK_AND_RESTART] {
+        let mut args = operator_args(&render(extra));
+        assert_eq!(args[0], "run");
+        args.push("--help".into());
+        let parsed = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            parsed.status.success(),
+            "the operator rejects the chart's arguments {args:?}: {}",
+            String::from_utf8_lossy(&parsed.stderr)
+        );
+    }
 
     // config/ sets flags through the environment: every IRSA_* variable must be a flag's.
     let envs: BTreeSet<String> = flags.values().flatten().cloned().collect();
@@ -305,6 +467,8 @@ fn chart_values_cover_every_flag_and_render_valid_arguments() {
         "config/overlays/eks",
         "config/overlays/self-managed",
         "config/overlays/kind",
+        "config/webhook",
+        "config/restart",
     ] {
         let out = Command::new("kubectl")
             .args(["kustomize", dir])
@@ -395,6 +559,31 @@ async fn chart_installs_upgrades_and_uninstalls_on_the_test_bed() {
     ] {
         assert!(listed.contains(&object), "{object} missing:\n{listed}");
     }
+    // The webhook's and restarts' objects pass the API server's validation. A dry run only:
+    // a real MutatingWebhookConfiguration would see the pods of the tests running alongside.
+    let mut template = vec![
+        "template",
+        &release,
+        CHART,
+        "--namespace",
+        &namespace,
+        "--set",
+        "flags.cluster-name=chart",
+    ];
+    template.extend_from_slice(WEBHOOK_AND_RESTART);
+    let show_only: Vec<String> = ["webhook", "rbac-webhook", "rbac-restart"]
+        .iter()
+        .flat_map(|file| ["--show-only".into(), format!("templates/{file}.yaml")])
+        .collect();
+    template.extend(show_only.iter().map(String::as_str));
+    let objects = helm(&template, None);
+    let applied = kubectl(
+        &kubeconfig,
+        &["apply", "--dry-run=server", "-f", "-"],
+        &objects,
+    );
+    assert_eq!(yaml_documents(&objects).len(), 8, "{objects}");
+    assert_eq!(applied.matches("(server dry run)").count(), 8, "{applied}");
     let out = install(
         "upgrade",
         &[

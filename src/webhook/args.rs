@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::Args;
+use clap::{ArgAction, Args};
 
 use super::mutate::{DEFAULT_AUDIENCE, DEFAULT_MOUNT_PATH, InjectionDefaults};
 
@@ -12,7 +12,8 @@ pub struct WebhookArgs {
     /// Serve the pod identity webhook, which gives pods of annotated ServiceAccounts the
     /// env and token volume EKS's webhook gives them. For clusters other than EKS (kind,
     /// kubeadm, k3s); EKS already runs its own. Every replica serves it.
-    #[arg(id = "webhook", long = "webhook", env = "IRSA_WEBHOOK")]
+    #[arg(id = "webhook", long = "webhook", env = "IRSA_WEBHOOK",
+          action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub enabled: bool,
 
     /// Address the webhook serves HTTPS on.
@@ -106,7 +107,11 @@ pub struct WebhookArgs {
     #[arg(
         id = "webhook-sts-regional-endpoints",
         long = "webhook-sts-regional-endpoints",
-        env = "IRSA_WEBHOOK_STS_REGIONAL_ENDPOINTS"
+        env = "IRSA_WEBHOOK_STS_REGIONAL_ENDPOINTS",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true"
     )]
     pub regional_sts: bool,
 
@@ -211,5 +216,8 @@ mod tests {
         assert!(parse(&["--webhook-extra-env", "1BAD=x"]).is_err());
         assert!(parse(&["--webhook-extra-env", "NOVALUE"]).is_err());
         assert!(parse(&["--webhook-token-expiration", "60"]).is_err());
+        // `--flag=false` too, as the Helm chart renders every flag.
+        let off = parse(&["--webhook=false", "--webhook-sts-regional-endpoints=false"]).unwrap();
+        assert!(!off.enabled && !off.regional_sts);
     }
 }

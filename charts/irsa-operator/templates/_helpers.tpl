@@ -34,9 +34,29 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* The port of flags.metrics-addr. */}}
-{{- define "irsa-operator.metricsPort" -}}
-{{- index .Values.flags "metrics-addr" | splitList ":" | last -}}
+{{/* The port of an address flag's value, e.g. (index .Values.flags "metrics-addr"). */}}
+{{- define "irsa-operator.port" -}}
+{{- splitList ":" . | last -}}
+{{- end -}}
+
+{{/*
+The value of a webhook flag that names something the chart creates, else the chart's own
+name for it: (list $ "webhook-service"). The operator and the objects then always agree.
+*/}}
+{{- define "irsa-operator.webhookName" -}}
+{{- $root := index . 0 -}}
+{{- $flag := index . 1 -}}
+{{- $fullname := include "irsa-operator.fullname" $root -}}
+{{- $names := dict
+  "webhook-namespace" $root.Release.Namespace
+  "webhook-service" (printf "%s-webhook" $fullname)
+  "webhook-configuration" (printf "%s-pod-identity" $fullname)
+  "webhook-ca-secret" (printf "%s-webhook-ca" $fullname) -}}
+{{- $value := index $root.Values.flags $flag -}}
+{{- if and (eq $flag "webhook-namespace") $value (ne $value $root.Release.Namespace) -}}
+{{- fail "flags.webhook-namespace must be empty or the release namespace: the webhook Service and its CA Secret live there" -}}
+{{- end -}}
+{{- default (index $names $flag) $value -}}
 {{- end -}}
 
 {{/* `--name=value` for every flag with a value; lists are comma separated. */}}
@@ -44,8 +64,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if not (index .Values.flags "cluster-name") -}}
 {{- fail "flags.cluster-name is required: a name unique among the clusters of the AWS account" -}}
 {{- end -}}
+{{- $flags := deepCopy .Values.flags -}}
+{{- if .Values.flags.webhook -}}
+{{- range $flag := list "webhook-namespace" "webhook-service" "webhook-configuration" "webhook-ca-secret" -}}
+{{- $_ := set $flags $flag (include "irsa-operator.webhookName" (list $ $flag)) -}}
+{{- end -}}
+{{- end -}}
 - run
-{{- range $flag, $value := .Values.flags }}
+{{- range $flag, $value := $flags }}
 {{- if kindIs "slice" $value }}
 {{- if $value }}
 - --{{ $flag }}={{ join "," $value }}
