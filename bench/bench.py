@@ -1,0 +1,377 @@
+"""The scale benchmark behind bench/run: N PodIamRoles on the test bed, with every IAM call
+counted by a recording proxy between the operator and LocalStack (not by the operator's
+own metrics). Writes BENCHMARKS.md and bench/benchmarks.png. Asserts nothing."""
+
+import datetime
+import http.client
+import http.server
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections import Counter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "debug", "irsa-operator")
+# Short, so the rest phase sees several passes; the listing follows it.
+RESYNC_SECONDS = 15
+# High enough that LocalStack, not the budget, is the limit, except in the budget run.
+FAST_RATE = 200
+BUDGET_RATE = 20
+BUDGET_N = 1000
+PER_ROLE_READS = {"GetRole", "ListRolePolicies", "GetRolePolicy", "ListAttachedRolePolicies"}
+WRITES = {
+    "CreateRole", "PutRolePolicy", "DeleteRolePolicy", "DeleteRole", "AttachRolePolicy",
+    "DetachRolePolicy", "UpdateAssumeRolePolicy", "UpdateRole", "TagRole", "UntagRole",
+    "PutRolePermissionsBoundary", "DeleteRolePermissionsBoundary",
+}
+
+
+class Recorder:
+    """Counts IAM actions as LocalStack answered them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = Counter()
+
+    def record(self, action):
+        with self.lock:
+            self.calls[action] += 1
+
+    def take(self):
+        with self.lock:
+            taken, self.calls = self.calls, Counter()
+        return taken
+
+    def peek(self):
+        with self.lock:
+            return Counter(self.calls)
+
+
+def start_proxy(upstream, recorder):
+    target = urllib.parse.urlparse(upstream)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
+            upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+            headers["Host"] = target.netloc
+            upstream_conn.request("POST", self.path, body, headers)
+            response = upstream_conn.getresponse()
+            data = response.read()
+            if response.status < 500:
+                recorder.record(action)
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            upstream_conn.close()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kubectl(*args, stdin=None):
+    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+def http_get(port, path):
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return None, ""
+
+
+class Operator:
+    def __init__(self, cluster, namespace, proxy, rate):
+        self.port = free_port()
+        env = dict(os.environ, AWS_ENDPOINT_URL=proxy, RUST_LOG="warn")
+        self.log = open(os.path.join(ROOT, "target", f"bench-{cluster}.log"), "a")
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [BIN, "run", "--cluster-name", cluster, "--namespaces", namespace,
+             "--metrics-addr", f"127.0.0.1:{self.port}", "--resync-interval", f"{RESYNC_SECONDS}s",
+             "--iam-rate", str(rate), "--iam-burst", str(rate), "--concurrency", "16",
+             "--oidc-provider", "manage", "--oidc-ca-file", os.environ["TESTBED_CA_FILE"]],
+            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def wait_ready(self):
+        while http_get(self.port, "/readyz") != (200, "ok"):
+            if time.monotonic() - self.started > 300:
+                raise RuntimeError("operator not ready in 5 minutes")
+            time.sleep(0.2)
+        return time.monotonic() - self.started
+
+    def usage(self):
+        """(peak RSS in MiB, CPU seconds) so far."""
+        pid = self.process.pid
+        with open(f"/proc/{pid}/status") as f:
+            peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return peak / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+class Watch:
+    """When each PodIamRole was first seen Ready, and when each was seen deleted."""
+
+    def __init__(self, namespace):
+        self.ready, self.gone = {}, {}
+        self.process = subprocess.Popen(
+            ["kubectl", "-n", namespace, "get", "pir", "--watch", "--output-watch-events", "-o",
+             "jsonpath={.type} {.object.metadata.name} "
+             "{.object.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}"],
+            stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        for line in self.process.stdout:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            now = time.monotonic()
+            if parts[0] == "DELETED":
+                self.gone.setdefault(parts[1], now)
+            elif len(parts) > 2 and parts[2] == "True":
+                self.ready.setdefault(parts[1], now)
+
+    def wait(self, seen, names, what):
+        deadline = time.monotonic() + 3600
+        while not all(name in seen for name in names):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not all {what} within an hour")
+            time.sleep(0.2)
+
+    def stop(self):
+        self.process.kill()
+
+
+def manifests(namespace, names, table):
+    docs = []
+    for name in names:
+        docs.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": name, "namespace": namespace}})
+        docs.append({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
+                     "metadata": {"name": name, "namespace": namespace},
+                     "spec": {"serviceAccountName": name, "policy": {
+                         "Version": "2012-10-17", "Statement": [{
+                             "Effect": "Allow", "Action": ["dynamodb:GetItem"],
+                             "Resource": f"arn:aws:dynamodb:us-east-1:111122223333:table/{table}"}]}}})
+    return "\n".join(json.dumps(doc) for doc in docs)
+
+
+def apply(namespace, names, table):
+    # In chunks: one request body per object would be slower, one for thousands too large.
+    for start in range(0, len(names), 200):
+        kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-",
+                stdin=manifests(namespace, names[start:start + 200], table))
+
+
+def latencies(started, seen, names):
+    values = sorted(seen[name] - started for name in names)
+    return {"p50": statistics.median(values), "p95": values[int(0.95 * (len(values) - 1))],
+            "max": values[-1]}
+
+
+def per_object(calls, n):
+    writes = sum(count for action, count in calls.items() if action in WRITES)
+    reads = sum(count for action, count in calls.items() if action not in WRITES)
+    return {"writes": writes / n, "reads": reads / n, "by_operation": dict(sorted(calls.items()))}
+
+
+def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
+    stamp = f"{int(time.time())}{n}"
+    namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
+    kubectl("create", "namespace", namespace)
+    names = [f"app-{i}" for i in range(n)]
+    operator = Operator(cluster, namespace, proxy, rate)
+    start_to_ready = operator.wait_ready()
+    watch = Watch(namespace)
+    result = {"n": n, "rate": rate}
+    recorder.take()
+
+    started = time.monotonic()
+    apply(namespace, names, "v1")
+    watch.wait(watch.ready, names, "Ready")
+    result["create"] = {"all": time.monotonic() - started, **latencies(started, watch.ready, names)}
+    result["create_calls"] = per_object(recorder.take(), n)
+    if not phases:
+        operator.stop()
+        watch.stop()
+        return result
+
+    # At rest: whole passes only, after the creates' own listings.
+    time.sleep(RESYNC_SECONDS)
+    recorder.take()
+    time.sleep(3 * RESYNC_SECONDS)
+    rest = recorder.take()
+    passes = max(rest.get("GetAccountAuthorizationDetails", 0), 1)
+    result["rest_calls_per_pass"] = {
+        "total": sum(rest.values()) / passes,
+        "per_role_reads": sum(c for a, c in rest.items() if a in PER_ROLE_READS) / passes,
+        "writes": sum(c for a, c in rest.items() if a in WRITES) / passes,
+        "by_operation": dict(sorted(rest.items())),
+    }
+
+    # Updates: every policy changes.
+    watch.ready.clear()
+    started = time.monotonic()
+    apply(namespace, names, "v2")
+    deadline = time.monotonic() + 3600
+    while per_object(recorder.peek(), n)["writes"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    result["update"] = {"all": time.monotonic() - started}
+    time.sleep(2)
+    result["update_calls"] = per_object(recorder.take(), n)
+
+    # A restart with everything in sync.
+    result["peak_rss_mib"], result["cpu_seconds"] = operator.usage()
+    operator.stop()
+    recorder.take()
+    operator = Operator(cluster, namespace, proxy, rate)
+    result["restart_to_ready"] = operator.wait_ready()
+    time.sleep(2 * RESYNC_SECONDS)
+    restart = recorder.take()
+    result["restart_calls"] = {"total": sum(restart.values()),
+                               "writes": sum(c for a, c in restart.items() if a in WRITES),
+                               "by_operation": dict(sorted(restart.items()))}
+    result["start_to_ready"] = start_to_ready
+
+    time.sleep(RESYNC_SECONDS)
+    recorder.take()
+    started = time.monotonic()
+    kubectl("-n", namespace, "delete", "pir", "--all", "--wait=false")
+    watch.wait(watch.gone, names, "deleted")
+    result["delete"] = {"all": time.monotonic() - started, **latencies(started, watch.gone, names)}
+    result["delete_calls"] = per_object(recorder.take(), n)
+    result["rest_rss_mib"] = operator.usage()[0]
+    operator.stop()
+    watch.stop()
+    return result
+
+
+def fmt(value):
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def write_report(results, budget):
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`bench/run {' '.join(str(r['n']) for r in results)}` on {datetime.date.today()}, commit "
+        f"`{commit}`, {os.cpu_count()} cores ({cpu}), debug build, on the test bed "
+        "(kube-apiserver and LocalStack on the same machine). IAM calls are counted by a "
+        "recording proxy between the operator and LocalStack. Times are wall-clock on a "
+        f"shared machine; call counts are exact. Resync {RESYNC_SECONDS} s, "
+        f"IAM budget {FAST_RATE}/s (LocalStack is the limit) except where noted.",
+        "",
+        "| N | create all (s) | create p50 / p95 / max (s) | delete all (s) | delete p50 / p95 / max (s) | peak RSS (MiB) | CPU (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        c, d = r["create"], r["delete"]
+        lines.append(f"| {r['n']} | {fmt(c['all'])} | {fmt(c['p50'])} / {fmt(c['p95'])} / {fmt(c['max'])} "
+                     f"| {fmt(d['all'])} | {fmt(d['p50'])} / {fmt(d['p95'])} / {fmt(d['max'])} "
+                     f"| {fmt(r['peak_rss_mib'])} | {fmt(r['cpu_seconds'])} |")
+    lines += ["", "IAM calls per object, and per pass at rest:", "",
+              "| N | create writes / reads | update writes / reads | delete writes / reads | at rest per pass: calls / per-role reads / writes | restart: calls / writes |",
+              "|---|---|---|---|---|---|"]
+    for r in results:
+        cc, uc, dc, rc, rs = (r["create_calls"], r["update_calls"], r["delete_calls"],
+                              r["rest_calls_per_pass"], r["restart_calls"])
+        lines.append(f"| {r['n']} | {fmt(cc['writes'])} / {fmt(cc['reads'])} | {fmt(uc['writes'])} / {fmt(uc['reads'])} "
+                     f"| {fmt(dc['writes'])} / {fmt(dc['reads'])} | {fmt(rc['total'])} / {fmt(rc['per_role_reads'])} / {fmt(rc['writes'])} "
+                     f"| {rs['total']} / {rs['writes']} |")
+    lines += ["", "Goals (issue 13): at rest ≤ ⌈roles ÷ 1,000⌉ + 2 calls per pass and 0 writes; create ≤ 2 "
+              "writes + 0.1 reads; delete ≤ 2 writes + 0.1 reads. The pass at rest also holds the OIDC "
+              "provider check (GetOpenIDConnectProvider).", ""]
+    if budget:
+        calls = budget["create_calls"]["writes"] + budget["create_calls"]["reads"]
+        needed = calls * budget["n"] / BUDGET_RATE
+        lines += [f"Under a fixed budget of {BUDGET_RATE} IAM calls/s, {budget['n']} creates took "
+                  f"{fmt(budget['create']['all'])} s for {int(calls * budget['n'])} calls: "
+                  f"{fmt(budget['create']['all'] / needed)} × (calls ÷ budget) (goal ≤ 1.1).", ""]
+    lines += ["Start to ready (s): " + ", ".join(f"N={r['n']}: {fmt(r['start_to_ready'])} (restart with N in sync: "
+                                                 f"{fmt(r['restart_to_ready'])})" for r in results), "",
+              "![create and delete times](bench/benchmarks.png)", "",
+              "Raw figures, with calls by operation:", "", "```json",
+              json.dumps({"runs": results, "budget": budget}, indent=1), "```", ""]
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def plot(results):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ns = [r["n"] for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for phase, style in (("create", "o-"), ("delete", "s--")):
+        left.plot(ns, [r[phase]["all"] for r in results], style, label=f"{phase}, all")
+        left.plot(ns, [r[phase]["p95"] for r in results], style, alpha=0.5, label=f"{phase}, p95")
+    left.set(xscale="log", yscale="log", xlabel="PodIamRoles", ylabel="seconds", title="Time to Ready / gone")
+    left.legend()
+    right.plot(ns, [r["create_calls"]["writes"] + r["create_calls"]["reads"] for r in results], "o-", label="create")
+    right.plot(ns, [r["delete_calls"]["writes"] + r["delete_calls"]["reads"] for r in results], "s--", label="delete")
+    right.plot(ns, [r["rest_calls_per_pass"]["total"] / r["n"] for r in results], "^:", label="at rest, per pass")
+    right.set(xscale="log", yscale="log", xlabel="PodIamRoles", ylabel="IAM calls per object", title="IAM calls")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(ROOT, "bench", "benchmarks.png"), dpi=100)
+
+
+def main():
+    sizes = [int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]
+    recorder = Recorder()
+    proxy = start_proxy(os.environ["AWS_ENDPOINT_URL"], recorder)
+    results = []
+    for n in sizes:
+        print(f"N={n} ...", flush=True)
+        results.append(run_n(n, proxy, recorder))
+        print(json.dumps(results[-1]), flush=True)
+    budget = None
+    if os.environ.get("BENCH_BUDGET", "1") == "1":
+        print(f"budget run: N={BUDGET_N} at {BUDGET_RATE}/s ...", flush=True)
+        budget = run_n(BUDGET_N, proxy, recorder, rate=BUDGET_RATE, phases=False)
+    write_report(results, budget)
+    plot(results)
+    print("wrote BENCHMARKS.md and bench/benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()
