@@ -19,7 +19,7 @@ use kube::{
     api::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
-        controller::Config as ControllerConfig,
+        controller::{Config as ControllerConfig, Error as ControllerError},
         events::{Recorder, Reporter},
         predicates, reflector,
         reflector::{ObjectRef, Store},
@@ -28,7 +28,7 @@ use kube::{
     },
 };
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     config::{self, OperatorConfig, RunArgs},
@@ -540,8 +540,13 @@ fn controller_for(
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "controller error");
+            match result {
+                // A retry or resync scheduled for an object deleted since: nothing to do.
+                Err(ControllerError::ObjectNotFound(object)) => {
+                    debug!(%object, "gone before its scheduled reconcile");
+                }
+                Err(error) => warn!(%error, "controller error"),
+                Ok(_) => {}
             }
         });
     let listings = Listings {
