@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use support::{
     Operator, eventually,
     scenario::{DYNAMO_POLICY, Scenario, dynamo_spec, tags},
+    sum_metric,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,10 +283,20 @@ async fn an_unowned_role_is_never_touched() {
         .await
         .unwrap();
     assert!(inline.policy_names().is_empty());
-    assert_eq!(
-        s.operator().iam_writes().await,
-        0,
-        "no IAM write for a conflicting role"
+    // A new PodIamRole whose name the latest listing lacks tries CreateRole first; IAM
+    // refuses it (EntityAlreadyExists) and nothing else is attempted.
+    let metrics = s.operator().metrics().await.unwrap();
+    let writes = |outcome: &str| {
+        sum_metric(
+            &metrics,
+            "irsa_operator_iam_calls_total",
+            &format!("access=\"write\",outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(writes("success"), 0, "no IAM write for a conflicting role");
+    assert!(
+        s.operator().iam_writes().await <= 1,
+        "at most the refused CreateRole"
     );
 }
 

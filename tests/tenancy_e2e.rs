@@ -170,9 +170,12 @@ async fn deletions_leave_no_error_behind() {
         "irsa_operator_iam_calls_total",
         "operation=\"GetRole\"",
     );
-    // One GetRole to create and one to delete each role: a stale reconcile after the
-    // deletion would read IAM again.
-    assert_eq!(get_roles, 6, "GetRole calls for 3 creates and deletes");
+    // At most one GetRole to create and one to delete each role (none where the bulk
+    // listing already tells): a stale reconcile after the deletion would read IAM again.
+    assert!(
+        get_roles <= 6,
+        "{get_roles} GetRole calls for 3 creates and deletes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
