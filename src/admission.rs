@@ -1,11 +1,17 @@
-//! Pure: what the operator checks before it writes anything, shared by the reconciler
-//! and `irsa-operator validate`: the guardrails' decision, then the spec itself.
+//! Pure: what the operator checks before it writes anything, shared by the reconciler,
+//! `irsa-operator validate` and the validating webhook: the guardrails' decision, then
+//! the spec itself.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::ResourceExt;
 
 use crate::{
     config::OperatorConfig,
-    crd::PodIamRoleSpec,
+    crd::{PodIamRole, PodIamRoleSpec},
     desired::{self, DesiredRole},
-    guardrail::Enforced,
+    guardrail::{self, Enforced, PodIamRoleGuardrail},
+    naming,
     ownership::{Adoption, Owner},
     status::Outcome,
 };
@@ -28,4 +34,27 @@ pub fn admit(
         (true, true) => Adoption::Foreign,
     };
     Ok(desired)
+}
+
+/// The whole check on one PodIamRole, given what the cluster (or a set of manifests)
+/// holds: the guardrails, its namespace's labels and the PodIamRoles there (for quotas).
+pub fn review<'a>(
+    role: &PodIamRole,
+    guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
+    namespace_labels: &BTreeMap<String, String>,
+    roles: &[Arc<PodIamRole>],
+    config: &OperatorConfig,
+) -> Result<DesiredRole, Outcome> {
+    let namespace = role.namespace().unwrap_or_default();
+    let rules = guardrail::rules_for(guardrails, namespace_labels);
+    let rank = guardrail::quota_rank(role, roles);
+    let own_prefix =
+        naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
+    let decision = guardrail::decide(&role.spec, &rules, rank, &own_prefix);
+    admit(
+        decision,
+        &role.spec,
+        Owner::of(role, &config.cluster_name),
+        config,
+    )
 }

@@ -103,15 +103,16 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let bound = http::serve(args.metrics_addr, metrics.clone(), role.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");
     // Outside `lead()`: every replica admits pods, leader or standby.
-    if args.webhook.enabled {
+    if args.webhook.serves() {
         let bound = webhook::start(
             &args.webhook,
             client.clone(),
             &args.namespaces,
+            &config,
             metrics.clone(),
         )
         .await?;
-        info!(address = %bound, "serving the pod identity webhook");
+        info!(address = %bound, pods = args.webhook.enabled, podiamroles = args.webhook.validating, "serving the webhooks");
     }
 
     // The budget retries, one token per attempt: SDK retries would hide throttling from it.

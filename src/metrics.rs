@@ -95,6 +95,7 @@ pub struct Metrics {
     orphan_roles_deleted: Counter,
     webhook_admissions: Family<OutcomeLabels, Counter>,
     webhook_admission_duration: Histogram,
+    webhook_validations: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -141,6 +142,12 @@ impl Default for Metrics {
             "webhook_admissions",
             "Pod admissions by the pod identity webhook, by outcome",
             webhook_admissions.clone(),
+        );
+        let webhook_validations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_validations",
+            "PodIamRole admissions seen by the validating webhook, by outcome: `allowed`, `denied`, `skipped` (no spec change), `error` (the cluster could not be read; the failure policy decides)",
+            webhook_validations.clone(),
         );
         registry.register(
             "webhook_admission_duration_seconds",
@@ -211,6 +218,7 @@ impl Default for Metrics {
             orphan_roles_deleted,
             webhook_admissions,
             webhook_admission_duration,
+            webhook_validations,
         }
     }
 }
@@ -280,6 +288,12 @@ impl Metrics {
         self.webhook_admission_duration
             .observe(elapsed.as_secs_f64());
         self.webhook_admissions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub fn record_validation(&self, outcome: &'static str) {
+        self.webhook_validations
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }

@@ -3,6 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use kube::ResourceExt;
+
+use crate::crd::PodIamRole;
+
 pub const TAG_CLUSTER: &str = "irsa.dev/cluster";
 pub const TAG_NAMESPACE: &str = "irsa.dev/namespace";
 pub const TAG_NAME: &str = "irsa.dev/name";
@@ -40,6 +44,16 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// The owner a PodIamRole of `cluster` writes into its role's tags.
+    pub fn of(object: &PodIamRole, cluster: &str) -> Self {
+        Self {
+            cluster: cluster.to_string(),
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            uid: object.uid().unwrap_or_default(),
+        }
+    }
+
     pub fn tags(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (TAG_CLUSTER.to_string(), self.cluster.clone()),

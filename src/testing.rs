@@ -1,7 +1,11 @@
 //! Test fixtures, built in one place: specs, configs, owners, desired roles and objects.
 
-use kube::api::ObjectMeta;
-use serde_json::json;
+use kube::{
+    Resource,
+    api::ObjectMeta,
+    core::admission::{AdmissionRequest, AdmissionReview},
+};
+use serde_json::{Value, json};
 
 use crate::{
     config::OperatorConfig,
@@ -59,4 +63,35 @@ pub fn pod_iam_role(namespace: &str, name: &str) -> PodIamRole {
         spec: spec(),
         status: None,
     }
+}
+
+/// An admission request, as the API server sends it, for an object of kind `K` in
+/// namespace `team`; `object` and `old` as JSON (or null).
+pub fn admission_request<K>(operation: &str, object: Value, old: Value) -> AdmissionRequest<K>
+where
+    K: Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+{
+    let kind = json!({"group": K::group(&()), "version": K::version(&()), "kind": K::kind(&())});
+    let resource =
+        json!({"group": K::group(&()), "version": K::version(&()), "resource": K::plural(&())});
+    let review: AdmissionReview<K> = serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1",
+            "kind": kind,
+            "resource": resource,
+            "requestKind": kind,
+            "requestResource": resource,
+            "name": object["metadata"]["name"].as_str().unwrap_or_default(),
+            "namespace": "team",
+            "operation": operation,
+            "userInfo": {},
+            "object": object,
+            "oldObject": old,
+            "dryRun": false
+        }
+    }))
+    .unwrap();
+    review.try_into().unwrap()
 }

@@ -339,6 +339,52 @@ fn chart_renders_the_webhook_as_config_does() {
     );
 }
 
+/// The validating webhook renders as config/components/validating-webhook has it, served
+/// through the chart's one webhook Service, alone (EKS) or beside the pod identity webhook.
+#[test]
+fn chart_renders_the_validating_webhook_as_config_does() {
+    let component = "config/components/validating-webhook";
+    let config = config_objects(&format!("{component}/validating-webhook.yaml"));
+    let rbac = config_objects(&format!("{component}/rbac.yaml"));
+    for extra in [&[][..], &["--set", "flags.webhook=true"]] {
+        let chart = render(&[&["--set", "flags.validating-webhook=true"], extra].concat());
+        let args = operator_args(&chart);
+        let configuration = find(&chart, "ValidatingWebhookConfiguration");
+        assert_eq!(
+            arg(&args, "validating-webhook-configuration"),
+            configuration["metadata"]["name"]
+        );
+        assert_eq!(
+            configuration["metadata"]["name"],
+            config[0]["metadata"]["name"]
+        );
+        let mut want = config[0]["webhooks"].clone();
+        want[0]["clientConfig"]["service"]["name"] =
+            serde_json::json!(arg(&args, "webhook-service"));
+        assert_eq!(configuration["webhooks"], want);
+        assert_eq!(
+            chart
+                .iter()
+                .any(|o| o["kind"] == "MutatingWebhookConfiguration"),
+            !extra.is_empty()
+        );
+        // Its rules come after the pod identity webhook's in the chart's one ClusterRole.
+        let roles = by_kind_and_name(&chart);
+        let rules = roles[&key("ClusterRole", "irsa-operator-webhook")]["rules"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            serde_json::json!(rules[rules.len() - 2..]),
+            rbac[0]["rules"]
+        );
+        assert_eq!(
+            roles[&key("Role", "irsa-operator-webhook")]["rules"],
+            rbac[2]["rules"]
+        );
+    }
+}
+
 /// Nothing of the webhook or restarts unless asked for.
 #[test]
 fn chart_renders_no_webhook_or_restart_by_default() {
@@ -346,7 +392,10 @@ fn chart_renders_no_webhook_or_restart_by_default() {
     for object in &chart {
         let name = object["metadata"]["name"].as_str().unwrap();
         assert!(
-            object["kind"] != "MutatingWebhookConfiguration"
+            !object["kind"]
+                .as_str()
+                .unwrap()
+                .ends_with("WebhookConfiguration")
                 && !name.ends_with("-webhook")
                 && !name.ends_with("-restart"),
             "{} {name} rendered by default",
@@ -357,6 +406,7 @@ fn chart_renders_no_webhook_or_restart_by_default() {
     assert_eq!(ports.as_array().unwrap().len(), 1, "{ports}");
     let args = operator_args(&chart);
     assert_eq!(arg(&args, "webhook"), "false");
+    assert_eq!(arg(&args, "validating-webhook"), "false");
     assert_eq!(arg(&args, "restart-workloads"), "false");
 }
 
@@ -451,7 +501,10 @@ fn chart_values_cover_every_flag_and_render_valid_arguments() {
 
     // config/ sets flags through the environment: every IRSA_* variable must be a flag's.
     let envs: BTreeSet<String> = flags.values().flatten().cloned().collect();
-    for path in ["config/manager/deployment.yaml"] {
+    for path in [
+        "config/manager/deployment.yaml",
+        "config/components/validating-webhook/deployment-patch.yaml",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(path)).unwrap();
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
             if word.starts_with("IRSA_") {

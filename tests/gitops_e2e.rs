@@ -1,13 +1,13 @@
-//! End-to-end: what Flux (kstatus) and Argo CD (the health checks under health/) make of
-//! live PodIamRoles in every state, computed by their own code.
+//! End-to-end: what Flux (kstatus, and its CEL `healthCheckExprs` as documented) and Argo
+//! CD (the health checks under health/) make of live PodIamRoles in every state, computed
+//! by their own code.
 
 mod support;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{
     fault_proxy::{Fault, FaultProxy, Rule},
-    gitops::{argo_health, kstatus, raw_object},
+    gitops::{argo_health, flux_health, kstatus, raw_object, test_manifests},
     scenario::{ANNOTATION, Scenario, dynamo_spec},
 };
 
@@ -18,7 +18,7 @@ fn granting(service_account: &str, action: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kstatus_and_argo_health_read_every_state() {
+async fn kstatus_flux_cel_and_argo_health_read_every_state() {
     let Some(mut s) = Scenario::prepare("kstatus").await else {
         return;
     };
@@ -44,6 +44,7 @@ async fn kstatus_and_argo_health_read_every_state() {
         "fresh, operator stopped".to_string(),
         kstatus(&fresh),
         argo_health(&fresh),
+        flux_health(&fresh),
     )];
 
     s.bed
@@ -101,15 +102,26 @@ async fn kstatus_and_argo_health_read_every_state() {
     for (name, _, reason) in cases {
         s.wait_reason(name, reason).await;
         let object = raw_object(&s.roles(), name).await;
-        table.push((reason.to_string(), kstatus(&object), argo_health(&object)));
+        table.push((
+            reason.to_string(),
+            kstatus(&object),
+            argo_health(&object),
+            flux_health(&object),
+        ));
     }
 
-    for (state, (kstatus, _), (health, message)) in &table {
-        eprintln!("{state:<26} kstatus {kstatus:<10} argo {health:<11} {message}");
+    for (state, (kstatus, _), (health, message), (flux, _)) in &table {
+        eprintln!(
+            "{state:<26} kstatus {kstatus:<10} flux CEL {flux:<10} argo {health:<11} {message}"
+        );
+        assert_eq!(
+            flux, kstatus,
+            "{state}: the documented healthCheckExprs and kstatus"
+        );
     }
     let read: Vec<(&str, &str, &str)> = table
         .iter()
-        .map(|(state, (k, _), (a, _))| (state.as_str(), k.as_str(), a.as_str()))
+        .map(|(state, (k, _), (a, _), _)| (state.as_str(), k.as_str(), a.as_str()))
         .collect();
     assert_eq!(
         read,
@@ -125,37 +137,6 @@ async fn kstatus_and_argo_health_read_every_state() {
             ("ServiceAccountInUse", "Failed", "Degraded"),
         ]
     );
-}
-
-/// The PodIamRoles under tests/manifests/{good,bad} and config/samples, without their
-/// namespace: (name, object).
-fn test_manifests() -> Vec<(String, Value)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut manifests = Vec::new();
-    for dir in [
-        "tests/manifests/good",
-        "tests/manifests/bad",
-        "config/samples",
-    ] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            for document in serde_yaml::Deserializer::from_str(&text) {
-                let mut object = Value::deserialize(document).unwrap();
-                if object["kind"] != "PodIamRole" {
-                    continue;
-                }
-                object["metadata"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("namespace");
-                let name = object["metadata"]["name"].as_str().unwrap().to_string();
-                manifests.push((name, object));
-            }
-        }
-    }
-    manifests.sort_by(|a, b| a.0.cmp(&b.0));
-    manifests
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +192,11 @@ async fn admission_policy_refuses_the_built_in_denials_at_apply_time() {
             }
         }
     };
-    let manifests = test_manifests();
+    let manifests = test_manifests(&[
+        "tests/manifests/good",
+        "tests/manifests/bad",
+        "config/samples",
+    ]);
     let star = manifests
         .iter()
         .find(|(n, _)| n == "builtin-star")

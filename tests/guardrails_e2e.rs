@@ -3,45 +3,18 @@
 
 mod support;
 
-use irsa_operator::{guardrail::PodIamRoleGuardrail, policy::semantically_equal};
-use kube::{
-    Api,
-    api::{DeleteParams, Patch, PatchParams},
-};
+use irsa_operator::policy::semantically_equal;
+use kube::api::DeleteParams;
 use serde_json::{Value, json};
 use support::scenario::{Scenario, dynamo_spec};
-
-const SCENARIO_LABEL: &str = "irsa-e2e/scenario";
 
 /// A namespace labelled for its own guardrail, which exists before the operator starts.
 async fn guarded(label: &str, guardrail: Value) -> Option<Scenario> {
     let s = Scenario::prepare(label).await?;
     s.bed.ensure_oidc_provider().await;
-    s.bed
-        .label_namespace(&s.namespace, json!({SCENARIO_LABEL: s.namespace}))
-        .await;
-    apply_guardrail(&s, guardrail).await;
+    s.apply_guardrail(guardrail).await;
     s.bed.create_service_account(&s.namespace, "app").await;
     Some(s.with_operator(&[]).await)
-}
-
-fn guardrails(s: &Scenario) -> Api<PodIamRoleGuardrail> {
-    Api::all(s.bed.kube.clone())
-}
-
-async fn apply_guardrail(s: &Scenario, spec: Value) {
-    let mut spec = spec;
-    spec["namespaceSelector"] = json!({"matchLabels": {SCENARIO_LABEL: s.namespace}});
-    let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleGuardrail",
-        "metadata": {"name": s.namespace}, "spec": spec});
-    guardrails(s)
-        .patch(
-            &s.namespace,
-            &PatchParams::apply("kubectl").force(),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .expect("apply guardrail");
 }
 
 fn s3_spec() -> Value {
@@ -99,10 +72,8 @@ async fn a_disallowed_managed_policy_is_refused() {
     let allowed = s.create_managed_policy("allowed").await;
     let other = s.create_managed_policy("other").await;
     s.bed.ensure_oidc_provider().await;
-    s.bed
-        .label_namespace(&s.namespace, json!({SCENARIO_LABEL: s.namespace}))
+    s.apply_guardrail(json!({"allowedManagedPolicyArns": [allowed]}))
         .await;
-    apply_guardrail(&s, json!({"allowedManagedPolicyArns": [allowed]})).await;
     s.bed.create_service_account(&s.namespace, "app").await;
     let s = s.with_operator(&[]).await;
 
@@ -141,10 +112,8 @@ async fn a_required_boundary_is_forced_onto_the_role() {
     };
     let boundary = s.create_managed_policy("boundary").await;
     s.bed.ensure_oidc_provider().await;
-    s.bed
-        .label_namespace(&s.namespace, json!({SCENARIO_LABEL: s.namespace}))
+    s.apply_guardrail(json!({"requiredPermissionsBoundary": boundary}))
         .await;
-    apply_guardrail(&s, json!({"requiredPermissionsBoundary": boundary})).await;
     s.bed.create_service_account(&s.namespace, "app").await;
     let s = s.with_operator(&[]).await;
 
@@ -210,16 +179,14 @@ async fn a_guardrail_added_later_reports_and_leaves_the_role_as_it_is() {
     let Some(s) = Scenario::start("later").await else {
         return;
     };
-    s.bed
-        .label_namespace(&s.namespace, json!({SCENARIO_LABEL: s.namespace}))
-        .await;
     s.bed.create_service_account(&s.namespace, "app").await;
     s.apply("app", s3_spec()).await;
     s.wait_reason("app", "Synced").await;
     let role_name = s.role_name("app");
     let writes_before = s.operator.as_ref().unwrap().iam_writes().await;
 
-    apply_guardrail(&s, json!({"allowedActions": ["dynamodb:*"]})).await;
+    s.apply_guardrail(json!({"allowedActions": ["dynamodb:*"]}))
+        .await;
     let status = s.wait_reason("app", "PolicyNotAllowed").await;
     assert!(status.conditions[0].message.contains("s3:GetObject"));
     assert!(
@@ -236,7 +203,7 @@ async fn a_guardrail_added_later_reports_and_leaves_the_role_as_it_is() {
         "no IAM write on a denied spec"
     );
 
-    guardrails(&s)
+    s.guardrails()
         .delete(&s.namespace, &DeleteParams::default())
         .await
         .unwrap();

@@ -2,6 +2,9 @@
 //! operator really publishes for every reason, and its expectations are the health each
 //! state must have. `scripts/test` runs the Lua against them; this test keeps them in
 //! step with `next_status`. Regenerate with `IRSA_UPDATE_TESTDATA=1 cargo test --test health_testdata`.
+//! The same states also go through kstatus and Flux's CEL evaluator.
+
+mod support;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -13,6 +16,7 @@ use irsa_operator::{
     status::{Outcome, Progress, ProviderHealth, next_status},
 };
 use serde_json::{Value, json};
+use support::gitops::{flux_health, kstatus};
 
 const GENERATION: i64 = 2;
 const ROLE: &str = "prod.shop.payments";
@@ -208,6 +212,30 @@ fn argo_health_testdata_is_what_the_operator_publishes() {
             committed == generated,
             "{} is stale: run `IRSA_UPDATE_TESTDATA=1 cargo test --test health_testdata`",
             path.display()
+        );
+    }
+}
+
+/// kstatus, and Flux's own evaluator of the `healthCheckExprs` docs/gitops.md documents,
+/// read every state the operator publishes as Argo CD's health check does.
+#[test]
+fn kstatus_and_the_documented_flux_expressions_read_every_state() {
+    for (name, object, health, _) in cases() {
+        // The API server defaults `status` on every PodIamRole (observedGeneration -1), so
+        // no stored object lacks one; Flux's expressions cannot read such an object.
+        if object.get("status").is_none() {
+            continue;
+        }
+        let want = match health {
+            "Healthy" => "Current",
+            "Progressing" => "InProgress",
+            _ => "Failed",
+        };
+        assert_eq!(kstatus(&object).0, want, "kstatus, {name}");
+        assert_eq!(
+            flux_health(&object).0,
+            want,
+            "Flux healthCheckExprs, {name}"
         );
     }
 }

@@ -12,12 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    admission,
-    config::OperatorConfig,
-    crd::PodIamRole,
-    guardrail::{self, PodIamRoleGuardrail},
-    naming,
-    ownership::Owner,
+    admission, config::OperatorConfig, crd::PodIamRole, guardrail::PodIamRoleGuardrail,
     status::Outcome,
 };
 
@@ -89,21 +84,9 @@ impl Manifests {
             .map(|role| {
                 let namespace = role.namespace().unwrap_or_default();
                 let labels = self.namespaces.get(&namespace).unwrap_or(&no_labels);
-                let rules = guardrail::rules_for(&self.guardrails, labels);
-                let rank = guardrail::quota_rank(role, &self.roles);
-                let own_prefix = naming::namespace_prefix(
-                    &config.role_name_prefix,
-                    &config.cluster_name,
-                    &namespace,
-                );
-                let decision = guardrail::decide(&role.spec, &rules, rank, &own_prefix);
-                let owner = Owner {
-                    cluster: config.cluster_name.clone(),
-                    namespace: namespace.clone(),
-                    name: role.name_any(),
-                    uid: role.uid().unwrap_or_default(),
-                };
-                let verdict = admission::admit(decision, &role.spec, owner, config).map(drop);
+                let verdict =
+                    admission::review(role, &self.guardrails, labels, &self.roles, config)
+                        .map(drop);
                 (format!("{namespace}/{}", role.name_any()), verdict)
             })
             .collect()

@@ -74,12 +74,7 @@ impl Error {
 }
 
 pub(crate) fn owner_of(object: &PodIamRole, config: &OperatorConfig) -> Owner {
-    Owner {
-        cluster: config.cluster_name.clone(),
-        namespace: object.namespace().unwrap_or_default(),
-        name: object.name_any(),
-        uid: object.uid().unwrap_or_default(),
-    }
+    Owner::of(object, &config.cluster_name)
 }
 
 #[instrument(skip_all)]

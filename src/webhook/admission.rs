@@ -75,28 +75,11 @@ pub fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::admission::AdmissionReview;
+    use crate::testing::admission_request;
     use serde_json::{Value, json};
 
     fn request(pod: Value) -> AdmissionRequest<Pod> {
-        let review: AdmissionReview<Pod> = serde_json::from_value(json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u-1",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
-                "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-                "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-                "namespace": "team",
-                "operation": "CREATE",
-                "userInfo": {},
-                "object": pod,
-                "dryRun": false
-            }
-        }))
-        .unwrap();
-        review.try_into().unwrap()
+        admission_request("CREATE", pod, Value::Null)
     }
 
     fn role() -> BTreeMap<String, String> {

@@ -16,6 +16,14 @@ pub struct WebhookArgs {
           action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub enabled: bool,
 
+    /// Serve the validating webhook too (`/validate`), which refuses at `kubectl apply`
+    /// (and `--dry-run=server`) a PodIamRole the operator would refuse: invalid specs, the
+    /// built-in deny list and the guardrails. Independent of `--webhook`, so it can run on
+    /// EKS. Every replica serves it.
+    #[arg(id = "validating-webhook", long = "validating-webhook", env = "IRSA_VALIDATING_WEBHOOK",
+          action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub validating: bool,
+
     /// Address the webhook serves HTTPS on.
     #[arg(
         id = "webhook-addr",
@@ -80,6 +88,16 @@ pub struct WebhookArgs {
     )]
     pub configuration: String,
 
+    /// ValidatingWebhookConfiguration whose `caBundle` the operator keeps equal to its CA,
+    /// with `--validating-webhook`.
+    #[arg(
+        id = "validating-webhook-configuration",
+        long = "validating-webhook-configuration",
+        env = "IRSA_VALIDATING_WEBHOOK_CONFIGURATION",
+        default_value = "irsa-operator-validation"
+    )]
+    pub validating_configuration: String,
+
     /// Token audience when the ServiceAccount has no `eks.amazonaws.com/audience`.
     #[arg(id = "webhook-audience", long = "webhook-audience", env = "IRSA_WEBHOOK_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
     pub audience: String,
@@ -123,6 +141,11 @@ pub struct WebhookArgs {
 }
 
 impl WebhookArgs {
+    /// Whether the HTTPS server runs at all: for pods, for PodIamRoles, or both.
+    pub fn serves(&self) -> bool {
+        self.enabled || self.validating
+    }
+
     pub fn injection_defaults(&self) -> InjectionDefaults {
         InjectionDefaults {
             audience: self.audience.clone(),
@@ -183,7 +206,7 @@ mod tests {
     #[test]
     fn off_by_default_with_eks_defaults() {
         let args = parse(&[]).unwrap();
-        assert!(!args.enabled);
+        assert!(!args.enabled && !args.validating && !args.serves());
         assert_eq!(args.injection_defaults(), InjectionDefaults::default());
         assert_eq!(
             args.cert_hosts("irsa"),
@@ -219,5 +242,7 @@ mod tests {
         // `--flag=false` too, as the Helm chart renders every flag.
         let off = parse(&["--webhook=false", "--webhook-sts-regional-endpoints=false"]).unwrap();
         assert!(!off.enabled && !off.regional_sts);
+        let validating = parse(&["--validating-webhook"]).unwrap();
+        assert!(validating.serves() && !validating.enabled);
     }
 }

@@ -1,8 +1,9 @@
-//! The pod identity mutating admission webhook, EKS-compatible and off by default: pods
-//! of ServiceAccounts annotated with a role get `AWS_ROLE_ARN`, the token file env and
-//! the projected token volume, as EKS's own webhook gives them.
+//! The admission webhooks, both off by default. The pod identity webhook (EKS-compatible)
+//! gives pods of ServiceAccounts annotated with a role `AWS_ROLE_ARN`, the token file env
+//! and the projected token volume, as EKS's own webhook gives them. The validating
+//! webhook refuses, at apply time, PodIamRoles the operator would refuse.
 //!
-//! `mutate` and `admission` are pure (pod + annotations + settings -> JSON patch), `certs`
+//! `mutate`, `admission` and `validate` are pure (pod + annotations + settings -> JSON patch), `certs`
 //! signs certificates; `cache`, `tls` and `server` are the IO around them. Every replica
 //! serves, leader or not: admission must not wait for an election.
 
@@ -13,6 +14,7 @@ pub mod certs;
 pub mod mutate;
 pub mod server;
 pub mod tls;
+pub mod validate;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -20,17 +22,18 @@ use kube::Client;
 
 pub use args::WebhookArgs;
 
-use crate::metrics::Metrics;
+use crate::{config::OperatorConfig, metrics::Metrics};
 use tls::CertSource;
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Starts the ServiceAccount cache, the certificate and the HTTPS server, all in the
-/// background for the life of the process; returns the bound address.
+/// Starts the ServiceAccount cache (for pods), the certificate and the HTTPS server, all
+/// in the background for the life of the process; returns the bound address.
 pub async fn start(
     args: &WebhookArgs,
     client: Client,
     namespaces: &[String],
+    config: &OperatorConfig,
     metrics: Arc<Metrics>,
 ) -> Result<SocketAddr, StartError> {
     let source = match &args.cert_dir {
@@ -45,15 +48,24 @@ pub async fn start(
                 hosts: args.cert_hosts(&namespace),
                 namespace,
                 ca_secret: args.ca_secret.clone(),
-                configuration: args.configuration.clone(),
+                mutating: args.enabled.then(|| args.configuration.clone()),
+                validating: args
+                    .validating
+                    .then(|| args.validating_configuration.clone()),
             }
         }
     };
     let tls = tls::server_config(source).await?;
-    let admitter = Arc::new(server::Admitter {
-        cache: cache::ServiceAccountCache::start(client, namespaces),
+    let admitter = args.enabled.then(|| server::Admitter {
+        cache: cache::ServiceAccountCache::start(client.clone(), namespaces),
         defaults: args.injection_defaults(),
+        metrics: metrics.clone(),
+    });
+    let validator = args.validating.then(|| server::Validator {
+        client,
+        config: config.clone(),
         metrics,
     });
-    Ok(server::serve(args.addr, tls, admitter).await?)
+    let router = server::router(admitter, validator);
+    Ok(server::serve(args.addr, tls, router).await?)
 }

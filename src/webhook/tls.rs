@@ -11,10 +11,14 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    ByteString, api::admissionregistration::v1::MutatingWebhookConfiguration, api::core::v1::Secret,
+    ByteString,
+    api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+    },
+    api::core::v1::Secret,
 };
 use kube::{
-    Api, Client,
+    Api, Client, Resource,
     api::{ObjectMeta, PostParams},
     runtime::{WatchStreamExt, watcher},
 };
@@ -58,7 +62,10 @@ pub enum CertSource {
         client: Client,
         namespace: String,
         ca_secret: String,
-        configuration: String,
+        /// The MutatingWebhookConfiguration to keep the CA in, when pods are mutated.
+        mutating: Option<String>,
+        /// The ValidatingWebhookConfiguration to keep the CA in, when PodIamRoles are validated.
+        validating: Option<String>,
         hosts: Vec<String>,
     },
     Mounted {
@@ -98,7 +105,8 @@ pub async fn server_config(source: CertSource) -> Result<Arc<ServerConfig>, TlsE
             client,
             namespace,
             ca_secret,
-            configuration,
+            mutating,
+            validating,
             hosts,
         } => {
             let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -106,7 +114,14 @@ pub async fn server_config(source: CertSource) -> Result<Arc<ServerConfig>, TlsE
             let serving = certs::issue_serving(&ca.key, &hosts, OffsetDateTime::now_utc())?;
             let current = Arc::new(CurrentCert(RwLock::new(Arc::new(certified_key(&serving)?))));
             tokio::spawn(renew_serving(current.clone(), ca.key.clone(), hosts));
-            tokio::spawn(keep_ca_bundle(client, configuration, ca.cert));
+            if let Some(name) = mutating {
+                let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
+                tokio::spawn(keep_ca_bundle(api, name, ca.cert.clone()));
+            }
+            if let Some(name) = validating {
+                let api = Api::<ValidatingWebhookConfiguration>::all(client);
+                tokio::spawn(keep_ca_bundle(api, name, ca.cert));
+            }
             current
         }
         CertSource::Mounted { dir } => {
@@ -209,10 +224,37 @@ async fn renew_serving(current: Arc<CurrentCert>, ca_key: String, hosts: Vec<Str
     }
 }
 
+/// A kind of webhook configuration: a list of webhooks, each with a `clientConfig`.
+trait WebhookConfiguration:
+    Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig>;
+}
+
+impl WebhookConfiguration for MutatingWebhookConfiguration {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|webhook| &mut webhook.client_config).collect()
+    }
+}
+
+impl WebhookConfiguration for ValidatingWebhookConfiguration {
+    fn client_configs(&mut self) -> Vec<&mut WebhookClientConfig> {
+        let webhooks = self.webhooks.iter_mut().flatten();
+        webhooks.map(|webhook| &mut webhook.client_config).collect()
+    }
+}
+
 /// Watches the webhook configuration and writes the CA into every webhook's `caBundle`
 /// whenever it differs, e.g. after the manifest is re-applied with an empty one.
-async fn keep_ca_bundle(client: Client, name: String, ca_cert: String) {
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client);
+async fn keep_ca_bundle<K: WebhookConfiguration>(api: Api<K>, name: String, ca_cert: String) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut changes = std::pin::pin!(
         watcher(api.clone(), config)
@@ -238,15 +280,12 @@ async fn keep_ca_bundle(client: Client, name: String, ca_cert: String) {
 }
 
 /// The configuration with `ca_cert` as every webhook's `caBundle`, or `None` if it has it.
-fn with_ca_bundle(
-    mut configuration: MutatingWebhookConfiguration,
-    ca_cert: &str,
-) -> Option<MutatingWebhookConfiguration> {
+fn with_ca_bundle<K: WebhookConfiguration>(mut configuration: K, ca_cert: &str) -> Option<K> {
     let bundle = ByteString(ca_cert.as_bytes().to_vec());
     let mut changed = false;
-    for webhook in configuration.webhooks.iter_mut().flatten() {
-        if webhook.client_config.ca_bundle.as_ref() != Some(&bundle) {
-            webhook.client_config.ca_bundle = Some(bundle.clone());
+    for client_config in configuration.client_configs() {
+        if client_config.ca_bundle.as_ref() != Some(&bundle) {
+            client_config.ca_bundle = Some(bundle.clone());
             changed = true;
         }
     }
@@ -316,6 +355,19 @@ mod tests {
             );
         }
         assert!(with_ca_bundle(updated, "CA").is_none());
+
+        let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": "v"},
+            "webhooks": [{"name": "v.irsa.dev", "clientConfig": {"url": "https://z"},
+                          "admissionReviewVersions": ["v1"], "sideEffects": "None"}]
+        }))
+        .unwrap();
+        let updated = with_ca_bundle(validating, "CA").unwrap();
+        let webhooks = updated.webhooks.as_ref().unwrap();
+        assert_eq!(
+            webhooks[0].client_config.ca_bundle,
+            Some(ByteString(b"CA".to_vec()))
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What GitOps tools make of live objects, computed by their own code: kstatus
-//! (sigs.k8s.io/cli-utils, as Flux uses it) and the Argo CD health checks under health/
-//! (run by gopher-lua, Argo CD's interpreter). Both are small Go programs under tools/,
-//! built and cached by `scripts/go-tool`.
+//! (sigs.k8s.io/cli-utils, as Flux uses it by default), Flux's CEL evaluator of
+//! `healthCheckExprs` (github.com/fluxcd/pkg/runtime/cel) on the expressions documented in
+//! docs/gitops.md, and the Argo CD health checks under health/ (run by gopher-lua, Argo
+//! CD's interpreter). All are small Go programs under tools/, built and cached by
+//! `scripts/go-tool`.
 
 use std::{
     io::Write,
@@ -15,6 +17,7 @@ use kube::{
     Api,
     api::{ApiResource, DynamicObject},
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 fn root() -> &'static Path {
@@ -71,6 +74,27 @@ pub fn kstatus(object: &Value) -> (String, String) {
     run(BINARY.get_or_init(|| tool("kstatus")), &[], object)
 }
 
+/// The Kustomization with `healthCheckExprs` that docs/gitops.md tells Flux users to
+/// write, as a file for the checker.
+fn documented_flux_kustomization() -> PathBuf {
+    let docs = std::fs::read_to_string(root().join("docs/gitops.md")).unwrap();
+    let start = docs
+        .find("apiVersion: kustomize.toolkit.fluxcd.io/v1")
+        .expect("docs/gitops.md shows a Flux Kustomization");
+    let end = start + docs[start..].find("```").unwrap();
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("flux-health-kustomization.yaml");
+    std::fs::write(&path, &docs[start..end]).unwrap();
+    path
+}
+
+/// Flux's (status, message) for an object under the documented `healthCheckExprs`.
+pub fn flux_health(object: &Value) -> (String, String) {
+    static SETUP: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (binary, kustomization) =
+        SETUP.get_or_init(|| (tool("flux-health"), documented_flux_kustomization()));
+    run(binary, &[kustomization.to_str().unwrap()], object)
+}
+
 /// Argo CD's (health, message) for a PodIamRole: Healthy, Progressing, Degraded.
 pub fn argo_health(object: &Value) -> (String, String) {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
@@ -80,4 +104,30 @@ pub fn argo_health(object: &Value) -> (String, String) {
         &["eval", script.to_str().unwrap()],
         object,
     )
+}
+
+/// The PodIamRoles in the manifests of these directories, without their namespace:
+/// (name, object), by name.
+pub fn test_manifests(dirs: &[&str]) -> Vec<(String, Value)> {
+    let mut manifests = Vec::new();
+    for dir in dirs {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for document in serde_yaml::Deserializer::from_str(&text) {
+                let mut object = Value::deserialize(document).unwrap();
+                if object["kind"] != "PodIamRole" {
+                    continue;
+                }
+                object["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("namespace");
+                let name = object["metadata"]["name"].as_str().unwrap().to_string();
+                manifests.push((name, object));
+            }
+        }
+    }
+    manifests.sort_by(|a, b| a.0.cmp(&b.0));
+    manifests
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use irsa_operator::{
     crd::{PodIamRole, PodIamRoleStatus},
+    guardrail::PodIamRoleGuardrail,
     policy::decode_iam_document,
 };
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 use super::{Operator, Testbed, eventually, eventually_matches, install_crypto, testbed, unique};
 
 pub const ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// The namespace label a scenario's guardrail selects, so it never applies to other tests.
+const SCENARIO_LABEL: &str = "irsa-e2e/scenario";
 pub const DYNAMO_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
     "Action": ["dynamodb:PutItem", "dynamodb:GetItem"],
     "Resource": "arn:aws:dynamodb:us-east-1:111122223333:table/payments"}]}"#;
@@ -86,6 +89,29 @@ impl Scenario {
 
     pub fn role_name(&self, name: &str) -> String {
         format!("{}.{}.{}", self.cluster, self.namespace, name)
+    }
+
+    pub fn guardrails(&self) -> Api<PodIamRoleGuardrail> {
+        Api::all(self.bed.kube.clone())
+    }
+
+    /// Applies the guardrail named after this scenario's namespace, selecting only it.
+    pub async fn apply_guardrail(&self, spec: Value) {
+        self.bed
+            .label_namespace(&self.namespace, json!({SCENARIO_LABEL: self.namespace}))
+            .await;
+        let mut spec = spec;
+        spec["namespaceSelector"] = json!({"matchLabels": {SCENARIO_LABEL: self.namespace}});
+        let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleGuardrail",
+            "metadata": {"name": self.namespace}, "spec": spec});
+        self.guardrails()
+            .patch(
+                &self.namespace,
+                &PatchParams::apply("kubectl").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect("apply guardrail");
     }
 
     /// `kubectl apply` of a PodIamRole manifest with this spec.

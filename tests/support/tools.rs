@@ -27,7 +27,23 @@ pub fn tool(name: &str) -> PathBuf {
 
 /// Runs `command` with `stdin`, and fails on a non-zero exit or, when `quiet`, on anything
 /// written to stderr (kubectl's API warnings go there). Returns stdout.
-pub fn run(mut command: Command, stdin: &str, quiet: bool) -> String {
+pub fn run(command: Command, stdin: &str, quiet: bool) -> String {
+    let what = format!("{command:?}");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = output_with_stdin(command, stdin);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(
+        status.success() && (!quiet || stderr.trim().is_empty()),
+        "{what} -> {status}\n{stderr}"
+    );
+    String::from_utf8(stdout).unwrap()
+}
+
+/// Runs `command` with `stdin` and returns how it ended, whatever its exit code.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> Output {
     let what = format!("{command:?}");
     let mut child = command
         .stdin(Stdio::piped())
@@ -41,17 +57,7 @@ pub fn run(mut command: Command, stdin: &str, quiet: bool) -> String {
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&stderr);
-    assert!(
-        status.success() && (!quiet || stderr.trim().is_empty()),
-        "{what} -> {status}\n{stderr}"
-    );
-    String::from_utf8(stdout).unwrap()
+    child.wait_with_output().unwrap()
 }
 
 /// `kubectl` against the test bed; any warning fails.

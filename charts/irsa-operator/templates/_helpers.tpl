@@ -51,6 +51,7 @@ name for it: (list $ "webhook-service"). The operator and the objects then alway
   "webhook-namespace" $root.Release.Namespace
   "webhook-service" (printf "%s-webhook" $fullname)
   "webhook-configuration" (printf "%s-pod-identity" $fullname)
+  "validating-webhook-configuration" (printf "%s-validation" $fullname)
   "webhook-ca-secret" (printf "%s-webhook-ca" $fullname) -}}
 {{- $value := index $root.Values.flags $flag -}}
 {{- if and (eq $flag "webhook-namespace") $value (ne $value $root.Release.Namespace) -}}
@@ -65,8 +66,8 @@ name for it: (list $ "webhook-service"). The operator and the objects then alway
 {{- fail "flags.cluster-name is required: a name unique among the clusters of the AWS account" -}}
 {{- end -}}
 {{- $flags := deepCopy .Values.flags -}}
-{{- if .Values.flags.webhook -}}
-{{- range $flag := list "webhook-namespace" "webhook-service" "webhook-configuration" "webhook-ca-secret" -}}
+{{- if (or .Values.flags.webhook (index .Values.flags "validating-webhook")) -}}
+{{- range $flag := list "webhook-namespace" "webhook-service" "webhook-configuration" "validating-webhook-configuration" "webhook-ca-secret" -}}
 {{- $_ := set $flags $flag (include "irsa-operator.webhookName" (list $ $flag)) -}}
 {{- end -}}
 {{- end -}}
