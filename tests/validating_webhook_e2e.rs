@@ -119,11 +119,15 @@ async fn apply_refuses_what_the_operator_would_refuse() {
         .await;
     let apply = |manifest: &str, dry_run| kubectl_apply(&admin, &s.namespace, manifest, dry_run);
 
-    // The manifests `irsa-operator validate` is tested on get the same verdicts
-    // (tests/validate_cli.rs): first without guardrails, the built-in deny list included
+    // The manifests `irsa-operator validate` is tested on, and the samples, get the same
+    // verdicts (tests/validate_cli.rs): first without guardrails, the built-in deny list included
     // (no ValidatingAdmissionPolicy is bound here). The API server calls the webhook once
     // the operator has written its CA into caBundle.
-    let manifests = test_manifests(&["tests/manifests/good", "tests/manifests/bad"]);
+    let manifests = test_manifests(&[
+        "tests/manifests/good",
+        "tests/manifests/bad",
+        "config/samples",
+    ]);
     let star = manifests.iter().find(|(n, _)| n == "builtin-star").unwrap();
     eventually("the API server to call the validating webhook", || async {
         apply(&star.1.to_string(), true).err()
