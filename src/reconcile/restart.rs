@@ -2,15 +2,21 @@
 //! pods that run without it and, when the PodIamRole opts in, restart their workloads
 //! (see `restart`). Its failures are logged, never the reconcile's.
 
-use k8s_openapi::api::{
-    apps::v1::{DaemonSet, Deployment, StatefulSet},
-    core::v1::{Pod, PodTemplateSpec},
+use std::{collections::BTreeMap, fmt::Debug};
+
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::{DaemonSet, Deployment, StatefulSet},
+        core::v1::{Pod, PodTemplateSpec},
+    },
 };
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, Patch, PatchParams},
     runtime::events::EventType,
 };
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -99,55 +105,60 @@ async fn count_and_restart(
     Ok(())
 }
 
+/// A kind of workload that runs pods from a template.
+trait Templated:
+    k8s_openapi::Resource
+    + Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+{
+    fn into_parts(self) -> (Option<BTreeMap<String, String>>, PodTemplateSpec);
+}
+
+impl Templated for Deployment {
+    fn into_parts(self) -> (Option<BTreeMap<String, String>>, PodTemplateSpec) {
+        (self.spec.selector.match_labels, self.spec.template)
+    }
+}
+
+impl Templated for StatefulSet {
+    fn into_parts(self) -> (Option<BTreeMap<String, String>>, PodTemplateSpec) {
+        (self.spec.selector.match_labels, self.spec.template)
+    }
+}
+
+impl Templated for DaemonSet {
+    fn into_parts(self) -> (Option<BTreeMap<String, String>>, PodTemplateSpec) {
+        (self.spec.selector.match_labels, self.spec.template)
+    }
+}
+
 async fn workloads(ctx: &Context, namespace: &str) -> Result<Vec<Workload>, kube::Error> {
-    let client = &ctx.shared.client;
-    let all = ListParams::default();
-    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace)
-        .list(&all)
-        .await?;
-    let stateful_sets = Api::<StatefulSet>::namespaced(client.clone(), namespace)
-        .list(&all)
-        .await?;
-    let daemon_sets = Api::<DaemonSet>::namespaced(client.clone(), namespace)
-        .list(&all)
-        .await?;
-    let deployments = deployments.items.into_iter().filter_map(|d| {
-        let spec = d.spec;
-        Some(workload(
-            "Deployment",
-            d.metadata.name?,
-            spec.selector.match_labels,
-            spec.template,
-        ))
-    });
-    let stateful_sets = stateful_sets.items.into_iter().filter_map(|s| {
-        let spec = s.spec;
-        Some(workload(
-            "StatefulSet",
-            s.metadata.name?,
-            spec.selector.match_labels,
-            spec.template,
-        ))
-    });
-    let daemon_sets = daemon_sets.items.into_iter().filter_map(|d| {
-        let spec = d.spec;
-        Some(workload(
-            "DaemonSet",
-            d.metadata.name?,
-            spec.selector.match_labels,
-            spec.template,
-        ))
-    });
-    Ok(deployments
-        .chain(stateful_sets)
-        .chain(daemon_sets)
+    let mut workloads = list::<Deployment>(ctx, namespace).await?;
+    workloads.extend(list::<StatefulSet>(ctx, namespace).await?);
+    workloads.extend(list::<DaemonSet>(ctx, namespace).await?);
+    Ok(workloads)
+}
+
+async fn list<K: Templated>(ctx: &Context, namespace: &str) -> Result<Vec<Workload>, kube::Error> {
+    let api = Api::<K>::namespaced(ctx.shared.client.clone(), namespace);
+    let objects = api.list(&ListParams::default()).await?.items;
+    Ok(objects
+        .into_iter()
+        .filter_map(|object| {
+            let name = object.meta().name.clone()?;
+            let (match_labels, template) = object.into_parts();
+            Some(workload(K::KIND, name, match_labels, template))
+        })
         .collect())
 }
 
 fn workload(
     kind: &'static str,
     name: String,
-    match_labels: Option<std::collections::BTreeMap<String, String>>,
+    match_labels: Option<BTreeMap<String, String>>,
     template: PodTemplateSpec,
 ) -> Workload {
     Workload {
@@ -171,21 +182,25 @@ async fn patch_workload(
     workload: &Workload,
     patch: &serde_json::Value,
 ) -> Result<(), kube::Error> {
-    let client = ctx.shared.client.clone();
-    let params = PatchParams::default();
-    let patch = Patch::Merge(patch);
     match workload.kind {
-        "Deployment" => Api::<Deployment>::namespaced(client, namespace)
-            .patch(&workload.name, &params, &patch)
-            .await
-            .map(drop),
-        "StatefulSet" => Api::<StatefulSet>::namespaced(client, namespace)
-            .patch(&workload.name, &params, &patch)
-            .await
-            .map(drop),
-        _ => Api::<DaemonSet>::namespaced(client, namespace)
-            .patch(&workload.name, &params, &patch)
-            .await
-            .map(drop),
+        <Deployment as k8s_openapi::Resource>::KIND => {
+            patch_as::<Deployment>(ctx, namespace, &workload.name, patch).await
+        }
+        <StatefulSet as k8s_openapi::Resource>::KIND => {
+            patch_as::<StatefulSet>(ctx, namespace, &workload.name, patch).await
+        }
+        _ => patch_as::<DaemonSet>(ctx, namespace, &workload.name, patch).await,
     }
+}
+
+async fn patch_as<K: Templated>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    Api::<K>::namespaced(ctx.shared.client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(drop)
 }
