@@ -111,17 +111,18 @@ pub async fn serve(
     Ok(bound)
 }
 
-/// An undecodable review gets a 400: the API server then applies the failure policy.
 fn decode<K: kube::Resource + DeserializeOwned>(
     body: &[u8],
-) -> Result<AdmissionRequest<K>, Response> {
+) -> Result<AdmissionRequest<K>, String> {
     serde_json::from_slice::<AdmissionReview<K>>(body)
         .map_err(|e| e.to_string())
         .and_then(|review| review.try_into().map_err(|_| "no request".to_string()))
-        .map_err(|error| {
-            warn!(%error, "undecodable AdmissionReview");
-            (StatusCode::BAD_REQUEST, error).into_response()
-        })
+}
+
+/// An undecodable review gets a 400: the API server then applies the failure policy.
+fn bad_request(error: String) -> Response {
+    warn!(%error, "undecodable AdmissionReview");
+    (StatusCode::BAD_REQUEST, error).into_response()
 }
 
 fn reply(response: AdmissionResponse) -> Response {
@@ -135,11 +136,11 @@ async fn mutate(State(admitter): State<Arc<Admitter>>, body: Bytes) -> Response 
     let started = Instant::now();
     let request: AdmissionRequest<Pod> = match decode(&body) {
         Ok(request) => request,
-        Err(response) => {
+        Err(error) => {
             admitter
                 .metrics
                 .record_admission(started.elapsed(), Outcome::Invalid.label());
-            return response;
+            return bad_request(error);
         }
     };
     let annotations = match admission::service_account(&request) {
@@ -158,9 +159,9 @@ async fn mutate(State(admitter): State<Arc<Admitter>>, body: Bytes) -> Response 
 async fn validate(State(validator): State<Arc<Validator>>, body: Bytes) -> Response {
     let request: AdmissionRequest<PodIamRole> = match decode(&body) {
         Ok(request) => request,
-        Err(response) => {
+        Err(error) => {
             validator.metrics.record_validation("error");
-            return response;
+            return bad_request(error);
         }
     };
     let Some(object) = validate::to_check(&request, Time(jiff::Timestamp::now())) else {
