@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     config::OperatorConfig,
-    crd::{PodIamRole, PodIamRoleSpec},
+    crd::{ChainLink, PodIamRole, PodIamRoleSpec},
     desired::{DesiredRole, desired_role},
     ownership::Owner,
 };
@@ -58,5 +58,14 @@ pub fn pod_iam_role(namespace: &str, name: &str) -> PodIamRole {
         },
         spec: spec(),
         status: None,
+    }
+}
+
+/// A chain link with only a profile and a target.
+pub fn chain_link(profile: &str, role_arn: &str) -> ChainLink {
+    ChainLink {
+        profile: profile.into(),
+        role_arn: role_arn.into(),
+        ..Default::default()
     }
 }
