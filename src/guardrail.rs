@@ -269,18 +269,9 @@ pub fn evaluate(
 
 fn check_audience(spec: &PodIamRoleSpec, rules: &[Rule<'_>]) -> Result<(), String> {
     let audience = spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-    for rule in rules {
-        if let Some(allowed) = &rule.spec.allowed_audiences
-            && !matches_any(allowed, audience)
-        {
-            return Err(format!(
-                "audience `{audience}` is not within the audiences guardrail {} allows ({})",
-                rule.name,
-                allowed.join(", ")
-            ));
-        }
-    }
-    Ok(())
+    check_listed(audience, rules, "audience", |g| {
+        g.allowed_audiences.as_ref()
+    })
 }
 
 /// An explicit `spec.roleName` must start with `own_prefix`, the prefix every name

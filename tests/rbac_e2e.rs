@@ -44,13 +44,10 @@ async fn the_operator_works_with_exactly_the_shipped_rbac() {
             .unwrap()
             .is_some()
     );
-    let sa = s.service_accounts().get("late").await.unwrap();
     assert_eq!(
-        sa.metadata
-            .annotations
-            .unwrap_or_default()
-            .get("irsa.dev/aws-config")
-            .map(String::as_str),
+        s.sa_annotation("late", "irsa.dev/aws-config")
+            .await
+            .as_deref(),
         Some("app-aws-config")
     );
     let events =

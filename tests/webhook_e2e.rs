@@ -32,6 +32,7 @@ const TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 const REGION: &str = "us-east-1";
 const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+const CONFIG_ANNOTATION: &str = "irsa.dev/aws-config";
 
 /// A scenario whose operator serves the webhook, and the configuration pointing at it.
 struct WebhookBed {
@@ -697,18 +698,8 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
             s.namespace
         )
     );
-    let annotations = s
-        .service_accounts()
-        .get("app")
-        .await
-        .unwrap()
-        .metadata
-        .annotations;
     assert_eq!(
-        annotations
-            .unwrap_or_default()
-            .get("irsa.dev/aws-config")
-            .map(String::as_str),
+        s.sa_annotation("app", CONFIG_ANNOTATION).await.as_deref(),
         Some("source-aws-config")
     );
     eventually("a pod admitted with the config file", || async {
@@ -893,18 +884,7 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
             .unwrap()
             .is_none()
     );
-    let annotations = s
-        .service_accounts()
-        .get("app")
-        .await
-        .unwrap()
-        .metadata
-        .annotations;
-    assert!(
-        !annotations
-            .unwrap_or_default()
-            .contains_key("irsa.dev/aws-config")
-    );
+    assert_eq!(s.sa_annotation("app", CONFIG_ANNOTATION).await, None);
 
     for name in ["source", "target", "refused"] {
         s.delete(name).await;
