@@ -647,10 +647,11 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
 
     let writes = s.operator().iam_writes().await;
     let mut source = dynamo_spec("app");
-    source["roleChain"] = json!([
+    let chain = json!([
         {"profile": "target", "roleArn": target_arn, "sessionName": "chain-e2e", "durationSeconds": 900},
         {"profile": "external", "roleArn": external_arn},
     ]);
+    source["roleChain"] = chain.clone();
     s.apply("source", source).await;
     let status = s.wait_reason("source", "Synced").await;
     assert_eq!(status.role_arn.as_deref(), Some(source_arn.as_str()));
@@ -873,10 +874,24 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
     );
     assert!(s.role(&s.role_name("refused")).await.is_none());
 
-    // Without the chain: one PutRolePolicy, and the file and annotation are gone.
-    s.apply("source", dynamo_spec("app")).await;
+    // Another ServiceAccount: the pointer to the file moves with the role annotation (one
+    // write, the trust policy's subject).
+    s.bed.create_service_account(&s.namespace, "app2").await;
+    let mut moved = dynamo_spec("app2");
+    moved["roleChain"] = chain;
+    s.apply("source", moved).await;
     s.wait_reason("source", "Synced").await;
     assert_eq!(s.operator().iam_writes().await, writes + 1);
+    assert_eq!(
+        s.sa_annotation("app2", CONFIG_ANNOTATION).await.as_deref(),
+        Some("source-aws-config")
+    );
+    assert_eq!(s.sa_annotation("app", CONFIG_ANNOTATION).await, None);
+
+    // Without the chain: one PutRolePolicy, and the file and annotation are gone.
+    s.apply("source", dynamo_spec("app2")).await;
+    s.wait_reason("source", "Synced").await;
+    assert_eq!(s.operator().iam_writes().await, writes + 2);
     assert!(
         config_maps
             .get_opt("source-aws-config")
@@ -884,7 +899,7 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(s.sa_annotation("app", CONFIG_ANNOTATION).await, None);
+    assert_eq!(s.sa_annotation("app2", CONFIG_ANNOTATION).await, None);
 
     for name in ["source", "target", "refused"] {
         s.delete(name).await;

@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error};
+use super::{Context, Error, service_account::release};
 use crate::{
     chain::{self, CONFIG_MAP_ANNOTATION},
     crd::PodIamRole,
@@ -55,7 +55,7 @@ pub(super) async fn publish(
         _ => return Ok(outcome),
     };
     if object.spec.role_chain.is_empty() {
-        remove(object, ctx).await?;
+        remove(object, ctx, false).await?;
         return Ok(outcome);
     }
     let namespace = object.namespace().unwrap_or_default();
@@ -79,6 +79,15 @@ pub(super) async fn publish(
         return Ok(conflict(message));
     }
     let service_account = &object.spec.service_account_name;
+    // A ServiceAccount the spec named before keeps no pointer to this file.
+    release(
+        ctx,
+        &namespace,
+        Some(service_account),
+        CONFIG_MAP_ANNOTATION,
+        &name,
+    )
+    .await?;
     if !annotate || cached_annotation(ctx, &namespace, service_account).as_ref() == Some(&name) {
         return Ok(outcome);
     }
@@ -104,26 +113,33 @@ pub(super) async fn publish(
     })
 }
 
-/// Removes the annotation and the ConfigMap, when there may be any: the object has a
-/// chain, or its ServiceAccount names its ConfigMap. Neither is touched when not ours.
-pub(super) async fn remove(object: &PodIamRole, ctx: &Context) -> Result<(), Error> {
+/// Removes the annotation and the ConfigMap, when there may be any: the PodIamRole is
+/// `deleting` (one read, whatever the spec and cache say), has a chain, or a
+/// ServiceAccount names its ConfigMap. Neither is touched when not ours.
+pub(super) async fn remove(
+    object: &PodIamRole,
+    ctx: &Context,
+    deleting: bool,
+) -> Result<(), Error> {
     let namespace = object.namespace().unwrap_or_default();
     let name = chain::config_map_name(&object.name_any());
-    let service_account = &object.spec.service_account_name;
-    let annotated = cached_annotation(ctx, &namespace, service_account).as_ref() == Some(&name);
-    if !annotated && object.spec.role_chain.is_empty() {
+    let annotated = release(ctx, &namespace, None, CONFIG_MAP_ANNOTATION, &name).await?;
+    if !deleting && annotated == 0 && object.spec.role_chain.is_empty() {
         return Ok(());
     }
-    let service_accounts: Api<ServiceAccount> =
-        Api::namespaced(ctx.shared.client.clone(), &namespace);
-    service_account::remove_annotation_value(
-        &service_accounts,
-        service_account,
-        CONFIG_MAP_ANNOTATION,
-        &name,
-    )
-    .await
-    .map_err(Error::Kube)?;
+    // The cache may not show an annotation applied just now.
+    if !object.spec.role_chain.is_empty() {
+        let service_accounts: Api<ServiceAccount> =
+            Api::namespaced(ctx.shared.client.clone(), &namespace);
+        service_account::remove_annotation_value(
+            &service_accounts,
+            &object.spec.service_account_name,
+            CONFIG_MAP_ANNOTATION,
+            &name,
+        )
+        .await
+        .map_err(Error::Kube)?;
+    }
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.shared.client.clone(), &namespace);
     aws_config::remove(&config_maps, &name, &object.uid().unwrap_or_default())
         .await

@@ -83,7 +83,7 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
         .await
         .map_err(Error::Kube)?;
     // No garbage collector may run (the test bed has none): the ConfigMap goes here too.
-    aws_config::remove(object, ctx).await?;
+    aws_config::remove(object, ctx, true).await?;
     Ok(Action::await_change())
 }
 
