@@ -645,6 +645,33 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
         s.role_name("target")
     );
 
+    // The API server itself refuses a profile named `default` and a wildcard target.
+    for (link, refusal) in [
+        (
+            json!({"profile": "default", "roleArn": target_arn}),
+            "own role",
+        ),
+        (
+            json!({"profile": "any", "roleArn": "arn:aws:iam::000000000000:role/*"}),
+            "should match",
+        ),
+    ] {
+        let mut spec = dynamo_spec("app");
+        spec["roleChain"] = json!([link]);
+        let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
+            "metadata": {"name": "invalid"}, "spec": spec});
+        let error = s
+            .roles()
+            .patch(
+                "invalid",
+                &PatchParams::apply("kubectl"),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect_err("refused by the CRD schema");
+        assert!(error.to_string().contains(refusal), "{error}");
+    }
+
     let writes = s.operator().iam_writes().await;
     let mut source = dynamo_spec("app");
     let chain = json!([
