@@ -751,6 +751,10 @@ mod tests {
         let not_action =
             with_statement(json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}));
         assert!(err(&not_action, &[]).contains("NotAction"));
+        let assume_not_resource = with_statement(
+            json!({"Effect": "Allow", "Action": "sts:AssumeRole", "NotResource": "arn:aws:iam::1:role/x"}),
+        );
+        assert!(err(&assume_not_resource, &[]).contains("NotResource may assume any other role"));
         let admin = PodIamRoleSpec {
             managed_policy_arns: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
             ..spec()
