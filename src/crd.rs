@@ -69,8 +69,8 @@ pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
     )
 )]
 #[x_kube(
-    validation = Rule::new("(has(self.mode) && self.mode == 'Observe') || has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0)")
-        .message("set spec.policy, spec.managedPolicyArns, or both: a role without permissions is useless"),
+    validation = Rule::new("(has(self.mode) && self.mode == 'Observe') || has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0) || (has(self.roleChain) && size(self.roleChain) > 0)")
+        .message("set spec.policy, spec.managedPolicyArns, spec.roleChain, or several: a role without permissions is useless"),
     validation = Rule::new("has(self.roleName) == has(oldSelf.roleName) && (!has(self.roleName) || self.roleName == oldSelf.roleName)")
         .message("spec.roleName is immutable: IAM cannot rename a role; create a new PodIamRole instead")
 )]
@@ -164,6 +164,64 @@ pub struct PodIamRoleSpec {
     /// `status.stalePods` and reported in an Event.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_on_role_change: bool,
+
+    /// Roles the pods chain to from this one (role chaining), each a named profile of an
+    /// AWS config file the operator renders into the ConfigMap `<name>-aws-config`: its
+    /// `default` profile is this role through the pod's web identity token, and each
+    /// entry's profile assumes `roleArn` from it (`source_profile = default`). The role
+    /// is granted `sts:AssumeRole` on exactly these ARNs, which the guardrails must allow
+    /// (`allowedChainTargets`). The target's own trust policy must admit this role (for a
+    /// PodIamRole target: its `spec.trustedRoleArns`). The pod identity webhook mounts
+    /// the file and sets `AWS_CONFIG_FILE`; pods select a profile with `AWS_PROFILE`.
+    /// Ignored in mode Observe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["profile"]))]
+    pub role_chain: Vec<ChainLink>,
+
+    /// IAM role ARNs (full ARNs, path included) that may assume this role with
+    /// `sts:AssumeRole`, such as the `status.roleArn` of a PodIamRole whose `roleChain`
+    /// names this role. Each becomes an `AWS` principal of one extra trust policy
+    /// statement; the guardrails may restrict them (`allowedTrustedRoleArns`). IAM
+    /// refuses a principal that does not exist yet: create the source role first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[schemars(inner(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+    ))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub trusted_role_arns: Vec<String>,
+}
+
+/// One profile of the rendered AWS config file: a role assumed from this PodIamRole's role.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainLink {
+    /// The profile's name in the AWS config file, selected in the pod with `AWS_PROFILE`
+    /// or `--profile`: letters, digits and `_.-`. Not `default`, which is this role.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
+    #[x_kube(validation = Rule::new("self != 'default'").message("`default` is the PodIamRole's own role; name the profile otherwise"))]
+    pub profile: String,
+
+    /// The ARN of the IAM role to assume (`role_arn`), literal: no wildcards.
+    #[schemars(
+        length(max = 2048),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+    )]
+    pub role_arn: String,
+
+    /// The session name (`role_session_name`) that the target's CloudTrail and
+    /// `GetCallerIdentity` show; the SDK makes one up when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub session_name: Option<String>,
+
+    /// How long the chained session lasts (`duration_seconds`): 900 to 3600 seconds, since
+    /// AWS caps sessions reached by role chaining at one hour. The SDK's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 900, max = 3600))]
+    pub duration_seconds: Option<i32>,
 }
 
 /// Whether the operator manages the role or only uses an existing one.

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::{
+    chain,
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec, RoleMode},
     naming,
@@ -101,12 +102,18 @@ pub fn desired_role(
             "spec.audience `{audience}` must be a literal audience such as sts.amazonaws.com"
         ));
     }
-    let trust_policy = trust_policy(
+    let mut trust_policy = trust_policy(
         config,
         &owner.namespace,
         &spec.service_account_name,
         audience,
     );
+    if let Some(statement) = chain::trust_statement(&spec.trusted_role_arns)? {
+        trust_policy["Statement"]
+            .as_array_mut()
+            .expect("the trust policy has a statement list")
+            .push(statement);
+    }
     let trust_size = policy::size_without_whitespace(&trust_policy);
     if trust_size > policy::MAX_TRUST_POLICY_CHARS {
         return Err(format!(
@@ -118,9 +125,20 @@ pub fn desired_role(
     if let Some(document) = &spec.policy {
         policy::validate_identity_policy(document).map_err(|e| format!("spec.policy: {e}"))?;
     }
-    if spec.mode == RoleMode::Manage && spec.policy.is_none() && spec.managed_policy_arns.is_empty()
+    chain::validate(&spec.role_chain)?;
+    let inline_policy = chain::with_grant(spec.policy.as_ref(), &spec.role_chain);
+    if let Some(document) = inline_policy
+        .as_ref()
+        .filter(|_| !spec.role_chain.is_empty())
     {
-        return Err("set spec.policy, spec.managedPolicyArns, or both".into());
+        policy::validate_identity_policy(document)
+            .map_err(|e| format!("spec.policy with the spec.roleChain grant: {e}"))?;
+    }
+    if spec.mode == RoleMode::Manage
+        && inline_policy.is_none()
+        && spec.managed_policy_arns.is_empty()
+    {
+        return Err("set spec.policy, spec.managedPolicyArns, spec.roleChain, or several".into());
     }
     let managed_policy_arns: BTreeSet<String> = spec.managed_policy_arns.iter().cloned().collect();
     if managed_policy_arns.len() > MAX_MANAGED_POLICIES {
@@ -154,7 +172,7 @@ pub fn desired_role(
         name,
         path: config.role_path.clone(),
         trust_policy,
-        inline_policy: spec.policy.clone(),
+        inline_policy,
         managed_policy_arns,
         description,
         max_session_duration,
@@ -242,7 +260,8 @@ mod tests {
     use super::*;
     use crate::{
         ownership::{TAG_CLUSTER, TAG_UID},
-        testing::{desired, owner, spec, test_config},
+        testing::{chain_link, desired, owner, spec, test_config},
+        trust,
     };
     use proptest::prelude::*;
 
@@ -362,6 +381,82 @@ mod tests {
         check(
             &|s| s.tags = (0..47).map(|i| (format!("k{i}"), "v".into())).collect(),
             "exceed IAM's 50",
+        );
+    }
+
+    #[test]
+    fn a_chain_is_granted_and_trusted_roles_extend_the_trust() {
+        let source = "arn:aws:iam::111122223333:role/irsa/prod/prod.bank.api";
+        let mut spec = spec();
+        spec.role_chain = vec![
+            chain_link("reports", "arn:aws:iam::444455556666:role/reports"),
+            chain_link("audit", "arn:aws:iam::444455556666:role/audit"),
+        ];
+        spec.trusted_role_arns = vec![source.into()];
+        let role = desired_role(&spec, owner(), &test_config()).unwrap();
+        let statements = &role.inline_policy.as_ref().unwrap()["Statement"];
+        assert_eq!(statements[0], spec.policy.as_ref().unwrap()["Statement"][0]);
+        assert_eq!(
+            statements[1],
+            json!({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": [
+                "arn:aws:iam::444455556666:role/audit", "arn:aws:iam::444455556666:role/reports"]})
+        );
+        assert_eq!(statements.as_array().unwrap().len(), 2);
+        // STS's view: the source role may assume this role, and nobody else may.
+        assert_eq!(
+            trust::evaluate_assume_role(&role.trust_policy, source),
+            Ok(())
+        );
+        let other = "arn:aws:iam::111122223333:role/irsa/prod/prod.bank.other";
+        assert!(trust::evaluate_assume_role(&role.trust_policy, other).is_err());
+        // The web identity statement is unchanged: the ServiceAccount still assumes it.
+        assert_eq!(
+            role.trust_policy["Statement"][0],
+            desired().trust_policy["Statement"][0]
+        );
+
+        // A chain alone is permission enough.
+        spec.policy = None;
+        let role = desired_role(&spec, owner(), &test_config()).unwrap();
+        assert_eq!(
+            role.inline_policy.unwrap()["Statement"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        spec.trusted_role_arns = vec!["arn:aws:iam::111122223333:role/*".into()];
+        let err = desired_role(&spec, owner(), &test_config()).unwrap_err();
+        assert!(err.contains("spec.trustedRoleArns[0]"), "{err}");
+        spec.trusted_role_arns.clear();
+        spec.role_chain
+            .push(chain_link("reports", "arn:aws:iam::444455556666:role/x"));
+        let err = desired_role(&spec, owner(), &test_config()).unwrap_err();
+        assert!(err.contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn the_chain_grant_counts_towards_the_inline_policy_quota() {
+        let mut spec = spec();
+        let filler = "x".repeat(9_900);
+        spec.policy = Some(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{filler}")}]}),
+        );
+        assert!(desired_role(&spec, owner(), &test_config()).is_ok());
+        spec.role_chain = (0..5)
+            .map(|i| {
+                chain_link(
+                    &format!("p{i}"),
+                    &format!("arn:aws:iam::444455556666:role/target-{i}"),
+                )
+            })
+            .collect();
+        let err = desired_role(&spec, owner(), &test_config()).unwrap_err();
+        assert!(
+            err.starts_with("spec.policy with the spec.roleChain grant: the policy is"),
+            "{err}"
         );
     }
 

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::chain;
 use crate::crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRole, PodIamRoleSpec};
 
 /// Limits on the IAM roles that PodIamRoles in the selected namespaces may produce.
@@ -84,6 +85,15 @@ pub struct PodIamRoleGuardrailSpec {
     /// when `spec.roleName` names them. Such names are granted as `grantedRoleNames` are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adoptable_role_names: Vec<String>,
+    /// Role ARN patterns (`arn:aws:iam::444455556666:role/reports-*`) that roles may be
+    /// granted `sts:AssumeRole` on, through `spec.roleChain` or an Allow statement of
+    /// `spec.policy`. When set, every such target must match one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_chain_targets: Option<Vec<String>>,
+    /// Role ARN patterns that `spec.trustedRoleArns` may name, i.e. the roles that may
+    /// assume this namespace's roles. When set, every trusted role must match one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_trusted_role_arns: Option<Vec<String>>,
 }
 
 /// Grants no PodIamRole may hold: every action, or every IAM action. Narrower IAM
@@ -236,6 +246,15 @@ pub fn evaluate(
     for arn in &spec.managed_policy_arns {
         check_managed_policy(arn, rules)?;
     }
+    // The chain's grant is a statement like the policy's own: every rule applies to it.
+    if let Some(grant) = chain::grant(&spec.role_chain) {
+        check_allow_statement(&grant, rules).map_err(|e| format!("spec.roleChain: {e}"))?;
+    }
+    for arn in &spec.trusted_role_arns {
+        check_listed(arn, rules, "spec.trustedRoleArns", |g| {
+            g.allowed_trusted_role_arns.as_ref()
+        })?;
+    }
     let enforced = Enforced {
         permissions_boundary: required_boundary(rules)?,
         foreign_adoption: adoptable(spec, rules),
@@ -250,18 +269,9 @@ pub fn evaluate(
 
 fn check_audience(spec: &PodIamRoleSpec, rules: &[Rule<'_>]) -> Result<(), String> {
     let audience = spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-    for rule in rules {
-        if let Some(allowed) = &rule.spec.allowed_audiences
-            && !matches_any(allowed, audience)
-        {
-            return Err(format!(
-                "audience `{audience}` is not within the audiences guardrail {} allows ({})",
-                rule.name,
-                allowed.join(", ")
-            ));
-        }
-    }
-    Ok(())
+    check_listed(audience, rules, "audience", |g| {
+        g.allowed_audiences.as_ref()
+    })
 }
 
 /// An explicit `spec.roleName` must start with `own_prefix`, the prefix every name
@@ -395,6 +405,16 @@ fn check_allow_statement(statement: &Value, rules: &[Rule<'_>]) -> Result<(), St
             }
         }
     }
+    if actions.iter().any(|a| overlaps(a, "sts:AssumeRole")) {
+        if statement.get("NotResource").is_some() {
+            return Err("Allow of sts:AssumeRole with NotResource may assume any other role; list the roles".into());
+        }
+        for resource in &resources {
+            check_listed(resource, rules, "sts:AssumeRole on", |g| {
+                g.allowed_chain_targets.as_ref()
+            })?;
+        }
+    }
     for rule in rules {
         let Some(allowed) = &rule.spec.allowed_resources else {
             continue;
@@ -410,6 +430,27 @@ fn check_allow_statement(statement: &Value, rules: &[Rule<'_>]) -> Result<(), St
                 "Resource `{resource}` is not within the resources guardrail {} allows ({})",
                 rule.name,
                 allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `value` must match a pattern of every guardrail whose `allowed` list is set.
+fn check_listed(
+    value: &str,
+    rules: &[Rule<'_>],
+    what: &str,
+    allowed: impl Fn(&PodIamRoleGuardrailSpec) -> Option<&Vec<String>>,
+) -> Result<(), String> {
+    for rule in rules {
+        if let Some(patterns) = allowed(rule.spec)
+            && !matches_any(patterns, value)
+        {
+            return Err(format!(
+                "{what} `{value}` is not within what guardrail {} allows ({})",
+                rule.name,
+                patterns.join(", ")
             ));
         }
     }
@@ -552,6 +593,103 @@ mod tests {
     }
 
     #[test]
+    fn chain_targets_are_decided_by_every_guardrail() {
+        let reports = "arn:aws:iam::444455556666:role/reports-eu";
+        let chained = |arns: &[&str]| PodIamRoleSpec {
+            role_chain: arns
+                .iter()
+                .enumerate()
+                .map(|(i, arn)| crate::testing::chain_link(&format!("p{i}"), arn))
+                .collect(),
+            ..spec()
+        };
+        assert!(
+            evaluate(&chained(&[reports]), &[], 0).is_ok(),
+            "no guardrail, no limit"
+        );
+        let team = PodIamRoleGuardrailSpec {
+            allowed_chain_targets: Some(vec!["arn:aws:iam::444455556666:role/reports-*".into()]),
+            ..Default::default()
+        };
+        let narrow = PodIamRoleGuardrailSpec {
+            allowed_chain_targets: Some(vec!["arn:aws:iam::*:role/*-eu".into()]),
+            ..Default::default()
+        };
+        let rules = [
+            Rule {
+                name: "team",
+                spec: &team,
+            },
+            Rule {
+                name: "narrow",
+                spec: &narrow,
+            },
+        ];
+        assert!(evaluate(&chained(&[reports]), &rules, 0).is_ok());
+        // Strictest wins: allowed by `team`, not by `narrow`.
+        let us = "arn:aws:iam::444455556666:role/reports-us";
+        assert_eq!(
+            err(&chained(&[reports, us]), &rules),
+            format!(
+                "spec.roleChain: sts:AssumeRole on `{us}` is not within what guardrail narrow allows (arn:aws:iam::*:role/*-eu)"
+            )
+        );
+        // The same grant written into spec.policy meets the same rule.
+        let by_hand = allow(json!("sts:AssumeRole"), json!(us));
+        assert!(err(&by_hand, &rules).starts_with("spec.policy Statement[0]: sts:AssumeRole on"));
+        let wildcard = allow(
+            json!("sts:Assume*"),
+            json!(["arn:aws:iam::444455556666:role/admin"]),
+        );
+        assert!(err(&wildcard, &rules).contains("guardrail team"));
+        let not_resource = with_statement(json!({"Effect": "Allow", "Action": "sts:AssumeRole",
+            "NotResource": reports}));
+        assert!(err(&not_resource, &rules).contains("NotResource"));
+        // The grant is an Allow like any other: allowedActions must cover sts:AssumeRole.
+        let dynamo_only = PodIamRoleGuardrailSpec {
+            allowed_actions: Some(vec!["dynamodb:*".into()]),
+            ..Default::default()
+        };
+        let only = [Rule {
+            name: "dynamo",
+            spec: &dynamo_only,
+        }];
+        assert!(
+            err(&chained(&[reports]), &only)
+                .contains("spec.roleChain: Action `sts:AssumeRole` is not within")
+        );
+    }
+
+    #[test]
+    fn trusted_roles_are_decided_by_every_guardrail() {
+        let trusting = |arn: &str| PodIamRoleSpec {
+            trusted_role_arns: vec![arn.into()],
+            ..spec()
+        };
+        let own_cluster = PodIamRoleGuardrailSpec {
+            allowed_trusted_role_arns: Some(vec![
+                "arn:aws:iam::111122223333:role/irsa/prod/*".into(),
+            ]),
+            ..Default::default()
+        };
+        let rules = [Rule {
+            name: "cluster",
+            spec: &own_cluster,
+        }];
+        assert!(
+            evaluate(
+                &trusting("arn:aws:iam::111122223333:role/irsa/prod/prod.bank.api"),
+                &rules,
+                0
+            )
+            .is_ok()
+        );
+        assert!(err(&trusting("arn:aws:iam::999999999999:role/outside"), &rules)
+            .contains("spec.trustedRoleArns `arn:aws:iam::999999999999:role/outside` is not within what guardrail cluster allows"));
+        assert!(evaluate(&trusting("arn:aws:iam::999999999999:role/outside"), &[], 0).is_ok());
+    }
+
+    #[test]
     fn the_payments_policy_passes_with_no_guardrail() {
         assert_eq!(evaluate(&spec(), &[], 0), Ok(Enforced::default()));
     }
@@ -613,6 +751,10 @@ mod tests {
         let not_action =
             with_statement(json!({"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}));
         assert!(err(&not_action, &[]).contains("NotAction"));
+        let assume_not_resource = with_statement(
+            json!({"Effect": "Allow", "Action": "sts:AssumeRole", "NotResource": "arn:aws:iam::1:role/x"}),
+        );
+        assert!(err(&assume_not_resource, &[]).contains("NotResource may assume any other role"));
         let admin = PodIamRoleSpec {
             managed_policy_arns: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
             ..spec()

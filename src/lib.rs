@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod admission_policy;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod controller;

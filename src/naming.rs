@@ -35,12 +35,19 @@ pub fn namespace_prefix(prefix: &str, cluster: &str, namespace: &str) -> String 
 
 /// The role name for a PodIamRole without a `roleName` override.
 pub fn derive_role_name(prefix: &str, cluster: &str, namespace: &str, name: &str) -> String {
-    let full = namespace_prefix(prefix, cluster, namespace) + &sanitize(name);
-    if full.len() <= MAX_ROLE_NAME_LEN {
+    fit(
+        namespace_prefix(prefix, cluster, namespace) + &sanitize(name),
+        MAX_ROLE_NAME_LEN,
+    )
+}
+
+/// `full` if it has at most `max` characters (ASCII), else cut to end in a hash of it.
+pub fn fit(full: String, max: usize) -> String {
+    if full.len() <= max {
         return full;
     }
     let digest = hex::encode(Sha256::digest(full.as_bytes()));
-    let keep = MAX_ROLE_NAME_LEN - HASH_SUFFIX_LEN - 1;
+    let keep = max - HASH_SUFFIX_LEN - 1;
     format!("{}-{}", &full[..keep], &digest[..HASH_SUFFIX_LEN])
 }
 

@@ -91,6 +91,14 @@ pub enum Outcome {
         manager: String,
         value: Option<String>,
     },
+    /// The role is in sync, but its AWS config file (`spec.roleChain`) could not be
+    /// published: the ConfigMap is someone else's, or another field manager owns the
+    /// ServiceAccount's config annotation. Nothing of theirs was overwritten.
+    AwsConfigConflict {
+        role_name: String,
+        role_arn: String,
+        message: String,
+    },
     /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
     OidcProviderUnhealthy {
         role_name: String,
@@ -113,6 +121,7 @@ impl Outcome {
             Outcome::ObservedRoleNotFound { .. } => "ObservedRoleNotFound",
             Outcome::ObservedRoleNotTrusted { .. } => "ObservedRoleNotTrusted",
             Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
+            Outcome::AwsConfigConflict { .. } => "AwsConfigConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
         }
     }
@@ -170,6 +179,12 @@ impl Outcome {
                 value
                     .as_deref()
                     .map_or("no value".to_string(), |v| format!("value {v}"))
+            ),
+            Outcome::AwsConfigConflict {
+                role_arn, message, ..
+            } => format!(
+                "IAM role {role_arn} is in sync, but its AWS config file for spec.roleChain is not \
+                 published: {message}"
             ),
             Outcome::OidcProviderUnhealthy {
                 role_arn, problem, ..
@@ -232,6 +247,11 @@ pub fn next_status(
             ..
         }
         | Outcome::ServiceAccountAnnotationConflict {
+            role_name,
+            role_arn,
+            ..
+        }
+        | Outcome::AwsConfigConflict {
             role_name,
             role_arn,
             ..

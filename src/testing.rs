@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     config::OperatorConfig,
-    crd::{PodIamRole, PodIamRoleSpec},
+    crd::{ChainLink, PodIamRole, PodIamRoleSpec},
     desired::{DesiredRole, desired_role},
     ownership::Owner,
 };
@@ -94,4 +94,13 @@ where
     }))
     .unwrap();
     review.try_into().unwrap()
+}
+
+/// A chain link with only a profile and a target.
+pub fn chain_link(profile: &str, role_arn: &str) -> ChainLink {
+    ChainLink {
+        profile: profile.into(),
+        role_arn: role_arn.into(),
+        ..Default::default()
+    }
 }

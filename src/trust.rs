@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::glob;
 
 const ACTION: &str = "sts:AssumeRoleWithWebIdentity";
+const ASSUME_ROLE: &str = "sts:AssumeRole";
 
 /// `Ok` when some statement admits the token; otherwise why each statement does not.
 pub fn evaluate(trust: &Value, claims: &Value) -> Result<(), String> {
@@ -20,12 +21,48 @@ pub fn evaluate(trust: &Value, claims: &Value) -> Result<(), String> {
     if issuer.is_empty() {
         return Err("the token has no `iss` claim".into());
     }
+    decide(trust, |s| statement_matches(s, issuer, claims))
+}
+
+/// Whether STS would let the role `role_arn` assume a role with this trust policy
+/// (`sts:AssumeRole`, role chaining): an `Allow` naming the role, its account (`root` or
+/// the bare ID) or `*` as an `AWS` principal. Statements with conditions are not
+/// guessed at; a matching `Deny` wins.
+pub fn evaluate_assume_role(trust: &Value, role_arn: &str) -> Result<(), String> {
+    let account = role_arn.split(':').nth(4).unwrap_or_default();
+    let partition = role_arn.split(':').nth(1).unwrap_or_default();
+    let root = format!("arn:{partition}:iam::{account}:root");
+    decide(trust, |statement| {
+        if !names_action(statement, ASSUME_ROLE) {
+            return Err(format!("it does not name {ASSUME_ROLE}"));
+        }
+        let principals = as_list(&statement["Principal"]["AWS"]);
+        let admitted = statement["Principal"] == "*"
+            || principals
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|p| p == role_arn || p == root || p == account || p == "*");
+        if !admitted {
+            return Err(format!(
+                "its AWS principal {} does not name {role_arn}",
+                statement["Principal"]["AWS"]
+            ));
+        }
+        match statement.get("Condition") {
+            Some(condition) => Err(format!("its Condition {condition} is not evaluated here")),
+            None => Ok(()),
+        }
+    })
+}
+
+/// A matching `Deny` refuses, else a matching `Allow` admits, else every Allow's reason.
+fn decide(trust: &Value, matches: impl Fn(&Value) -> Result<(), String>) -> Result<(), String> {
     let statements = as_list(&trust["Statement"]);
     let verdicts: Vec<(String, Result<(), String>)> = statements
         .iter()
         .map(|s| {
             let effect = s["Effect"].as_str().unwrap_or_default().to_string();
-            (effect, statement_matches(s, issuer, claims))
+            (effect, matches(s))
         })
         .collect();
     if let Some(index) = verdicts
@@ -57,13 +94,16 @@ pub fn evaluate(trust: &Value, claims: &Value) -> Result<(), String> {
     Err(reasons.join("; "))
 }
 
-fn statement_matches(statement: &Value, issuer: &str, claims: &Value) -> Result<(), String> {
-    let actions = as_list(&statement["Action"]);
-    if !actions
+/// Whether the statement's actions reach `action`, as IAM matches them (wildcards, any case).
+fn names_action(statement: &Value, action: &str) -> bool {
+    as_list(&statement["Action"])
         .iter()
         .filter_map(Value::as_str)
-        .any(|a| a == ACTION || a == "sts:*" || a == "*")
-    {
+        .any(|a| glob::matches_ignoring_case(a, action))
+}
+
+fn statement_matches(statement: &Value, issuer: &str, claims: &Value) -> Result<(), String> {
+    if !names_action(statement, ACTION) {
         return Err(format!("it does not name {ACTION}"));
     }
     let provider_suffix = format!(":oidc-provider/{issuer}");
@@ -186,6 +226,60 @@ mod tests {
         assert_eq!(evaluate(&policy, &token), Ok(()));
         let outside = claims("system:serviceaccount:other:any", json!("a"));
         assert!(evaluate(&policy, &outside).is_err());
+    }
+
+    #[test]
+    fn assume_role_admits_the_named_role_or_its_account() {
+        let source = "arn:aws:iam::111122223333:role/irsa/prod/prod.shop.payments";
+        let policy = |principal: Value| {
+            json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": principal},
+                "Action": "sts:AssumeRole"}]})
+        };
+        for admitted in [
+            json!([source]),
+            json!(source),
+            json!("arn:aws:iam::111122223333:root"),
+            json!("111122223333"),
+            json!("*"),
+        ] {
+            assert_eq!(
+                evaluate_assume_role(&policy(admitted.clone()), source),
+                Ok(()),
+                "{admitted}"
+            );
+        }
+        let other = evaluate_assume_role(
+            &policy(json!("arn:aws:iam::111122223333:role/other")),
+            source,
+        );
+        assert!(other.unwrap_err().contains("does not name"));
+        assert!(
+            evaluate_assume_role(&policy(json!("arn:aws:iam::444455556666:root")), source).is_err()
+        );
+        // The web identity statement of an IRSA role does not admit a role.
+        assert!(
+            evaluate_assume_role(&irsa(), source)
+                .unwrap_err()
+                .contains("does not name sts:AssumeRole")
+        );
+        let mut conditioned = policy(json!(source));
+        conditioned["Statement"][0]["Condition"] = json!({"StringEquals": {"sts:ExternalId": "x"}});
+        assert!(
+            evaluate_assume_role(&conditioned, source)
+                .unwrap_err()
+                .contains("not evaluated")
+        );
+        let mut denied = policy(json!(source));
+        denied["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Effect": "Deny",
+            "Principal": {"AWS": "*"}, "Action": "sts:*"}));
+        assert!(
+            evaluate_assume_role(&denied, source)
+                .unwrap_err()
+                .contains("denies")
+        );
     }
 
     #[test]

@@ -103,6 +103,12 @@ fn every_reason() -> Vec<Outcome> {
             manager: "argocd-controller".into(),
             value: Some("arn:aws:iam::111122223333:role/payments-by-hand".into()),
         },
+        Outcome::AwsConfigConflict {
+            role_name: ROLE.into(),
+            role_arn: ARN.into(),
+            message: "ConfigMap payments-aws-config exists and is not owned by this PodIamRole"
+                .into(),
+        },
         provider("OidcProviderThumbprintUnavailable", "issuer unreachable"),
         provider("OidcProviderNotFound", "no provider"),
         provider("OidcProviderUrlMismatch", "other URL"),

@@ -3,7 +3,9 @@
 
 mod support;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
+use serde_json::json;
 use support::{
     eventually,
     rbac::{self, OPERATOR_NAMESPACE},
@@ -25,11 +27,29 @@ async fn the_operator_works_with_exactly_the_shipped_rbac() {
         .with_operator(&["--leader-election-namespace", OPERATOR_NAMESPACE])
         .await;
 
-    s.apply("app", dynamo_spec("late")).await;
+    // With a role chain, so the AWS config ConfigMap is written and deleted too.
+    let mut spec = dynamo_spec("late");
+    spec["roleChain"] = json!([{"profile": "reports",
+        "roleArn": "arn:aws:iam::000000000000:role/reports"}]);
+    s.apply("app", spec).await;
     s.wait_reason("app", "ServiceAccountNotFound").await;
     s.bed.create_service_account(&s.namespace, "late").await;
     let status = s.wait_reason("app", "Synced").await;
     assert_eq!(s.annotation("late").await, status.role_arn);
+    let config_maps: Api<ConfigMap> = Api::namespaced(s.bed.kube.clone(), &s.namespace);
+    assert!(
+        config_maps
+            .get_opt("app-aws-config")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        s.sa_annotation("late", "irsa.dev/aws-config")
+            .await
+            .as_deref(),
+        Some("app-aws-config")
+    );
     let events =
         Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.bed.kube.clone(), &s.namespace);
     eventually("a RoleCreated event", || async {
@@ -42,6 +62,13 @@ async fn the_operator_works_with_exactly_the_shipped_rbac() {
     .await;
     s.delete("app").await;
     assert!(s.role(&s.role_name("app")).await.is_none());
+    assert!(
+        config_maps
+            .get_opt("app-aws-config")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let log = std::fs::read_to_string(&s.operator.as_ref().unwrap().log).unwrap();
     // kube's errors for a 403 say "forbidden"; ports and timestamps never do.

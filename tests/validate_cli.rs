@@ -31,7 +31,7 @@ fn refusals(stdout: &str) -> Vec<String> {
 fn all_samples_pass() {
     let (ok, stdout) = validate(&["-f", "config/samples"]);
     assert!(ok);
-    assert!(stdout.contains("2 PodIamRoles, 1 guardrails, 0 refused"));
+    assert!(stdout.contains("3 PodIamRoles, 1 guardrails, 0 refused"));
 }
 
 #[test]

@@ -10,11 +10,11 @@ mod support;
 use std::{collections::BTreeMap, path::Path, process::Command};
 
 use base64::Engine;
-use irsa_operator::{trust, webhook::certs};
+use irsa_operator::{guardrail::PodIamRoleGuardrail, trust, webhook::certs};
 use k8s_openapi::api::{
     admissionregistration::v1::MutatingWebhookConfiguration,
     authentication::v1::TokenRequest,
-    core::v1::{Container, Pod, Secret, ServiceAccount},
+    core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount},
 };
 use kube::{
     Api,
@@ -31,6 +31,8 @@ use support::{
 const TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 const REGION: &str = "us-east-1";
+const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+const CONFIG_ANNOTATION: &str = "irsa.dev/aws-config";
 
 /// A scenario whose operator serves the webhook, and the configuration pointing at it.
 struct WebhookBed {
@@ -600,6 +602,357 @@ async fn botocore_in_the_admitted_pod_becomes_the_role() {
     );
     std::fs::remove_dir_all(&root).unwrap();
     w.remove_configuration().await;
+}
+
+/// Role chains (`spec.roleChain`): the operator renders the AWS config file into a
+/// ConfigMap, annotates the ServiceAccount, grants `sts:AssumeRole` on exactly the
+/// targets and extends a PodIamRole target's trust (`spec.trustedRoleArns`); the webhook
+/// mounts the file; botocore, with the pod's env, the file and a kubelet token, becomes
+/// each target through its profile. LocalStack does not check trust, so every hop is
+/// checked as STS would (`irsa_operator::trust`). A guardrail refuses a target outside
+/// `allowedChainTargets` with no IAM write, and an object in sync costs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_chain_resolves_with_botocore_through_each_profile() {
+    let Some(w) = WebhookBed::start("chain").await else {
+        return;
+    };
+    let s = &w.s;
+    for name in ["app", "target"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    // A role its owner made by hand, whose own trust admits the source role.
+    let source_arn = format!(
+        "arn:aws:iam::000000000000:role/irsa/{}/{}",
+        s.cluster,
+        s.role_name("source")
+    );
+    let external = support::unique("chain-external");
+    let external_trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": source_arn}, "Action": "sts:AssumeRole"}]});
+    let created = s
+        .bed
+        .iam
+        .create_role()
+        .role_name(&external)
+        .assume_role_policy_document(external_trust.to_string())
+        .send()
+        .await
+        .expect("CreateRole");
+    let external_arn = created.role().unwrap().arn().to_string();
+    let target_arn = format!(
+        "arn:aws:iam::000000000000:role/irsa/{}/{}",
+        s.cluster,
+        s.role_name("target")
+    );
+
+    // The API server itself refuses a profile named `default` and a wildcard target.
+    for (link, refusal) in [
+        (
+            json!({"profile": "default", "roleArn": target_arn}),
+            "own role",
+        ),
+        (
+            json!({"profile": "any", "roleArn": "arn:aws:iam::000000000000:role/*"}),
+            "should match",
+        ),
+    ] {
+        let mut spec = dynamo_spec("app");
+        spec["roleChain"] = json!([link]);
+        let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRole",
+            "metadata": {"name": "invalid"}, "spec": spec});
+        let error = s
+            .roles()
+            .patch(
+                "invalid",
+                &PatchParams::apply("kubectl"),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect_err("refused by the CRD schema");
+        assert!(error.to_string().contains(refusal), "{error}");
+    }
+
+    let writes = s.operator().iam_writes().await;
+    let mut source = dynamo_spec("app");
+    let chain = json!([
+        {"profile": "target", "roleArn": target_arn, "sessionName": "chain-e2e", "durationSeconds": 900},
+        {"profile": "external", "roleArn": external_arn},
+    ]);
+    source["roleChain"] = chain.clone();
+    s.apply("source", source).await;
+    let status = s.wait_reason("source", "Synced").await;
+    assert_eq!(status.role_arn.as_deref(), Some(source_arn.as_str()));
+    assert_eq!(
+        s.operator().iam_writes().await - writes,
+        2,
+        "CreateRole and one PutRolePolicy, the chain's grant included"
+    );
+    let mut target = dynamo_spec("target");
+    target["trustedRoleArns"] = json!([source_arn]);
+    s.apply("target", target).await;
+    s.wait_reason("target", "Synced").await;
+
+    // The grant: sts:AssumeRole on exactly the two targets, beside the spec's policy.
+    let policy = s.inline_policy(&s.role_name("source")).await;
+    let grants: Vec<&Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|statement| statement["Action"] == "sts:AssumeRole")
+        .collect();
+    let mut expected = [target_arn.clone(), external_arn.clone()];
+    expected.sort();
+    assert_eq!(grants.len(), 1, "{policy}");
+    assert_eq!(grants[0]["Resource"], json!(expected));
+
+    // The file, the annotation, and the pod the webhook admits.
+    let config_maps: Api<ConfigMap> = Api::namespaced(s.bed.kube.clone(), &s.namespace);
+    let config_map = config_maps
+        .get("source-aws-config")
+        .await
+        .expect("ConfigMap");
+    let source_uid = s.roles().get("source").await.unwrap().metadata.uid;
+    let owner = &config_map.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(Some(&owner.uid), source_uid.as_ref());
+    let config = config_map.data.as_ref().unwrap()["config"].clone();
+    assert_eq!(
+        config,
+        format!(
+            "# Rendered by irsa-operator for PodIamRole {}/source; edits are overwritten.\n\
+             [default]\nrole_arn = {source_arn}\nweb_identity_token_file = {TOKEN_PATH}\n\n\
+             [profile target]\nsource_profile = default\nrole_arn = {target_arn}\n\
+             role_session_name = chain-e2e\nduration_seconds = 900\n\n\
+             [profile external]\nsource_profile = default\nrole_arn = {external_arn}\n",
+            s.namespace
+        )
+    );
+    assert_eq!(
+        s.sa_annotation("app", CONFIG_ANNOTATION).await.as_deref(),
+        Some("source-aws-config")
+    );
+    eventually("a pod admitted with the config file", || async {
+        let pod = w.admit("probe-chain", pod_of("app", json!({})), true).await;
+        config_volume(&pod).is_some().then_some(())
+    })
+    .await;
+    let pod = w.admit("chain", pod_of("app", json!({})), false).await;
+    assert_eq!(
+        config_volume(&pod),
+        Some(
+            json!({"name": "irsa-aws-config", "configMap": {"name": "source-aws-config", "defaultMode": 420}})
+        )
+    );
+    let app = container(&containers(&pod), "app").clone();
+    let pod_env = env(&app);
+    assert!(pod_env.contains(&(CONFIG_FILE.to_string(), "/etc/irsa/aws/config".to_string())));
+    assert!(
+        app.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "irsa-aws-config"
+                && m.mount_path == "/etc/irsa/aws"
+                && m.read_only == Some(true))
+    );
+
+    // The container's filesystem: its paths map to a directory of this test, as the
+    // kubelet would fill them: the token, and the ConfigMap's file.
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pod-{}", s.namespace));
+    let token = kubelet_token(
+        &w,
+        &pod,
+        "app",
+        &root.join(TOKEN_DIR.trim_start_matches('/')),
+    )
+    .await;
+    let in_pod = |path: &str| {
+        root.join(path.trim_start_matches('/'))
+            .display()
+            .to_string()
+    };
+    let config_file = in_pod("/etc/irsa/aws/config");
+    std::fs::create_dir_all(Path::new(&config_file).parent().unwrap()).unwrap();
+    std::fs::write(
+        &config_file,
+        config.replace(TOKEN_PATH, &in_pod(TOKEN_PATH)),
+    )
+    .unwrap();
+    let script = "import sys, botocore.session\n\
+                  for profile in sys.argv[1:]:\n\
+                  \x20   sts = botocore.session.Session(profile=profile).create_client('sts')\n\
+                  \x20   print(profile, sts.get_caller_identity()['Arn'])";
+    let output = Command::new(localstack_python())
+        .args(["-c", script, "default", "target", "external"])
+        .env_clear()
+        .envs(pod_env.iter().map(|(name, value)| {
+            let value = match name.as_str() {
+                "AWS_WEB_IDENTITY_TOKEN_FILE" | CONFIG_FILE => in_pod(value),
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        }))
+        .env("AWS_SHARED_CREDENTIALS_FILE", in_pod("/nonexistent"))
+        .output()
+        .expect("run botocore");
+    assert!(
+        output.status.success(),
+        "botocore failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let arns: BTreeMap<String, String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(profile, arn)| (profile.to_string(), arn.to_string()))
+        .collect();
+    let assumed = |arn: &str| {
+        let name = arn.rsplit('/').next().unwrap();
+        format!("arn:aws:sts::000000000000:assumed-role/{name}/")
+    };
+    assert!(
+        arns["default"].starts_with(&assumed(&source_arn)),
+        "{arns:?}"
+    );
+    assert_eq!(arns["target"], format!("{}chain-e2e", assumed(&target_arn)));
+    assert!(
+        arns["external"].starts_with(&assumed(&external_arn)),
+        "{arns:?}"
+    );
+
+    // STS's checks, which LocalStack skips: the token may assume the source role, and
+    // the source role may assume each target.
+    let trust_of = |role: Option<aws_sdk_iam::types::Role>| {
+        irsa_operator::policy::decode_iam_document(
+            role.unwrap().assume_role_policy_document().unwrap(),
+        )
+        .unwrap()
+    };
+    let source_trust = trust_of(s.role(&s.role_name("source")).await);
+    assert_eq!(trust::evaluate(&source_trust, &claims(&token)), Ok(()));
+    let target_trust = trust_of(s.role(&s.role_name("target")).await);
+    assert_eq!(
+        trust::evaluate_assume_role(&target_trust, &source_arn),
+        Ok(())
+    );
+    assert!(trust::evaluate_assume_role(&target_trust, &external_arn).is_err());
+    let external_trust = trust_of(s.role(&external).await);
+    assert_eq!(
+        trust::evaluate_assume_role(&external_trust, &source_arn),
+        Ok(())
+    );
+
+    // Guardrails. One that leaves out the external role: the source reports it (its role
+    // is left as it is), which also shows the guardrail reached the operator's cache.
+    let writes = s.operator().iam_writes().await;
+    s.bed
+        .label_namespace(&s.namespace, json!({"irsa-e2e/scenario": s.namespace}))
+        .await;
+    let guardrails: Api<PodIamRoleGuardrail> = Api::all(s.bed.kube.clone());
+    let own_cluster = format!("arn:aws:iam::000000000000:role/irsa/{}/*", s.cluster);
+    let guard = move |targets: Value| async move {
+        let guardrail = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleGuardrail",
+            "metadata": {"name": s.namespace}, "spec": {
+                "namespaceSelector": {"matchLabels": {"irsa-e2e/scenario": s.namespace}},
+                "allowedChainTargets": targets}});
+        Api::<PodIamRoleGuardrail>::all(s.bed.kube.clone())
+            .patch(
+                &s.namespace,
+                &PatchParams::apply("kubectl").force(),
+                &Patch::Apply(&guardrail),
+            )
+            .await
+            .expect("apply guardrail");
+    };
+    guard(json!([own_cluster])).await;
+    let status = s.wait_reason("source", "PolicyNotAllowed").await;
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains(&format!(
+            "spec.roleChain: sts:AssumeRole on `{external_arn}` is not within what guardrail {} allows",
+            s.namespace
+        )),
+        "{message}"
+    );
+    // A new PodIamRole chaining outside the guardrail is refused before IAM.
+    let mut refused = dynamo_spec("refused");
+    let elsewhere = "arn:aws:iam::000000000000:role/elsewhere";
+    refused["roleChain"] = json!([{"profile": "elsewhere", "roleArn": elsewhere}]);
+    s.apply("refused", refused).await;
+    let status = s.wait_reason("refused", "PolicyNotAllowed").await;
+    assert!(
+        status.conditions[0]
+            .message
+            .contains(&format!("sts:AssumeRole on `{elsewhere}`")),
+        "{}",
+        status.conditions[0].message
+    );
+    // Relaxed again: the source is back in sync, with no write.
+    guard(json!([own_cluster, external_arn])).await;
+    s.wait_reason("source", "Synced").await;
+    // Several more reconciles (resyncs of every object): none writes.
+    let reconciles = s.operator().reconciles().await;
+    eventually("more reconciles", || async {
+        (s.operator().reconciles().await >= reconciles + 6).then_some(())
+    })
+    .await;
+    assert!(s.reports("refused", "PolicyNotAllowed").await);
+    assert_eq!(
+        s.operator().iam_writes().await,
+        writes,
+        "no IAM write for the refusal, nor for objects in sync"
+    );
+    assert!(s.role(&s.role_name("refused")).await.is_none());
+
+    // Another ServiceAccount: the pointer to the file moves with the role annotation (one
+    // write, the trust policy's subject).
+    s.bed.create_service_account(&s.namespace, "app2").await;
+    let mut moved = dynamo_spec("app2");
+    moved["roleChain"] = chain;
+    s.apply("source", moved).await;
+    s.wait_reason("source", "Synced").await;
+    assert_eq!(s.operator().iam_writes().await, writes + 1);
+    assert_eq!(
+        s.sa_annotation("app2", CONFIG_ANNOTATION).await.as_deref(),
+        Some("source-aws-config")
+    );
+    assert_eq!(s.sa_annotation("app", CONFIG_ANNOTATION).await, None);
+
+    // Without the chain: one PutRolePolicy, and the file and annotation are gone.
+    s.apply("source", dynamo_spec("app2")).await;
+    s.wait_reason("source", "Synced").await;
+    assert_eq!(s.operator().iam_writes().await, writes + 2);
+    assert!(
+        config_maps
+            .get_opt("source-aws-config")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.sa_annotation("app2", CONFIG_ANNOTATION).await, None);
+
+    for name in ["source", "target", "refused"] {
+        s.delete(name).await;
+    }
+    guardrails
+        .delete(&s.namespace, &DeleteParams::default())
+        .await
+        .expect("delete guardrail");
+    s.bed
+        .iam
+        .delete_role()
+        .role_name(&external)
+        .send()
+        .await
+        .expect("DeleteRole");
+    std::fs::remove_dir_all(&root).unwrap();
+    w.remove_configuration().await;
+}
+
+fn config_volume(pod: &Pod) -> Option<Value> {
+    let volumes = serde_json::to_value(&pod.spec.as_ref()?.volumes).ok()?;
+    volumes
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == "irsa-aws-config")
+        .cloned()
 }
 
 /// Measurement, not an assertion: `cargo test --test webhook_e2e -- --ignored --nocapture`.

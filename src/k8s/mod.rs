@@ -1,5 +1,6 @@
-//! Thin Kubernetes IO: the ServiceAccount annotation and Events.
+//! Thin Kubernetes IO: the ServiceAccount annotations, the AWS config ConfigMap and Events.
 
+pub mod aws_config;
 pub mod events;
 pub mod issuer;
 pub mod listed;

@@ -1,5 +1,6 @@
-//! The `eks.amazonaws.com/role-arn` annotation: applied under the operator's own field
-//! manager, and removed only while it still names the operator's role.
+//! The `eks.amazonaws.com/role-arn` annotation (and `irsa.dev/aws-config`, the same
+//! way): applied under the operator's own field manager, and removed only while it still
+//! names the operator's value.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
@@ -28,36 +29,34 @@ pub enum Annotation {
 }
 
 /// The annotation's value on `sa`, if any.
-fn current_value(sa: &ServiceAccount) -> Option<&String> {
-    sa.meta()
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ROLE_ARN_ANNOTATION))
+fn current_value<'a>(sa: &'a ServiceAccount, key: &str) -> Option<&'a String> {
+    sa.meta().annotations.as_ref().and_then(|a| a.get(key))
 }
 
-/// Decides without writing: `Some` when `sa` already says `role_arn` (whoever set it)
-/// or when another field manager owns a different value, which the operator leaves alone.
-fn settled(sa: &ServiceAccount, role_arn: &str) -> Option<Annotation> {
-    let value = current_value(sa)?;
-    if value == role_arn {
+/// Decides without writing: `Some` when `sa` already says `wanted` (whoever set it) or
+/// when a field manager other than `manager` owns a different value, which the operator
+/// leaves alone.
+fn settled(sa: &ServiceAccount, key: &str, wanted: &str, manager: &str) -> Option<Annotation> {
+    let value = current_value(sa, key)?;
+    if value == wanted {
         return Some(Annotation::Applied);
     }
-    let field = format!("\"f:{ROLE_ARN_ANNOTATION}\"");
-    let manager = sa
+    let field = format!("\"f:{key}\"");
+    let owner = sa
         .meta()
         .managed_fields
         .iter()
         .flatten()
         .find_map(|entry| {
-            let manager = entry.manager.as_deref()?;
+            let entry_manager = entry.manager.as_deref()?;
             let owns = entry
                 .fields_v1
                 .as_ref()
                 .is_some_and(|f| f.0.to_string().contains(&field));
-            (owns && manager != FIELD_MANAGER).then(|| manager.to_string())
+            (owns && entry_manager != manager).then(|| entry_manager.to_string())
         })?;
     Some(Annotation::Conflict {
-        manager,
+        manager: owner,
         value: Some(value.clone()),
     })
 }
@@ -68,10 +67,23 @@ pub async fn annotate(
     name: &str,
     role_arn: &str,
 ) -> Result<Annotation, kube::Error> {
+    apply_annotation(api, name, ROLE_ARN_ANNOTATION, role_arn, FIELD_MANAGER).await
+}
+
+/// Server-side applies the annotation `key: value` and nothing else, as `manager`. Each
+/// annotation the operator sets has its own manager: an apply drops the fields its
+/// manager owned before and does not list again.
+pub async fn apply_annotation(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    key: &str,
+    value: &str,
+    manager: &str,
+) -> Result<Annotation, kube::Error> {
     let Some(sa) = api.get_opt(name).await? else {
         return Ok(Annotation::ServiceAccountMissing);
     };
-    if let Some(settled) = settled(&sa, role_arn) {
+    if let Some(settled) = settled(&sa, key, value, manager) {
         return Ok(settled);
     }
     // The uid pins the patch to the object just read, so a ServiceAccount deleted in
@@ -82,23 +94,19 @@ pub async fn annotate(
         "metadata": {
             "name": name,
             "uid": sa.meta().uid,
-            "annotations": {ROLE_ARN_ANNOTATION: role_arn},
+            "annotations": {key: value},
         },
     });
     // Without force: another field manager's ownership is reported, never overridden.
     match api
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(&patch),
-        )
+        .patch(name, &PatchParams::apply(manager), &Patch::Apply(&patch))
         .await
     {
         Ok(_) => Ok(Annotation::Applied),
         Err(kube::Error::Api(status)) if conflicting_manager(&status).is_some() => {
             Ok(Annotation::Conflict {
                 manager: conflicting_manager(&status).unwrap_or_default(),
-                value: current_value(&sa).cloned(),
+                value: current_value(&sa, key).cloned(),
             })
         }
         Err(e) if is_status(&e, 404) || is_status(&e, 409) => Ok(Annotation::ServiceAccountMissing),
@@ -112,13 +120,23 @@ pub async fn remove_annotation(
     name: &str,
     role_arn: &str,
 ) -> Result<(), kube::Error> {
+    remove_annotation_value(api, name, ROLE_ARN_ANNOTATION, role_arn).await
+}
+
+/// Removes the annotation `key` if, and only if, it still says `value`.
+pub async fn remove_annotation_value(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), kube::Error> {
     let pointer = format!(
         "/metadata/annotations/{}",
-        ROLE_ARN_ANNOTATION.replace('~', "~0").replace('/', "~1")
+        key.replace('~', "~0").replace('/', "~1")
     );
     // `test` makes the removal atomic: if someone re-pointed the annotation, nothing happens.
     let patch: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": pointer, "value": role_arn},
+        {"op": "test", "path": pointer, "value": value},
         {"op": "remove", "path": pointer},
     ]))
     .expect("a well-formed JSON patch");
@@ -173,7 +191,12 @@ mod tests {
     #[test]
     fn a_foreign_value_is_left_alone_and_named() {
         assert_eq!(
-            settled(&sa(Some("arn:theirs"), &["argocd-controller"]), "arn:ours"),
+            settled(
+                &sa(Some("arn:theirs"), &["argocd-controller"]),
+                ROLE_ARN_ANNOTATION,
+                "arn:ours",
+                FIELD_MANAGER
+            ),
             Some(Annotation::Conflict {
                 manager: "argocd-controller".into(),
                 value: Some("arn:theirs".into())
@@ -184,11 +207,21 @@ mod tests {
     #[test]
     fn the_same_value_needs_no_write_whoever_set_it() {
         assert_eq!(
-            settled(&sa(Some("arn:ours"), &["helm"]), "arn:ours"),
+            settled(
+                &sa(Some("arn:ours"), &["helm"]),
+                ROLE_ARN_ANNOTATION,
+                "arn:ours",
+                FIELD_MANAGER
+            ),
             Some(Annotation::Applied)
         );
         assert_eq!(
-            settled(&sa(Some("arn:ours"), &[FIELD_MANAGER]), "arn:ours"),
+            settled(
+                &sa(Some("arn:ours"), &[FIELD_MANAGER]),
+                ROLE_ARN_ANNOTATION,
+                "arn:ours",
+                FIELD_MANAGER
+            ),
             Some(Annotation::Applied)
         );
     }
@@ -217,9 +250,22 @@ mod tests {
     #[test]
     fn our_own_old_value_or_none_is_applied() {
         assert_eq!(
-            settled(&sa(Some("arn:old"), &[FIELD_MANAGER]), "arn:ours"),
+            settled(
+                &sa(Some("arn:old"), &[FIELD_MANAGER]),
+                ROLE_ARN_ANNOTATION,
+                "arn:ours",
+                FIELD_MANAGER
+            ),
             None
         );
-        assert_eq!(settled(&sa(None, &[]), "arn:ours"), None);
+        assert_eq!(
+            settled(
+                &sa(None, &[]),
+                ROLE_ARN_ANNOTATION,
+                "arn:ours",
+                FIELD_MANAGER
+            ),
+            None
+        );
     }
 }

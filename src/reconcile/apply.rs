@@ -9,7 +9,7 @@ use kube::runtime::{controller::Action, events::EventType};
 use tracing::{debug, info};
 
 use super::{
-    Context, Error, guardrails,
+    Context, Error, aws_config, guardrails,
     memo::Memo,
     observe, owner_of,
     publish::{finish, next_action, publish},
@@ -120,6 +120,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         },
     };
     let outcome = service_account::annotate(object, ctx, role_name, role_arn.clone()).await?;
+    let outcome = aws_config::publish(object, ctx, outcome).await?;
     if outcome.is_ready() {
         restart::restart_stale(object, ctx, &role_arn).await;
     }

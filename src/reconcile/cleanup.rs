@@ -10,7 +10,7 @@ use kube::{
 use tracing::{debug, info, warn};
 
 use super::{
-    Context, Error, apply::execute, memo::Memo, owner_of, publish::publish,
+    Context, Error, apply::execute, aws_config, memo::Memo, owner_of, publish::publish,
     service_account::release_others,
 };
 use crate::{
@@ -82,6 +82,8 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
     service_account::remove_annotation(&api, &object.spec.service_account_name, &role_arn)
         .await
         .map_err(Error::Kube)?;
+    // No garbage collector may run (the test bed has none): the ConfigMap goes here too.
+    aws_config::remove(object, ctx, true).await?;
     Ok(Action::await_change())
 }
 

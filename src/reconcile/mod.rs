@@ -4,14 +4,16 @@
 //!   spec (desired role) → claim the
 //!   ServiceAccount ([`service_account`]) → sync the IAM role (desired, observe, plan,
 //!   execute; or, in mode Observe, only check the existing role, [`observe`]) → annotate
-//!   the ServiceAccount → publish the status ([`publish`]);
+//!   the ServiceAccount → publish the AWS config file of a role chain ([`aws_config`]) →
+//!   publish the status ([`publish`]);
 //! - cleanup ([`cleanup`]): delete what the role holds and the role, then release the
-//!   annotation.
+//!   annotations and delete the AWS config ConfigMap.
 //!
 //! The memo ([`memo`]) lets triggers that cannot have changed IAM skip it; failures are
 //! classified by the pure table in `crate::failure`.
 
 mod apply;
+mod aws_config;
 mod cleanup;
 mod context;
 pub mod guardrails;

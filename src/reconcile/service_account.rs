@@ -74,26 +74,35 @@ pub(super) async fn release_others(
     keep: Option<&String>,
     role_arn: &str,
 ) -> Result<(), Error> {
+    release(ctx, namespace, keep, ROLE_ARN_ANNOTATION, role_arn)
+        .await
+        .map(drop)
+}
+
+/// Removes the annotation `key` from the cached ServiceAccounts of `namespace` whose
+/// value is still `value`, except `keep`; returns how many had it.
+pub(super) async fn release(
+    ctx: &Context,
+    namespace: &str,
+    keep: Option<&String>,
+    key: &str,
+    value: &str,
+) -> Result<usize, Error> {
     let stale: Vec<String> = ctx
         .caches
         .service_accounts
         .state()
         .iter()
         .filter(|sa| sa.namespace().as_deref() == Some(namespace) && Some(&sa.name_any()) != keep)
-        .filter(|sa| {
-            sa.annotations()
-                .get(ROLE_ARN_ANNOTATION)
-                .map(String::as_str)
-                == Some(role_arn)
-        })
+        .filter(|sa| sa.annotations().get(key).map(String::as_str) == Some(value))
         .map(|sa| sa.name_any())
         .collect();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), namespace);
-    for name in stale {
-        service_account::remove_annotation(&api, &name, role_arn)
+    for name in &stale {
+        service_account::remove_annotation_value(&api, name, key, value)
             .await
             .map_err(Error::Kube)?;
-        info!(service_account = %name, "removed role annotation from a ServiceAccount no longer named by the spec");
+        info!(service_account = %name, annotation = key, "removed an annotation from a ServiceAccount no longer named by the spec");
     }
-    Ok(())
+    Ok(stale.len())
 }

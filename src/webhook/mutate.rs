@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Pod, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
+    ConfigMapVolumeSource, Container, EnvVar, Pod, ProjectedVolumeSource,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 
 pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
@@ -17,7 +17,12 @@ pub const SKIP_CONTAINERS_ANNOTATION: &str = "eks.amazonaws.com/skip-containers"
 pub const VOLUME_NAME: &str = "aws-iam-token";
 pub const TOKEN_FILE: &str = "token";
 pub const DEFAULT_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+pub use crate::chain::{CONFIG_KEY, CONFIG_MAP_ANNOTATION};
 pub use crate::crd::{DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION};
+/// The volume, mount and env that carry a role chain's AWS config file (`spec.roleChain`).
+pub const CONFIG_VOLUME_NAME: &str = "irsa-aws-config";
+pub const CONFIG_MOUNT_PATH: &str = "/etc/irsa/aws";
+pub const CONFIG_FILE_ENV: &str = "AWS_CONFIG_FILE";
 /// One day, the EKS default.
 pub const DEFAULT_TOKEN_EXPIRATION: i64 = 86_400;
 /// The kubelet refuses projected tokens shorter than 10 minutes; EKS raises shorter values to it.
@@ -56,6 +61,8 @@ pub struct Identity {
     pub audience: String,
     pub token_expiration: i64,
     pub regional_sts: bool,
+    /// The ConfigMap holding the AWS config file of the ServiceAccount's role chain.
+    pub aws_config: Option<String>,
 }
 
 /// The identity of a ServiceAccount with these annotations, or `None` without a role ARN.
@@ -79,6 +86,10 @@ pub fn identity(
             Some("false") => false,
             _ => defaults.regional_sts,
         },
+        aws_config: annotations
+            .get(CONFIG_MAP_ANNOTATION)
+            .filter(|name| !name.is_empty())
+            .cloned(),
     })
 }
 
@@ -119,6 +130,18 @@ pub fn inject(pod: &Pod, identity: &Identity, defaults: &InjectionDefaults) -> P
     if !volumes.iter().any(|v| v.name == VOLUME_NAME) {
         // EKS puts its volume first.
         volumes.insert(0, token_volume(&identity.audience, token_expiration));
+    }
+    if let Some(config_map) = &identity.aws_config
+        && !volumes.iter().any(|v| v.name == CONFIG_VOLUME_NAME)
+    {
+        volumes.push(Volume {
+            name: CONFIG_VOLUME_NAME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
     }
     pod
 }
@@ -163,6 +186,10 @@ fn inject_container(
         added.push(("AWS_ROLE_ARN", &identity.role_arn));
         added.push(("AWS_WEB_IDENTITY_TOKEN_FILE", token_path));
     }
+    let config_file = format!("{CONFIG_MOUNT_PATH}/{CONFIG_KEY}");
+    if identity.aws_config.is_some() && !has(&[CONFIG_FILE_ENV]) {
+        added.push((CONFIG_FILE_ENV, &config_file));
+    }
     for (name, value) in &defaults.extra_env {
         if !has(&[name]) {
             added.push((name, value));
@@ -180,13 +207,22 @@ fn inject_container(
         container.env.get_or_insert_with(Vec::new).extend(additions);
     }
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
-    if !mounts.iter().any(|m| m.name == VOLUME_NAME) {
-        mounts.push(VolumeMount {
-            name: VOLUME_NAME.into(),
-            mount_path: defaults.mount_path.clone(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
+    let wanted = [
+        Some((VOLUME_NAME, defaults.mount_path.as_str())),
+        identity
+            .aws_config
+            .as_ref()
+            .map(|_| (CONFIG_VOLUME_NAME, CONFIG_MOUNT_PATH)),
+    ];
+    for (name, path) in wanted.into_iter().flatten() {
+        if !mounts.iter().any(|m| m.name == name) {
+            mounts.push(VolumeMount {
+                name: name.into(),
+                mount_path: path.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
+        }
     }
 }
 
@@ -316,6 +352,7 @@ mod tests {
                 audience: "sts.amazonaws.com".into(),
                 token_expiration: 86_400,
                 regional_sts: false,
+                aws_config: None,
             }
         );
         assert_eq!(
@@ -330,6 +367,7 @@ mod tests {
                 audience: "my-aud".into(),
                 token_expiration: 3600,
                 regional_sts: true,
+                aws_config: None,
             }
         );
         // Too short is raised to the minimum; garbage falls back to the default.
@@ -534,6 +572,64 @@ mod tests {
         assert_eq!(patched, serde_json::to_value(&injected).unwrap());
         let again = inject(&injected, &identity, &defaults);
         assert!(super::patch(&injected, &again).0.is_empty());
+    }
+
+    #[test]
+    fn a_role_chain_config_is_mounted_and_named_once() {
+        let original = pod(json!({
+            "metadata": {"name": "p", "annotations": {SKIP_CONTAINERS_ANNOTATION: "tool"}},
+            "spec": {"containers": [{"name": "app"}, {"name": "tool"},
+                {"name": "own", "env": [{"name": "AWS_CONFIG_FILE", "value": "/mine"}]}]}
+        }));
+        let defaults = InjectionDefaults::default();
+        let identity = identity_of(&[
+            (ROLE_ARN_ANNOTATION, ARN),
+            (CONFIG_MAP_ANNOTATION, "app-aws-config"),
+        ]);
+        assert_eq!(identity.aws_config.as_deref(), Some("app-aws-config"));
+        let injected = inject(&original, &identity, &defaults);
+        let spec = injected.spec.as_ref().unwrap();
+        let volumes = serde_json::to_value(&spec.volumes).unwrap();
+        assert_eq!(
+            volumes[1],
+            json!({"name": "irsa-aws-config",
+            "configMap": {"name": "app-aws-config"}})
+        );
+        assert_eq!(volumes.as_array().unwrap().len(), 2);
+        assert!(
+            env(&injected, 0).contains(&("AWS_CONFIG_FILE".into(), "/etc/irsa/aws/config".into()))
+        );
+        let mounts = serde_json::to_value(&spec.containers[0].volume_mounts).unwrap();
+        assert_eq!(
+            mounts[1],
+            json!({"name": "irsa-aws-config", "mountPath": "/etc/irsa/aws",
+            "readOnly": true})
+        );
+        assert!(
+            env(&injected, 1).is_empty(),
+            "skipped containers get nothing"
+        );
+        assert!(
+            env(&injected, 2).contains(&("AWS_CONFIG_FILE".into(), "/mine".into())),
+            "a container's own file is kept"
+        );
+        assert!(
+            !env(&injected, 2).contains(&("AWS_CONFIG_FILE".into(), "/etc/irsa/aws/config".into()))
+        );
+        // A second admission adds nothing.
+        let again = inject(&injected, &identity, &defaults);
+        assert!(patch(&injected, &again).0.is_empty());
+        // Without the annotation, nothing of it.
+        let plain = inject(
+            &original,
+            &identity_of(&[(ROLE_ARN_ANNOTATION, ARN)]),
+            &defaults,
+        );
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("irsa-aws-config")
+        );
     }
 
     #[test]

@@ -382,6 +382,12 @@ impl Operator {
         sum_metric(&text, "irsa_operator_iam_calls_total", "access=\"write\"")
     }
 
+    /// Reconciles finished so far.
+    pub async fn reconciles(&self) -> u64 {
+        let text = self.metrics().await.expect("metrics are served");
+        sum_metric(&text, "irsa_operator_reconciles_total", "")
+    }
+
     /// The `/readyz` body while it answers 200: `ok` on a synced leader, `standby` on a standby.
     pub async fn readyz(&self) -> Option<String> {
         http_get(&format!("http://127.0.0.1:{}/readyz", self.metrics_port)).await

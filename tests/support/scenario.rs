@@ -153,8 +153,13 @@ impl Scenario {
     }
 
     pub async fn annotation(&self, service_account: &str) -> Option<String> {
+        self.sa_annotation(service_account, ANNOTATION).await
+    }
+
+    /// The annotation `key` of a ServiceAccount of this namespace.
+    pub async fn sa_annotation(&self, service_account: &str, key: &str) -> Option<String> {
         let sa = self.service_accounts().get(service_account).await.ok()?;
-        sa.annotations().get(ANNOTATION).cloned()
+        sa.annotations().get(key).cloned()
     }
 
     pub async fn role(&self, role_name: &str) -> Option<aws_sdk_iam::types::Role> {
