@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+pub use crate::accounts::AccountProblem;
 use crate::{
     crd::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION},
     failure::{Classified, Retry},
@@ -91,6 +92,9 @@ pub enum Outcome {
         manager: String,
         value: Option<String>,
     },
+    /// The target account named in `spec.account` cannot be used (see
+    /// `accounts::AccountProblem`); nothing was written to IAM.
+    AccountUnavailable(AccountProblem),
     /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
     OidcProviderUnhealthy {
         role_name: String,
@@ -114,6 +118,7 @@ impl Outcome {
             Outcome::ObservedRoleNotTrusted { .. } => "ObservedRoleNotTrusted",
             Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
+            Outcome::AccountUnavailable(problem) => problem.reason(),
         }
     }
 
@@ -171,6 +176,7 @@ impl Outcome {
                     .as_deref()
                     .map_or("no value".to_string(), |v| format!("value {v}"))
             ),
+            Outcome::AccountUnavailable(problem) => problem.message(),
             Outcome::OidcProviderUnhealthy {
                 role_arn, problem, ..
             } => {
@@ -246,7 +252,8 @@ pub fn next_status(
         }
         Outcome::InvalidSpec(_)
         | Outcome::PolicyNotAllowed(_)
-        | Outcome::ServiceAccountInUse { .. } => (old.role_name.clone(), old.role_arn.clone()),
+        | Outcome::ServiceAccountInUse { .. }
+        | Outcome::AccountUnavailable(_) => (old.role_name.clone(), old.role_arn.clone()),
     };
     let progress = outcome.progress();
     let [ready, reconciling, stalled] = [
@@ -301,6 +308,8 @@ pub fn next_status(
         role_name,
         role_arn,
         oidc_provider_arn: Some(oidc_provider_arn.to_string()),
+        // Set by the caller, which knows the target account.
+        account_id: old.account_id,
         conditions,
         // Written by the restart step under its own field manager.
         stale_pods: old.stale_pods,

@@ -4,6 +4,7 @@ use kube::api::ObjectMeta;
 use serde_json::json;
 
 use crate::{
+    accounts::{PodIamRoleAccount, PodIamRoleAccountSpec},
     config::OperatorConfig,
     crd::{PodIamRole, PodIamRoleSpec},
     desired::{DesiredRole, desired_role},
@@ -59,4 +60,19 @@ pub fn pod_iam_role(namespace: &str, name: &str) -> PodIamRole {
         spec: spec(),
         status: None,
     }
+}
+
+/// A target account `name` with ID `account_id`, open to every namespace.
+pub fn account(name: &str, account_id: &str) -> PodIamRoleAccount {
+    let mut account = PodIamRoleAccount::new(
+        name,
+        PodIamRoleAccountSpec {
+            account_id: account_id.into(),
+            management_role_arn: format!("arn:aws:iam::{account_id}:role/irsa-management"),
+            external_id: Some("external-id".into()),
+            ..Default::default()
+        },
+    );
+    account.metadata.generation = Some(1);
+    account
 }

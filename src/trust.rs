@@ -3,6 +3,7 @@
 //! provider of the token's issuer, under `StringEquals` / `StringLike` conditions on the
 //! issuer-prefixed claim keys (`<issuer>:sub`, `<issuer>:aud`). A matching `Deny` wins.
 //! LocalStack accepts any token, so tests and `doctor` ask this instead. Pure.
+//! [`evaluate_assume_role`] does the same for `sts:AssumeRole` by another role.
 
 use serde_json::Value;
 
@@ -105,6 +106,140 @@ fn statement_matches(statement: &Value, issuer: &str, claims: &Value) -> Result<
             if !held {
                 return Err(format!(
                     "{operator} {key} wants {wanted}, the token has {claim}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `Ok` when some statement lets `caller_arn` (an IAM role, or a session of one as STS
+/// names it: `arn:aws:sts::<account>:assumed-role/<name>/<session>`) call `sts:AssumeRole`,
+/// presenting `external_id`; otherwise why not. Principals are matched as STS does: the
+/// role's ARN (any path), its account's `root`, the bare account ID, or `*`; the only
+/// condition evaluated is `StringEquals` on `sts:ExternalId`. A matching `Deny` wins.
+pub fn evaluate_assume_role(
+    trust: &Value,
+    caller_arn: &str,
+    external_id: Option<&str>,
+) -> Result<(), String> {
+    let caller = Caller::parse(caller_arn)?;
+    let verdicts: Vec<(String, Result<(), String>)> = as_list(&trust["Statement"])
+        .iter()
+        .map(|s| {
+            let effect = s["Effect"].as_str().unwrap_or_default().to_string();
+            (effect, assume_role_matches(s, &caller, external_id))
+        })
+        .collect();
+    if let Some(index) = verdicts
+        .iter()
+        .position(|(effect, verdict)| effect == "Deny" && verdict.is_ok())
+    {
+        return Err(format!("statement {index} denies it explicitly"));
+    }
+    let mut reasons = Vec::new();
+    for (i, (effect, verdict)) in verdicts.iter().enumerate() {
+        match verdict {
+            Ok(()) if effect == "Allow" => return Ok(()),
+            Err(reason) if effect == "Allow" => reasons.push(format!("statement {i}: {reason}")),
+            _ => {}
+        }
+    }
+    if reasons.is_empty() {
+        return Err("the trust policy has no Allow statement".into());
+    }
+    Err(reasons.join("; "))
+}
+
+/// The role behind a caller ARN.
+struct Caller<'a> {
+    partition: &'a str,
+    account: &'a str,
+    role_name: &'a str,
+}
+
+impl<'a> Caller<'a> {
+    fn parse(arn: &'a str) -> Result<Self, String> {
+        let fields: Vec<&str> = arn.splitn(6, ':').collect();
+        let role_name = match fields.as_slice() {
+            ["arn", _, "sts", "", _, resource] => resource
+                .strip_prefix("assumed-role/")
+                .and_then(|rest| rest.split('/').next()),
+            ["arn", _, "iam", "", _, resource] => resource
+                .strip_prefix("role/")
+                .and_then(|rest| rest.rsplit('/').next()),
+            _ => None,
+        };
+        match (fields.get(1), fields.get(4), role_name) {
+            (Some(partition), Some(account), Some(role_name)) if !role_name.is_empty() => {
+                Ok(Caller {
+                    partition,
+                    account,
+                    role_name,
+                })
+            }
+            _ => Err(format!(
+                "`{arn}` is not the ARN of a role or of a role session"
+            )),
+        }
+    }
+
+    fn is(&self, principal: &str) -> bool {
+        let prefix = format!("arn:{}:iam::{}:", self.partition, self.account);
+        principal == "*"
+            || principal == self.account
+            || principal.strip_prefix(&prefix).is_some_and(|resource| {
+                resource == "root"
+                    || resource
+                        .strip_prefix("role/")
+                        .is_some_and(|path| path.rsplit('/').next() == Some(self.role_name))
+            })
+    }
+}
+
+fn assume_role_matches(
+    statement: &Value,
+    caller: &Caller<'_>,
+    external_id: Option<&str>,
+) -> Result<(), String> {
+    const ASSUME_ROLE: &str = "sts:AssumeRole";
+    if !as_list(&statement["Action"])
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|a| a == ASSUME_ROLE || a == "sts:*" || a == "*")
+    {
+        return Err(format!("it does not name {ASSUME_ROLE}"));
+    }
+    let principal = &statement["Principal"];
+    let named = principal == "*"
+        || as_list(&principal["AWS"])
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|p| caller.is(p));
+    if !named {
+        return Err(format!(
+            "its principal {principal} is not the role {} of account {}",
+            caller.role_name, caller.account
+        ));
+    }
+    let Some(conditions) = statement["Condition"].as_object() else {
+        return Ok(());
+    };
+    for (operator, entries) in conditions {
+        for (key, wanted) in entries.as_object().into_iter().flatten() {
+            if operator != "StringEquals" || key != "sts:ExternalId" {
+                return Err(format!("condition {operator} {key} is not evaluated here"));
+            }
+            let held = external_id.is_some_and(|id| {
+                as_list(wanted)
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|w| w == id)
+            });
+            if !held {
+                return Err(format!(
+                    "StringEquals sts:ExternalId wants {wanted}, the caller presents {}",
+                    external_id.unwrap_or("none")
                 ));
             }
         }

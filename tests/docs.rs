@@ -7,6 +7,7 @@ const STATUS: &str = include_str!("../src/status.rs");
 const FAILURE: &str = include_str!("../src/failure.rs");
 const OIDC: &str = include_str!("../src/oidc.rs");
 const PROVIDER: &str = include_str!("../src/provider.rs");
+const ACCOUNTS: &str = include_str!("../src/accounts/mod.rs");
 
 /// Code without its unit tests.
 fn code(source: &str) -> &str {
@@ -27,12 +28,16 @@ fn literals_after(source: &str, marker: &str) -> BTreeSet<String> {
 /// The reasons the code sets: `Outcome::reason`'s own, the IAM failure table's, and the
 /// OIDC provider problems (all named `OidcProvider...`).
 fn reasons() -> BTreeSet<String> {
-    let outcome = STATUS
-        .split("pub fn reason(&self)")
-        .nth(1)
-        .and_then(|rest| rest.split("pub fn message").next())
-        .expect("Outcome::reason");
-    let mut reasons = literals_after(outcome, "=> \"");
+    let mut reasons = BTreeSet::new();
+    // `Outcome::reason`'s own, and the target account problems'.
+    for source in [STATUS, ACCOUNTS] {
+        let reason = source
+            .split("pub fn reason(&self)")
+            .nth(1)
+            .and_then(|rest| rest.split("pub fn message").next())
+            .expect("a reason() method");
+        reasons.extend(literals_after(reason, "=> \""));
+    }
     reasons.extend(literals_after(code(FAILURE), "reason: \""));
     for source in [OIDC, PROVIDER] {
         reasons.extend(
@@ -52,6 +57,7 @@ fn every_status_reason_has_a_troubleshooting_section() {
         "AccessDenied",
         "OidcProviderNotFound",
         "OidcProviderUpdateFailed",
+        "AccountAssumeFailed",
     ] {
         assert!(
             reasons.contains(expected),

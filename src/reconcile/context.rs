@@ -11,24 +11,28 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
     Client, ResourceExt,
     api::PartialObjectMeta,
-    runtime::{events::Recorder, reflector::Store},
+    runtime::{
+        events::Recorder,
+        reflector::{ObjectRef, Store},
+    },
 };
-use tokio::sync::{Notify, watch};
 
 use super::memo::Memos;
 use crate::{
+    accounts::{
+        self, AccountProblem, PodIamRoleAccount,
+        registry::{Accounts, Target},
+    },
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, DeletionPolicy, PodIamRole},
     desired::DesiredRole,
     failure::{jitter_for, transient_delay},
     guardrail::PodIamRoleGuardrail,
-    iam::IamApi,
     metrics::Metrics,
     observed::ListedRole,
-    observer::AccountRoles,
-    oidc::{ProviderCheck, problem_for_audience},
+    oidc::problem_for_audience,
     snapshot::{self, Drift},
-    status::ProviderHealth,
+    status::{Outcome, ProviderHealth},
 };
 
 /// The caches one Controller's reconciles read.
@@ -41,6 +45,8 @@ pub struct Caches {
     pub guardrails: Store<PodIamRoleGuardrail>,
     /// The PodIamRoles in scope, for quotas and ServiceAccount ownership.
     pub roles: Store<PodIamRole>,
+    /// The target accounts PodIamRoles may name in `spec.account`.
+    pub accounts: Store<PodIamRoleAccount>,
     /// Set once every cache above has listed: no write may happen on an unknown guardrail.
     pub synced: Arc<AtomicBool>,
 }
@@ -52,16 +58,14 @@ const DRIFT_CHECK_MIN_DEFERRAL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Shared {
     pub client: Client,
-    pub iam: Arc<dyn IamApi>,
+    /// The operator's settings in its own account.
     pub config: OperatorConfig,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub provider: watch::Receiver<Option<ProviderCheck>>,
-    pub provider_poke: Option<Arc<Notify>>,
+    /// The operator's own account (IAM, provider, listing) and the target accounts.
+    pub accounts: Arc<Accounts>,
     /// For PodIamRoles that set no `spec.deletionPolicy`.
     pub default_deletion_policy: DeletionPolicy,
-    /// The latest bulk listing of the account's roles, for drift checks.
-    pub account_roles: AccountRoles,
     /// `--restart-workloads`: count pods without their role, restart opted-in workloads.
     pub restart_workloads: bool,
 }
@@ -87,16 +91,42 @@ impl Context {
         }
     }
 
-    /// The provider's state for `object`'s audience.
-    pub(super) fn provider_health(&self, object: &PodIamRole) -> ProviderHealth {
+    /// The account `object`'s role lives in: the operator's own unless `spec.account`
+    /// names a target account, which must exist, grant the object's namespace, and let
+    /// the operator assume its management role.
+    pub(super) async fn target(&self, object: &PodIamRole) -> Result<Target, Outcome> {
+        let Some(account) = &object.spec.account else {
+            return Ok(self.shared.accounts.home().clone());
+        };
+        let namespace = object.namespace().unwrap_or_default();
+        let labels = self
+            .caches
+            .namespaces
+            .get(&ObjectRef::new(&namespace))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default();
+        let declared = self.caches.accounts.get(&ObjectRef::new(account));
+        let granted =
+            accounts::admit(account, |_| declared.as_deref(), &labels).map_err(|refusal| {
+                Outcome::AccountUnavailable(AccountProblem::new(refusal, account, &namespace))
+            })?;
+        self.shared
+            .accounts
+            .target(granted)
+            .await
+            .map_err(Outcome::AccountUnavailable)
+    }
+
+    /// The provider's state in `target` for `object`'s audience.
+    pub(super) fn provider_health(&self, object: &PodIamRole, target: &Target) -> ProviderHealth {
         let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-        let Some(check) = self.shared.provider.borrow().clone() else {
+        let Some(check) = target.provider.borrow().clone() else {
             return ProviderHealth::Unknown;
         };
-        match problem_for_audience(&check, &self.shared.config.oidc_provider_arn(), audience) {
+        match problem_for_audience(&check, &target.config.oidc_provider_arn(), audience) {
             None => ProviderHealth::Healthy,
             Some(problem) => {
-                if let Some(poke) = &self.shared.provider_poke {
+                if let Some(poke) = &target.provider_poke {
                     poke.notify_one();
                 }
                 ProviderHealth::Unhealthy(problem)
@@ -116,8 +146,13 @@ impl Context {
 
     /// What the latest bulk listing says about `desired`, synced at `synced_at`; `None`
     /// when there is no listing to go by.
-    pub(super) fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
-        let listing = self.shared.account_roles.borrow();
+    pub(super) fn drift(
+        &self,
+        target: &Target,
+        desired: &DesiredRole,
+        synced_at: Instant,
+    ) -> Option<Drift> {
+        let listing = target.account_roles.borrow();
         listing
             .as_ref()
             .map(|roles| snapshot::drift(roles, desired, synced_at))
@@ -125,8 +160,8 @@ impl Context {
 
     /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
     /// the listing has no such role under the role path.
-    pub(super) fn listed_role(&self, name: &str) -> Option<Option<ListedRole>> {
-        let listing = self.shared.account_roles.borrow();
+    pub(super) fn listed_role(&self, target: &Target, name: &str) -> Option<Option<ListedRole>> {
+        let listing = target.account_roles.borrow();
         listing.as_ref().map(|roles| roles.role(name).cloned())
     }
 

@@ -59,6 +59,9 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("reconcile did not finish within {RECONCILE_DEADLINE:?}")]
     Deadline,
+    /// The target account of a PodIamRole being deleted cannot be used.
+    #[error("{0}")]
+    Account(String),
 }
 
 impl Error {
@@ -69,6 +72,7 @@ impl Error {
             Error::Kube(_) => "kubernetes",
             Error::Finalizer(_) => "finalizer",
             Error::Deadline => "deadline",
+            Error::Account(_) => "account",
         }
     }
 }

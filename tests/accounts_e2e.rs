@@ -1,0 +1,272 @@
+//! End-to-end: roles in another AWS account. LocalStack picks the account from the access
+//! key ID, and `AssumeRole` lands in the account of the role ARN, so a second account
+//! needs only a management role created there with that account's keys. A PodIamRole in a
+//! granted namespace gets its role (and, in manage mode, the cluster's OIDC provider) in
+//! that account; a namespace without the grant, and an account that is not declared, are
+//! refused with no IAM write in either account. LocalStack checks no trust or external
+//! ID: the management role's trust is evaluated as STS would (`trust::evaluate_assume_role`).
+
+mod support;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_iam::config::Credentials;
+use irsa_operator::{
+    accounts::{PodIamRoleAccount, management_trust_policy},
+    trust,
+};
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+use support::{
+    Operator, eventually, eventually_matches,
+    scenario::{Scenario, dynamo_spec},
+    sum_metric, trust_admits, unique,
+};
+
+const EXTERNAL_ID: &str = "irsa-e2e-external-id";
+/// The operator's own role, as the management role trusts it. LocalStack runs every
+/// caller as its account's root; STS would see a session of this role.
+const OPERATOR_ROLE: &str = "arn:aws:iam::000000000000:role/irsa-operator";
+
+/// A fresh 12-digit account per run: LocalStack creates it on first use, and no earlier
+/// run's roles or provider are found there.
+fn fresh_account_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:012}", 100_000_000_000 + nanos % 800_000_000_000)
+}
+
+/// An IAM client acting in `account_id`, as LocalStack tells accounts apart.
+async fn iam_in(s: &Scenario, account_id: &str) -> aws_sdk_iam::Client {
+    let aws = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&s.bed.vars["AWS_ENDPOINT_URL"])
+        .region(Region::new(s.bed.vars["AWS_REGION"].clone()))
+        .credentials_provider(Credentials::new(account_id, "test", None, None, "account"))
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&aws)
+}
+
+/// Sums the write calls the operator made at home and in target accounts.
+async fn writes(operator: &Operator) -> (u64, u64) {
+    let text = operator.metrics().await.expect("metrics are served");
+    (
+        sum_metric(&text, "irsa_operator_iam_calls_total", "access=\"write\""),
+        sum_metric(
+            &text,
+            "irsa_operator_account_iam_calls_total",
+            "access=\"write\"",
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_created_in_a_granted_target_account_only() {
+    let Some(mut s) = Scenario::prepare("accounts").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    let account_id = fresh_account_id();
+    let target = iam_in(&s, &account_id).await;
+    let grant = unique("grant");
+    s.bed
+        .label_namespace(&s.namespace, json!({"irsa-e2e/account": grant}))
+        .await;
+    let other = unique("no-grant");
+    s.bed.create_namespace(&other).await;
+
+    // The platform team's side: the management role in account B, trusting the operator.
+    let trust_policy = management_trust_policy(OPERATOR_ROLE, EXTERNAL_ID);
+    let operator_session = "arn:aws:sts::000000000000:assumed-role/irsa-operator/irsa-operator";
+    assert_eq!(
+        trust::evaluate_assume_role(&trust_policy, operator_session, Some(EXTERNAL_ID)),
+        Ok(())
+    );
+    assert!(trust::evaluate_assume_role(&trust_policy, operator_session, None).is_err());
+    let management_role = target
+        .create_role()
+        .role_name(unique("irsa-management"))
+        .assume_role_policy_document(trust_policy.to_string())
+        .send()
+        .await
+        .expect("CreateRole in account B")
+        .role
+        .unwrap();
+    assert!(management_role.arn().contains(&format!(":{account_id}:")));
+    let account_name = unique("data");
+    let accounts: Api<PodIamRoleAccount> = Api::all(s.bed.kube.clone());
+    let declaration = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleAccount",
+        "metadata": {"name": account_name},
+        "spec": {"accountId": account_id, "managementRoleArn": management_role.arn(),
+                 "externalId": EXTERNAL_ID, "oidcProvider": "Manage",
+                 "namespaceSelector": {"matchLabels": {"irsa-e2e/account": grant}}}});
+    accounts
+        .patch(
+            &account_name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&declaration),
+        )
+        .await
+        .expect("apply PodIamRoleAccount");
+
+    let scope = format!("{},{other}", s.namespace);
+    s.operator = Some(Operator::start(
+        &s.bed,
+        &s.cluster,
+        &scope,
+        &["--oidc-provider", "manage"],
+    ));
+    s.operator().wait_ready().await;
+
+    // Granted: the role and the provider are created in account B.
+    s.bed.create_service_account(&s.namespace, "payments").await;
+    let mut spec = dynamo_spec("payments");
+    spec["account"] = json!(account_name);
+    s.apply("payments", spec.clone()).await;
+    let status = s.wait_reason("payments", "Synced").await;
+    let role_name = s.role_name("payments");
+    let role_arn = format!(
+        "arn:aws:iam::{account_id}:role/irsa/{}/{role_name}",
+        s.cluster
+    );
+    assert_eq!(status.role_arn.as_deref(), Some(role_arn.as_str()));
+    assert_eq!(status.account_id.as_deref(), Some(account_id.as_str()));
+    let provider_arn = format!(
+        "arn:aws:iam::{account_id}:oidc-provider/{}",
+        s.bed.issuer_host_path()
+    );
+    assert_eq!(
+        status.oidc_provider_arn.as_deref(),
+        Some(provider_arn.as_str())
+    );
+    assert_eq!(s.annotation("payments").await, Some(role_arn.clone()));
+    let role = target
+        .get_role()
+        .role_name(&role_name)
+        .send()
+        .await
+        .expect("the role is in account B")
+        .role
+        .unwrap();
+    assert_eq!(role.arn(), role_arn);
+    let tags = support::scenario::tags(&role);
+    assert_eq!(tags.get("irsa.dev/cluster"), Some(&s.cluster));
+    assert_eq!(tags.get("irsa.dev/namespace"), Some(&s.namespace));
+    let role_trust: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(role.assume_role_policy_document().unwrap())
+            .decode_utf8_lossy(),
+    )
+    .unwrap();
+    assert_eq!(
+        role_trust["Statement"][0]["Principal"]["Federated"], provider_arn,
+        "the trust names account B's provider"
+    );
+    let (_, claims) = s
+        .bed
+        .service_account_token(&s.namespace, "payments", "sts.amazonaws.com")
+        .await;
+    assert!(
+        trust_admits(&role_trust, &claims),
+        "STS would admit the pod's token"
+    );
+    assert!(
+        s.role(&role_name).await.is_none(),
+        "nothing is created in the operator's own account"
+    );
+    let provider = target
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(&provider_arn)
+        .send()
+        .await
+        .expect("the cluster's OIDC provider exists in account B");
+    assert_eq!(provider.client_id_list(), ["sts.amazonaws.com"]);
+    let ready = eventually_matches(
+        "the PodIamRoleAccount to be Ready",
+        || async { accounts.get(&account_name).await.ok()?.status },
+        |status| {
+            status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        },
+    )
+    .await;
+    assert_eq!(ready.unwrap().oidc_provider_arn, Some(provider_arn.clone()));
+    let text = s.operator().metrics().await.unwrap();
+    let label = format!("account=\"{account_name}\"");
+    let created = sum_metric(&text, "irsa_operator_account_iam_calls_total", &label);
+    eprintln!("IAM calls in account B for one role and its provider: {created}");
+    let (home_writes, account_writes) = writes(s.operator()).await;
+    assert_eq!(
+        home_writes, 0,
+        "no write at home: the provider there exists"
+    );
+    // CreateRole + PutRolePolicy, and CreateOpenIDConnectProvider.
+    assert_eq!(account_writes, 3, "{text}");
+
+    // Not granted, and not declared: refused, with no IAM write anywhere.
+    let refused = Scenario {
+        namespace: other.clone(),
+        operator: None,
+        operator_env: Vec::new(),
+        cluster: s.cluster.clone(),
+        bed: support::testbed().await.unwrap(),
+    };
+    refused.bed.create_service_account(&other, "payments").await;
+    refused.apply("payments", spec).await;
+    let status = refused.wait_reason("payments", "AccountNotAllowed").await;
+    assert!(
+        status.conditions[0]
+            .message
+            .contains(&format!("does not grant namespace {other}")),
+        "{:?}",
+        status.conditions[0]
+    );
+    let mut unknown = dynamo_spec("payments");
+    unknown["account"] = json!("no-such-account");
+    s.apply("unknown", unknown).await;
+    s.wait_reason("unknown", "AccountNotFound").await;
+    assert_eq!(writes(s.operator()).await, (0, account_writes));
+    assert!(refused.annotation("payments").await.is_none());
+    let listed = target.list_roles().send().await.unwrap();
+    assert_eq!(
+        listed
+            .roles()
+            .iter()
+            .filter(|r| r.role_name().starts_with(&s.cluster))
+            .count(),
+        1,
+        "account B holds the granted role only"
+    );
+
+    // Granting the namespace later lets its PodIamRole through.
+    s.bed
+        .label_namespace(&other, json!({"irsa-e2e/account": grant}))
+        .await;
+    refused.wait_reason("payments", "Synced").await;
+
+    // Deleting removes the roles from account B.
+    s.delete("payments").await;
+    refused.delete("payments").await;
+    eventually("the roles to be gone from account B", || async {
+        let listed = target.list_roles().send().await.ok()?;
+        (!listed
+            .roles()
+            .iter()
+            .any(|r| r.role_name().starts_with(&s.cluster)))
+        .then_some(())
+    })
+    .await;
+    s.delete("unknown").await;
+    accounts
+        .delete(&account_name, &DeleteParams::default())
+        .await
+        .expect("delete PodIamRoleAccount");
+}
