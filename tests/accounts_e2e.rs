@@ -23,10 +23,12 @@ use kube::{
 use serde_json::{Value, json};
 use support::{
     Operator, eventually, eventually_matches,
+    rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
     sum_metric, trust_admits, unique,
 };
 
+const RBAC: &str = include_str!("../config/rbac/role.yaml");
 const EXTERNAL_ID: &str = "irsa-e2e-external-id";
 /// The operator's own role, as the management role trusts it. LocalStack runs every
 /// caller as its account's root; STS would see a session of this role.
@@ -115,13 +117,22 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         .await
         .expect("apply PodIamRoleAccount");
 
+    // The operator runs with exactly the shipped RBAC: it reads the accounts and writes
+    // their status.
+    let kubeconfig = rbac::operator_kubeconfig(&s, &[RBAC]).await;
+    s.bed.vars.insert("KUBECONFIG".into(), kubeconfig);
     let scope = format!("{},{other}", s.namespace);
-    s.operator = Some(Operator::start(
-        &s.bed,
-        &s.cluster,
-        &scope,
-        &["--oidc-provider", "manage"],
-    ));
+    // Manage mode at home too: the thumbprint for account B's provider needs the CA.
+    let ca_file = s.bed.vars["TESTBED_CA_FILE"].clone();
+    let flags = [
+        "--oidc-provider",
+        "manage",
+        "--oidc-ca-file",
+        &ca_file,
+        "--leader-election-namespace",
+        OPERATOR_NAMESPACE,
+    ];
+    s.operator = Some(Operator::start(&s.bed, &s.cluster, &scope, &flags));
     s.operator().wait_ready().await;
 
     // Granted: the role and the provider are created in account B.
@@ -269,4 +280,9 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         .delete(&account_name, &DeleteParams::default())
         .await
         .expect("delete PodIamRoleAccount");
+    let log = std::fs::read_to_string(&s.operator().log).unwrap();
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "the operator hit an RBAC denial:\n{log}"
+    );
 }

@@ -65,15 +65,17 @@ pub const DEFAULT_SESSION_NAME: &str = "irsa-operator";
 #[serde(rename_all = "camelCase")]
 pub struct PodIamRoleAccountSpec {
     /// The 12-digit AWS account ID.
-    #[schemars(regex(pattern = r"^[0-9]{12}$"))]
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
     pub account_id: String,
 
     /// The IAM role in that account the operator assumes to manage roles there
     /// (`arn:aws:iam::<accountId>:role/...`). Its permissions are what
     /// `irsa-operator iam-policy` prints; its trust policy must let the operator's own role
     /// assume it with `externalId` (`irsa-operator iam-policy --management-trust ...`).
+    // A role ARN is at most ~620 characters (a 512-character path, a 64-character name);
+    // the bound keeps the CEL rule below within the API server's cost budget.
     #[schemars(
-        length(max = 2048),
+        length(max = 640),
         regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
     )]
     pub management_role_arn: String,

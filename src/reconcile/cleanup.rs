@@ -29,6 +29,7 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
     let namespace = object.namespace().unwrap_or_default();
     let owner = owner_of(object, &ctx.shared.config);
     let status = object.status.clone().unwrap_or_default();
+    let reached_target_account = status.account_id.is_some();
     let role_name = status.role_name.unwrap_or_else(|| {
         desired::role_name(
             &object.spec,
@@ -63,26 +64,29 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
     } else if object.spec.mode == RoleMode::Manage && !ctx.memos.cleaned_up(object) {
         // A retry after a failed Kubernetes write, or a stale event after the finalizer
         // went, must not read IAM again. An observed role was never the operator's.
-        let target = match ctx.target(object).await {
-            Ok(target) => target,
-            // The role's account cannot be reached: keep the finalizer, say why, retry.
+        match ctx.target(object).await {
+            Ok(target) => {
+                let done = match policy {
+                    DeletionPolicy::Delete => delete_role(object, ctx, &target, &role_name).await,
+                    DeletionPolicy::Retain => release_role(object, ctx, &target, &role_name).await,
+                };
+                if let Err(error) = done {
+                    // Say why the deletion is stuck, then keep the finalizer and retry.
+                    let outcome = Outcome::CleanupBlocked {
+                        role_name: role_name.clone(),
+                        failure: failure::classify(&error),
+                    };
+                    publish(object, ctx, Some(&target), &outcome).await?;
+                    return Err(Error::Iam(error));
+                }
+            }
+            // The target account never let this object in: it has no role there.
+            Err(_) if !reached_target_account => {}
+            // Its role's account cannot be reached: keep the finalizer, say why, retry.
             Err(outcome) => {
                 publish(object, ctx, None, &outcome).await?;
                 return Err(Error::Account(outcome.message()));
             }
-        };
-        let done = match policy {
-            DeletionPolicy::Delete => delete_role(object, ctx, &target, &role_name).await,
-            DeletionPolicy::Retain => release_role(object, ctx, &target, &role_name).await,
-        };
-        if let Err(error) = done {
-            // Say why the deletion is stuck, then keep the finalizer and retry.
-            let outcome = Outcome::CleanupBlocked {
-                role_name: role_name.clone(),
-                failure: failure::classify(&error),
-            };
-            publish(object, ctx, Some(&target), &outcome).await?;
-            return Err(Error::Iam(error));
         }
         ctx.memos.remember(object, 0, Memo::CleanedUp);
     }
