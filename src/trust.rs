@@ -346,4 +346,58 @@ mod tests {
                 .contains("does not name")
         );
     }
+
+    #[test]
+    fn assume_role_matches_principals_as_sts_does() {
+        let session = "arn:aws:sts::111122223333:assumed-role/irsa-operator/pod-1";
+        let allow = |principal: Value| {
+            json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"AWS": principal}}]})
+        };
+        for admitted in [
+            json!("arn:aws:iam::111122223333:role/irsa-operator"),
+            json!("arn:aws:iam::111122223333:role/platform/irsa-operator"),
+            json!("arn:aws:iam::111122223333:root"),
+            json!("111122223333"),
+            json!([
+                "arn:aws:iam::444455556666:root",
+                "arn:aws:iam::111122223333:root"
+            ]),
+        ] {
+            assert_eq!(
+                evaluate_assume_role(&allow(admitted.clone()), session, None),
+                Ok(()),
+                "{admitted}"
+            );
+        }
+        for refused in [
+            json!("arn:aws:iam::111122223333:role/irsa-operator-2"),
+            json!("arn:aws:iam::444455556666:role/irsa-operator"),
+            json!("arn:aws-cn:iam::111122223333:root"),
+        ] {
+            assert!(
+                evaluate_assume_role(&allow(refused.clone()), session, None).is_err(),
+                "{refused}"
+            );
+        }
+        let mut denied = allow(json!("arn:aws:iam::111122223333:root"));
+        denied["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Effect": "Deny", "Action": "sts:*", "Principal": "*"}));
+        assert!(
+            evaluate_assume_role(&denied, session, None)
+                .unwrap_err()
+                .contains("denies")
+        );
+        let other_condition = json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": "111122223333"},
+            "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}});
+        assert!(
+            evaluate_assume_role(&other_condition, session, None)
+                .unwrap_err()
+                .contains("not evaluated")
+        );
+        assert!(evaluate_assume_role(&allow(json!("*")), "not-an-arn", None).is_err());
+    }
 }

@@ -77,3 +77,40 @@ fn every_status_reason_has_a_troubleshooting_section() {
         "docs/troubleshooting.md has no `## <reason>` section for {missing:?}"
     );
 }
+
+/// The README's cross-account section shows what `irsa-operator iam-policy` renders.
+#[test]
+fn readme_shows_the_rendered_management_role_policies() {
+    use irsa_operator::{
+        accounts::management_trust_policy,
+        iam_policy::{Partition, PolicyTarget, operator_policy, with_management_roles},
+        oidc::ProviderMode,
+    };
+    use serde_json::Value;
+    let section = include_str!("../README.md")
+        .split("## Roles in other AWS accounts")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the README's cross-account section");
+    let blocks: Vec<Value> = section
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .map(|json| serde_json::from_str(json).expect("valid JSON"))
+        .collect();
+    let trust = management_trust_policy(
+        "arn:aws:iam::111122223333:role/irsa-operator",
+        "5b1f0c7e-prod",
+    );
+    let own = operator_policy(&PolicyTarget {
+        cluster_name: "prod".into(),
+        role_path: None,
+        partition: Partition::Aws,
+        provider_mode: ProviderMode::Existing,
+    })
+    .unwrap();
+    let management = vec!["arn:aws:iam::222222222222:role/irsa-management".to_string()];
+    let with_assume = with_management_roles(own, &management).unwrap();
+    let assume = with_assume["Statement"].as_array().unwrap().last().unwrap();
+    assert_eq!(blocks, [trust, assume.clone()]);
+}
