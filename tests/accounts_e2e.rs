@@ -23,6 +23,7 @@ use kube::{
 use serde_json::{Value, json};
 use support::{
     Operator, eventually, eventually_matches,
+    fault_proxy::{Fault, FaultProxy, Rule},
     rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
     sum_metric, trust_admits, unique,
@@ -91,31 +92,8 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         Ok(())
     );
     assert!(trust::evaluate_assume_role(&trust_policy, operator_session, None).is_err());
-    let management_role = target
-        .create_role()
-        .role_name(unique("irsa-management"))
-        .assume_role_policy_document(trust_policy.to_string())
-        .send()
-        .await
-        .expect("CreateRole in account B")
-        .role
-        .unwrap();
-    assert!(management_role.arn().contains(&format!(":{account_id}:")));
-    let account_name = unique("data");
+    let account_name = declare_account(&s, &account_id, &trust_policy, &grant).await;
     let accounts: Api<PodIamRoleAccount> = Api::all(s.bed.kube.clone());
-    let declaration = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleAccount",
-        "metadata": {"name": account_name},
-        "spec": {"accountId": account_id, "managementRoleArn": management_role.arn(),
-                 "externalId": EXTERNAL_ID, "oidcProvider": "Manage",
-                 "namespaceSelector": {"matchLabels": {"irsa-e2e/account": grant}}}});
-    accounts
-        .patch(
-            &account_name,
-            &PatchParams::apply("kubectl").force(),
-            &Patch::Apply(&declaration),
-        )
-        .await
-        .expect("apply PodIamRoleAccount");
 
     // The operator runs with exactly the shipped RBAC: it reads the accounts and writes
     // their status.
@@ -285,4 +263,117 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         !log.to_lowercase().contains("forbidden"),
         "the operator hit an RBAC denial:\n{log}"
     );
+}
+
+/// The platform team's side: a management role in `account_id` with this trust, and a
+/// PodIamRoleAccount for it, granted to namespaces labelled `irsa-e2e/account: <grant>`.
+async fn declare_account(
+    s: &Scenario,
+    account_id: &str,
+    trust_policy: &Value,
+    grant: &str,
+) -> String {
+    let management_role = iam_in(s, account_id)
+        .await
+        .create_role()
+        .role_name(unique("irsa-management"))
+        .assume_role_policy_document(trust_policy.to_string())
+        .send()
+        .await
+        .expect("CreateRole in account B")
+        .role
+        .unwrap();
+    assert!(management_role.arn().contains(&format!(":{account_id}:")));
+    let name = unique("data");
+    let declaration = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleAccount",
+        "metadata": {"name": name},
+        "spec": {"accountId": account_id, "managementRoleArn": management_role.arn(),
+                 "externalId": EXTERNAL_ID, "oidcProvider": "Manage",
+                 "namespaceSelector": {"matchLabels": {"irsa-e2e/account": grant}}}});
+    Api::<PodIamRoleAccount>::all(s.bed.kube.clone())
+        .patch(
+            &name,
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&declaration),
+        )
+        .await
+        .expect("apply PodIamRoleAccount");
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_assume_role_is_reported_with_sts_message_and_writes_nothing() {
+    let Some(mut s) = Scenario::prepare("assume-fails").await else {
+        return;
+    };
+    s.bed.ensure_oidc_provider().await;
+    let grant = unique("grant");
+    s.bed
+        .label_namespace(&s.namespace, json!({"irsa-e2e/account": grant}))
+        .await;
+    let account_id = fresh_account_id();
+    let trust_policy = management_trust_policy(OPERATOR_ROLE, EXTERNAL_ID);
+    let account_name = declare_account(&s, &account_id, &trust_policy, &grant).await;
+    // STS refuses AssumeRole, as it does when the trust or the external ID does not match.
+    let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], 14).await;
+    let denied = "User: arn:aws:sts::000000000000:assumed-role/irsa-operator/x is not authorized \
+                  to perform: sts:AssumeRole on resource: the management role";
+    proxy.set_rules(vec![
+        Rule::new(Fault::Error {
+            status: 403,
+            code: "AccessDenied".into(),
+            message: denied.into(),
+        })
+        .action("AssumeRole"),
+    ]);
+    s.operator_env = vec![("AWS_ENDPOINT_URL_STS".into(), proxy.url().into())];
+    let ca_file = s.bed.vars["TESTBED_CA_FILE"].clone();
+    let s = s.with_operator(&["--oidc-ca-file", &ca_file]).await;
+    s.bed.create_service_account(&s.namespace, "payments").await;
+    let mut spec = dynamo_spec("payments");
+    spec["account"] = json!(account_name);
+    s.apply("payments", spec).await;
+    let status = s.wait_reason("payments", "AccountAssumeFailed").await;
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains(denied),
+        "STS's message is quoted: {message}"
+    );
+    assert!(message.contains("nothing was written to IAM"), "{message}");
+    assert_eq!(writes(s.operator()).await, (0, 0));
+    assert_eq!(
+        proxy.attempts("AssumeRole"),
+        1,
+        "one AssumeRole, however often it is asked"
+    );
+    let accounts: Api<PodIamRoleAccount> = Api::all(s.bed.kube.clone());
+    let declared = accounts.get(&account_name).await.unwrap();
+    let ready = &declared.status.unwrap().conditions[0];
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "AccountAssumeFailed")
+    );
+
+    // The trust is fixed and the declaration touched: the role follows.
+    proxy.clear();
+    let touched = json!({"spec": {"sessionName": "irsa-operator-retry"}});
+    accounts
+        .patch(
+            &account_name,
+            &PatchParams::default(),
+            &Patch::Merge(&touched),
+        )
+        .await
+        .unwrap();
+    s.wait_reason("payments", "Synced").await;
+    assert_eq!(
+        writes(s.operator()).await.1,
+        3,
+        "CreateRole, PutRolePolicy, CreateOpenIDConnectProvider"
+    );
+    s.delete("payments").await;
+    accounts
+        .delete(&account_name, &DeleteParams::default())
+        .await
+        .unwrap();
 }
