@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_iam::config::Credentials;
 use irsa_operator::{
-    accounts::{PodIamRoleAccount, management_trust_policy},
+    accounts::{PodIamRoleAccount, PodIamRoleAccountStatus, management_trust_policy},
     trust,
 };
 use kube::{
@@ -175,19 +175,8 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         .await
         .expect("the cluster's OIDC provider exists in account B");
     assert_eq!(provider.client_id_list(), ["sts.amazonaws.com"]);
-    let ready = eventually_matches(
-        "the PodIamRoleAccount to be Ready",
-        || async { accounts.get(&account_name).await.ok()?.status },
-        |status| {
-            status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-        },
-    )
-    .await;
-    assert_eq!(ready.unwrap().oidc_provider_arn, Some(provider_arn.clone()));
+    let ready = wait_account_ready(&accounts, &account_name).await;
+    assert_eq!(ready.oidc_provider_arn, Some(provider_arn.clone()));
     let text = s.operator().metrics().await.unwrap();
     let label = format!("account=\"{account_name}\"");
     let created = sum_metric(&text, "irsa_operator_account_iam_calls_total", &label);
@@ -263,6 +252,26 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         !log.to_lowercase().contains("forbidden"),
         "the operator hit an RBAC denial:\n{log}"
     );
+}
+
+/// Waits until the account's management role was assumed and its provider found right.
+async fn wait_account_ready(
+    accounts: &Api<PodIamRoleAccount>,
+    name: &str,
+) -> PodIamRoleAccountStatus {
+    let ready = eventually_matches(
+        "the PodIamRoleAccount to be Ready",
+        || async { accounts.get(name).await.ok()?.status },
+        |status| {
+            status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        },
+    )
+    .await;
+    ready.unwrap()
 }
 
 /// The platform team's side: a management role in `account_id` with this trust, and a
@@ -366,6 +375,7 @@ async fn a_failed_assume_role_is_reported_with_sts_message_and_writes_nothing() 
         .await
         .unwrap();
     s.wait_reason("payments", "Synced").await;
+    wait_account_ready(&accounts, &account_name).await;
     assert_eq!(
         writes(s.operator()).await.1,
         3,
