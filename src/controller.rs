@@ -511,36 +511,12 @@ fn controller_for(
     );
     let controller = Controller::for_stream(role_events.applied_objects(), roles.clone());
 
-    // Guardrails and the labels that select namespaces: a change re-evaluates every role.
-    let (guardrails, guardrail_writer) = reflector::store();
-    let (guardrail_events, guardrails_listed) = flag_listed(
-        reflector(
-            guardrail_writer,
-            watcher(
-                Api::<PodIamRoleGuardrail>::all(shared.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff(),
-    );
-    let guardrail_changes = guardrail_events
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    // Target accounts: a new, changed or deleted declaration re-evaluates every role.
-    let (accounts, account_writer) = reflector::store();
-    let (account_events, accounts_listed) = flag_listed(
-        reflector(
-            account_writer,
-            watcher(
-                Api::<PodIamRoleAccount>::all(shared.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff(),
-    );
-    let account_changes = account_events
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    // Guardrails, target accounts and the labels that select namespaces: a change
+    // re-evaluates every role.
+    let (guardrails, guardrails_listed, guardrail_changes) =
+        cluster_wide::<PodIamRoleGuardrail>(&shared.client);
+    let (accounts, accounts_listed, account_changes) =
+        cluster_wide::<PodIamRoleAccount>(&shared.client);
     let (namespaces, namespace_writer) = reflector::store();
     let namespace_config = match namespace {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -560,8 +536,8 @@ fn controller_for(
         .touched_objects()
         .predicate_filter(predicates::labels, Default::default());
     let policy_changes = futures::stream::select(
-        futures::stream::select(guardrail_changes.map(|_| ()), namespace_changes.map(|_| ())),
-        account_changes.map(|_| ()),
+        futures::stream::select(guardrail_changes, namespace_changes.map(|_| ())),
+        account_changes,
     );
 
     let caches = Caches {
@@ -620,6 +596,39 @@ fn controller_for(
         accounts: accounts_listed,
     };
     (run, caches, listings)
+}
+
+/// A cache of every object of a cluster-scoped kind that PodIamRoles are judged by
+/// (guardrails, target accounts), whether it has listed, and its spec changes.
+fn cluster_wide<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    Listed,
+    impl futures::Stream<Item = ()> + Send + use<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (events, listed) = flag_listed(
+        reflector(
+            writer,
+            watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+        )
+        .default_backoff(),
+    );
+    let changes = events
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default())
+        .map(|_| ());
+    (store, listed, changes)
 }
 
 /// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose
