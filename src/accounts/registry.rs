@@ -28,12 +28,18 @@ use tracing::{info, warn};
 use super::{AccountProblem, DEFAULT_SESSION_NAME, PodIamRoleAccount, account_config};
 use crate::{
     config::OperatorConfig,
+    crd::{DEFAULT_AUDIENCE, PodIamRole},
+    desired::DesiredRole,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::FIELD_MANAGER,
     metrics::Metrics,
+    observed::ListedRole,
     observer::{AccountObserver, AccountRoles},
+    oidc::problem_for_audience,
     oidc::{ProviderCheck, ProviderMode},
     provider::ProviderMonitor,
+    snapshot::{self, Drift},
+    status::ProviderHealth,
 };
 
 /// A failed AssumeRole is tried again after this long at the earliest, however many
@@ -58,6 +64,41 @@ pub struct Target {
     /// Changes when the account's declaration does: what was synced under another
     /// declaration is checked again. 0 for the operator's own account.
     pub fingerprint: u64,
+}
+
+impl Target {
+    /// The provider's state in this account for `object`'s audience.
+    pub fn provider_health(&self, object: &PodIamRole) -> ProviderHealth {
+        let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
+        let Some(check) = self.provider.borrow().clone() else {
+            return ProviderHealth::Unknown;
+        };
+        match problem_for_audience(&check, &self.config.oidc_provider_arn(), audience) {
+            None => ProviderHealth::Healthy,
+            Some(problem) => {
+                if let Some(poke) = &self.provider_poke {
+                    poke.notify_one();
+                }
+                ProviderHealth::Unhealthy(problem)
+            }
+        }
+    }
+
+    /// What the latest bulk listing says about `desired`, synced at `synced_at`; `None`
+    /// when there is no listing to go by.
+    pub fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
+        let listing = self.account_roles.borrow();
+        listing
+            .as_ref()
+            .map(|roles| snapshot::drift(roles, desired, synced_at))
+    }
+
+    /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
+    /// the listing has no such role under the role path.
+    pub fn listed_role(&self, name: &str) -> Option<Option<ListedRole>> {
+        let listing = self.account_roles.borrow();
+        listing.as_ref().map(|roles| roles.role(name).cloned())
+    }
 }
 
 /// The audiences the accepted PodIamRoles of an account (`None`: the operator's own) use.

@@ -78,7 +78,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
     if memo.is_none()
         && let Some((synced, synced_at)) = ctx.memos.drift_check_due(object, fingerprint)
     {
-        match ctx.drift(target, &desired, synced_at) {
+        match target.drift(&desired, synced_at) {
             // The bulk listing shows no drift, or cannot tell yet: no per-role reads.
             Some(Drift::None | Drift::Unknown) => {
                 ctx.memos.remember(object, fingerprint, synced.clone());
@@ -161,7 +161,7 @@ async fn sync_role(
     // latest listing does not have: the name is most likely free, so create the role
     // without reading it first. If it was taken since, CreateRole says so.
     let new = object.status.as_ref().is_none_or(|s| s.role_name.is_none()) && !object.spec.adopt;
-    let read_first = !(new && ctx.listed_role(target, &desired.name) == Some(None));
+    let read_first = !(new && target.listed_role(&desired.name) == Some(None));
     converge(object, ctx, target, desired, read_first).await
 }
 

@@ -127,7 +127,7 @@ async fn delete_role(
     // The latest listing names the role's policies and attachments, and its tags show
     // whose it is: delete without reading. A policy added since makes IAM refuse
     // DeleteRole (DeleteConflict), and the role is then read.
-    if let Some(Some(listed)) = ctx.listed_role(target, role_name)
+    if let Some(Some(listed)) = target.listed_role(role_name)
         && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&as_observed(&listed, "", 0)))
     {
         match execute(target, role_name, &ops, true).await {

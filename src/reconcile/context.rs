@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, atomic::AtomicBool},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -24,15 +24,11 @@ use crate::{
         registry::{Accounts, Target},
     },
     config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, DeletionPolicy, PodIamRole},
-    desired::DesiredRole,
+    crd::{DeletionPolicy, PodIamRole},
     failure::{jitter_for, transient_delay},
     guardrail::PodIamRoleGuardrail,
     metrics::Metrics,
-    observed::ListedRole,
-    oidc::problem_for_audience,
-    snapshot::{self, Drift},
-    status::{Outcome, ProviderHealth},
+    status::Outcome,
 };
 
 /// The caches one Controller's reconciles read.
@@ -117,23 +113,6 @@ impl Context {
             .map_err(Outcome::AccountUnavailable)
     }
 
-    /// The provider's state in `target` for `object`'s audience.
-    pub(super) fn provider_health(&self, object: &PodIamRole, target: &Target) -> ProviderHealth {
-        let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-        let Some(check) = target.provider.borrow().clone() else {
-            return ProviderHealth::Unknown;
-        };
-        match problem_for_audience(&check, &target.config.oidc_provider_arn(), audience) {
-            None => ProviderHealth::Healthy,
-            Some(problem) => {
-                if let Some(poke) = &target.provider_poke {
-                    poke.notify_one();
-                }
-                ProviderHealth::Unhealthy(problem)
-            }
-        }
-    }
-
     /// Counts one more consecutive failure of `object` and returns its retry delay.
     /// Each object backs off on its own: a failing one never delays the others.
     pub(super) fn next_backoff(&self, object: &PodIamRole) -> Duration {
@@ -142,27 +121,6 @@ impl Context {
         let count = failures.entry(key.clone()).or_insert(0);
         *count = count.saturating_add(1);
         transient_delay(*count, jitter_for(&key, *count))
-    }
-
-    /// What the latest bulk listing says about `desired`, synced at `synced_at`; `None`
-    /// when there is no listing to go by.
-    pub(super) fn drift(
-        &self,
-        target: &Target,
-        desired: &DesiredRole,
-        synced_at: Instant,
-    ) -> Option<Drift> {
-        let listing = target.account_roles.borrow();
-        listing
-            .as_ref()
-            .map(|roles| snapshot::drift(roles, desired, synced_at))
-    }
-
-    /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
-    /// the listing has no such role under the role path.
-    pub(super) fn listed_role(&self, target: &Target, name: &str) -> Option<Option<ListedRole>> {
-        let listing = target.account_roles.borrow();
-        listing.as_ref().map(|roles| roles.role(name).cloned())
     }
 
     /// How long a drift check waits when the IAM budget is busy: long enough to let the

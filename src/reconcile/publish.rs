@@ -32,7 +32,7 @@ pub(super) async fn publish(
     let old = object.status.as_ref();
     let (provider, provider_arn) = match target {
         Some(target) => (
-            ctx.provider_health(object, target),
+            target.provider_health(object),
             target.config.oidc_provider_arn(),
         ),
         None => (

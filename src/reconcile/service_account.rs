@@ -40,7 +40,7 @@ pub(super) async fn annotate(
     let annotation = service_account::annotate(&api, service_account, &role_arn)
         .await
         .map_err(Error::Kube)?;
-    Ok(match (annotation, ctx.provider_health(object, target)) {
+    Ok(match (annotation, target.provider_health(object)) {
         (Annotation::Applied, ProviderHealth::Unhealthy(problem)) => {
             Outcome::OidcProviderUnhealthy {
                 role_name,
