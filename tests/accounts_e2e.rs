@@ -207,6 +207,15 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         "{:?}",
         status.conditions[0]
     );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(s.bed.kube.clone(), &other);
+    eventually("an AccountNotAllowed Event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("AccountNotAllowed"))
+            .map(drop)
+    })
+    .await;
     let mut unknown = dynamo_spec("payments");
     unknown["account"] = json!("no-such-account");
     s.apply("unknown", unknown).await;

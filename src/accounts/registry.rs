@@ -180,6 +180,14 @@ impl Accounts {
         result
     }
 
+    /// Drops the connection to a PodIamRoleAccount that no longer exists, which stops
+    /// its provider monitor and listing.
+    pub async fn forget(&self, name: &str) {
+        if self.connections.lock().await.remove(name).is_some() {
+            info!(account = %name, "PodIamRoleAccount gone: its connection is closed");
+        }
+    }
+
     async fn open(&self, account: &PodIamRoleAccount) -> Connection {
         let name = account.name_any();
         let failed = |message: String| AccountProblem::AssumeFailed {

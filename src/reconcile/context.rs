@@ -102,6 +102,9 @@ impl Context {
             .map(|ns| ns.labels().clone())
             .unwrap_or_default();
         let declared = self.caches.accounts.get(&ObjectRef::new(account));
+        if declared.is_none() {
+            self.shared.accounts.forget(account).await;
+        }
         let granted =
             accounts::admit(account, |_| declared.as_deref(), &labels).map_err(|refusal| {
                 Outcome::AccountUnavailable(AccountProblem::new(refusal, account, &namespace))
