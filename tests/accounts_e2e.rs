@@ -180,7 +180,11 @@ async fn roles_are_created_in_a_granted_target_account_only() {
     let text = s.operator().metrics().await.unwrap();
     let label = format!("account=\"{account_name}\"");
     let created = sum_metric(&text, "irsa_operator_account_iam_calls_total", &label);
-    eprintln!("IAM calls in account B for one role and its provider: {created}");
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("irsa_operator_account_iam_calls_total{"))
+        .collect();
+    eprintln!("IAM calls in account B for one role and its provider: {created}: {calls:#?}");
     let (home_writes, account_writes) = writes(s.operator()).await;
     assert_eq!(
         home_writes, 0,
