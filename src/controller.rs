@@ -31,6 +31,10 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::{
+    accounts::{
+        PodIamRoleAccount,
+        registry::{Accounts, Settings as AccountSettings, Target},
+    },
     config::{self, OperatorConfig, RunArgs},
     crd::PodIamRole,
     guardrail::PodIamRoleGuardrail,
@@ -136,6 +140,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let term = Term {
         args: &args,
         client,
+        aws,
         iam,
         config,
         recorder,
@@ -159,6 +164,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
 struct Term<'a> {
     args: &'a RunArgs,
     client: Client,
+    /// The operator's own AWS configuration, which assumes target accounts' management roles.
+    aws: aws_config::SdkConfig,
     iam: Arc<dyn IamApi>,
     config: OperatorConfig,
     recorder: Recorder,
@@ -173,6 +180,7 @@ async fn lead(term: &Term<'_>) {
     let Term {
         args,
         client,
+        aws,
         iam,
         config,
         recorder,
@@ -185,6 +193,7 @@ async fn lead(term: &Term<'_>) {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
+    let listing_interval = args.listing_interval.unwrap_or(args.resync_interval);
     let (provider_tx, provider_rx) = watch::channel(None);
     let poke = Arc::new(Notify::new());
     let monitor = ProviderMonitor {
@@ -198,12 +207,13 @@ async fn lead(term: &Term<'_>) {
         ca_file: args.oidc_ca_file.clone(),
         interval: args.resync_interval,
         poke: poke.clone(),
+        account: None,
     };
     let observer = AccountObserver {
         iam: iam.clone(),
         role_path: config.role_path.clone(),
-        interval: args.listing_interval.unwrap_or(args.resync_interval),
-        orphans: OrphanMonitor {
+        interval: listing_interval,
+        orphans: Some(OrphanMonitor {
             iam: iam.clone(),
             metrics: metrics.clone(),
             scope: Scope {
@@ -213,21 +223,41 @@ async fn lead(term: &Term<'_>) {
                     .then(|| args.namespaces.iter().cloned().collect()),
             },
             delete_after: args.delete_orphans_after,
-        },
+        }),
     };
     let (account_roles_tx, account_roles) = watch::channel(None);
     let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
     let role_watch = role_watch_config(&first_scope).await;
+    let home = Target {
+        iam: iam.clone(),
+        config: config.clone(),
+        provider: provider_rx,
+        provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
+        account_roles,
+        account: None,
+        fingerprint: 0,
+    };
+    let accounts = Arc::new(Accounts::new(
+        home,
+        AccountSettings {
+            client: client.clone(),
+            aws: aws.clone(),
+            metrics: metrics.clone(),
+            iam_rate: args.iam_rate,
+            iam_burst: args.iam_burst,
+            issuer: issuer.clone(),
+            ca_file: args.oidc_ca_file.clone(),
+            resync_interval: args.resync_interval,
+            listing_interval,
+        },
+    ));
     let shared = Shared {
         client: client.clone(),
-        iam: iam.clone(),
         config: config.clone(),
         recorder: recorder.clone(),
         metrics: metrics.clone(),
-        provider: provider_rx,
-        provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
+        accounts: accounts.clone(),
         default_deletion_policy: args.default_deletion_policy,
-        account_roles,
         restart_workloads: args.restart_workloads,
     };
     let mut controllers = Vec::new();
@@ -253,6 +283,10 @@ async fn lead(term: &Term<'_>) {
     );
     let _ready_source = ReadySourceGuard::install(metrics, &caches);
     let audience_config = shared.config.clone();
+    let (account_caches, account_config) = (caches.clone(), shared.config.clone());
+    accounts.set_audiences(Box::new(move |account| {
+        audiences_in_use(&account_caches, &account_config, account)
+    }));
     let role = role.clone();
     let sync_then_monitor = async move {
         for (scope, listing) in caches.iter().zip(&listings) {
@@ -266,7 +300,7 @@ async fn lead(term: &Term<'_>) {
         // Only now are the audiences in use known: an earlier check could drop client IDs.
         monitor
             .run(
-                move || audiences_in_use(&caches, &audience_config),
+                move || audiences_in_use(&caches, &audience_config, None),
                 provider_tx,
             )
             .await;
@@ -431,15 +465,17 @@ struct Listings {
     service_accounts: Listed,
     namespaces: Listed,
     guardrails: Listed,
+    accounts: Listed,
 }
 
 impl Listings {
-    fn all(&self) -> [Listed; 4] {
+    fn all(&self) -> [Listed; 5] {
         [
             self.roles.clone(),
             self.service_accounts.clone(),
             self.namespaces.clone(),
             self.guardrails.clone(),
+            self.accounts.clone(),
         ]
     }
 }
@@ -476,21 +512,12 @@ fn controller_for(
     );
     let controller = Controller::for_stream(role_events.applied_objects(), roles.clone());
 
-    // Guardrails and the labels that select namespaces: a change re-evaluates every role.
-    let (guardrails, guardrail_writer) = reflector::store();
-    let (guardrail_events, guardrails_listed) = flag_listed(
-        reflector(
-            guardrail_writer,
-            watcher(
-                Api::<PodIamRoleGuardrail>::all(shared.client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff(),
-    );
-    let guardrail_changes = guardrail_events
-        .touched_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    // Guardrails, target accounts and the labels that select namespaces: a change
+    // re-evaluates every role.
+    let (guardrails, guardrails_listed, guardrail_changes) =
+        cluster_wide::<PodIamRoleGuardrail>(&shared.client);
+    let (accounts, accounts_listed, account_changes) =
+        cluster_wide::<PodIamRoleAccount>(&shared.client);
     let (namespaces, namespace_writer) = reflector::store();
     let namespace_config = match namespace {
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
@@ -509,14 +536,17 @@ fn controller_for(
     let namespace_changes = namespace_events
         .touched_objects()
         .predicate_filter(predicates::labels, Default::default());
-    let policy_changes =
-        futures::stream::select(guardrail_changes.map(|_| ()), namespace_changes.map(|_| ()));
+    let policy_changes = futures::stream::select(
+        futures::stream::select(guardrail_changes, namespace_changes.map(|_| ())),
+        account_changes,
+    );
 
     let caches = Caches {
         service_accounts: sa_store,
         namespaces,
         guardrails,
         roles: roles.clone(),
+        accounts,
         synced: Arc::new(AtomicBool::new(false)),
     };
     let ctx = Arc::new(Context::new(
@@ -524,12 +554,21 @@ fn controller_for(
         args.resync_interval,
         caches.clone(),
     ));
-    // A change in the provider's health changes every PodIamRole's status.
-    let provider_changes =
-        futures::stream::unfold(shared.provider.clone(), |mut provider| async move {
+    // A change in the provider's health, at home or in a target account, changes every
+    // PodIamRole's status.
+    let home_provider_changes = futures::stream::unfold(
+        shared.accounts.home().provider.clone(),
+        |mut provider| async move {
             provider.changed().await.ok()?;
             Some(((), provider))
+        },
+    );
+    let account_provider_changes =
+        futures::stream::unfold(shared.accounts.changes(), |mut changes| async move {
+            changes.changed().await.ok()?;
+            Some(((), changes))
         });
+    let provider_changes = futures::stream::select(home_provider_changes, account_provider_changes);
     let mapper_roles = roles.clone();
     let run = controller
         .watches_stream(service_accounts, move |sa| {
@@ -555,8 +594,42 @@ fn controller_for(
         service_accounts: sa_listed,
         namespaces: namespaces_listed,
         guardrails: guardrails_listed,
+        accounts: accounts_listed,
     };
     (run, caches, listings)
+}
+
+/// A cache of every object of a cluster-scoped kind that PodIamRoles are judged by
+/// (guardrails, target accounts), whether it has listed, and its spec changes.
+fn cluster_wide<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    Listed,
+    impl futures::Stream<Item = ()> + Send + use<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (events, listed) = flag_listed(
+        reflector(
+            writer,
+            watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+        )
+        .default_backoff(),
+    );
+    let changes = events
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default())
+        .map(|_| ());
+    (store, listed, changes)
 }
 
 /// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 
-use crate::{guardrail::PodIamRoleGuardrail, policy_schema};
+use crate::{accounts::PodIamRoleAccount, guardrail::PodIamRoleGuardrail, policy_schema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +72,9 @@ pub const DEFAULT_MAX_SESSION_DURATION: i32 = 3600;
     validation = Rule::new("(has(self.mode) && self.mode == 'Observe') || has(self.policy) || (has(self.managedPolicyArns) && size(self.managedPolicyArns) > 0) || (has(self.roleChain) && size(self.roleChain) > 0)")
         .message("set spec.policy, spec.managedPolicyArns, spec.roleChain, or several: a role without permissions is useless"),
     validation = Rule::new("has(self.roleName) == has(oldSelf.roleName) && (!has(self.roleName) || self.roleName == oldSelf.roleName)")
-        .message("spec.roleName is immutable: IAM cannot rename a role; create a new PodIamRole instead")
+        .message("spec.roleName is immutable: IAM cannot rename a role; create a new PodIamRole instead"),
+    validation = Rule::new("has(self.account) == has(oldSelf.account) && (!has(self.account) || self.account == oldSelf.account)")
+        .message("spec.account is immutable: the role cannot move between accounts; create a new PodIamRole instead")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PodIamRoleSpec {
@@ -192,6 +194,13 @@ pub struct PodIamRoleSpec {
     ))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub trusted_role_arns: Vec<String>,
+
+    /// The PodIamRoleAccount (cluster-scoped) whose AWS account the role is created in,
+    /// if this namespace is granted that account. Unset: the operator's own account.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub account: Option<String>,
 }
 
 /// One profile of the rendered AWS config file: a role assumed from this PodIamRole's role.
@@ -262,6 +271,9 @@ pub struct PodIamRoleStatus {
     /// The IAM role's ARN, as written to the ServiceAccount annotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// The AWS account the role is in, when `spec.account` names a target account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     /// The ARN of the IAM OIDC provider the role's trust policy federates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
@@ -287,6 +299,10 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
         (
             "podiamroleguardrails.irsa.dev.yaml",
             yaml(PodIamRoleGuardrail::crd()),
+        ),
+        (
+            "podiamroleaccounts.irsa.dev.yaml",
+            yaml(PodIamRoleAccount::crd()),
         ),
     ]
 }

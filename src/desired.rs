@@ -404,11 +404,11 @@ mod tests {
         assert_eq!(statements.as_array().unwrap().len(), 2);
         // STS's view: the source role may assume this role, and nobody else may.
         assert_eq!(
-            trust::evaluate_assume_role(&role.trust_policy, source),
+            trust::evaluate_assume_role(&role.trust_policy, source, None),
             Ok(())
         );
         let other = "arn:aws:iam::111122223333:role/irsa/prod/prod.bank.other";
-        assert!(trust::evaluate_assume_role(&role.trust_policy, other).is_err());
+        assert!(trust::evaluate_assume_role(&role.trust_policy, other, None).is_err());
         // The web identity statement is unchanged: the ServiceAccount still assumes it.
         assert_eq!(
             role.trust_policy["Statement"][0],

@@ -124,6 +124,29 @@ pub fn operator_policy(target: &PolicyTarget) -> Result<Value, String> {
     Ok(json!({"Version": "2012-10-17", "Statement": statements}))
 }
 
+/// The operator's own policy, plus `sts:AssumeRole` on the management roles of its
+/// target accounts (PodIamRoleAccounts), each of which must be a role ARN.
+pub fn with_management_roles(mut policy: Value, roles: &[String]) -> Result<Value, String> {
+    if roles.is_empty() {
+        return Ok(policy);
+    }
+    if let Some(bad) = roles.iter().find(|arn| {
+        !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/"))
+    }) {
+        return Err(format!("`{bad}` is not the ARN of an IAM role"));
+    }
+    let statement = json!({
+        "Sid": "AssumeTheManagementRolesOfTargetAccounts",
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Resource": roles,
+    });
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.push(statement);
+    }
+    Ok(policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +185,25 @@ mod tests {
                 .contains("arn:aws:iam::*:role/irsa/prod/*")
         );
         assert!(default.to_string().contains("CreateOpenIDConnectProvider"));
+    }
+
+    #[test]
+    fn management_roles_add_only_assume_role_on_them() {
+        let own = operator_policy(&target(None, Partition::Aws, ProviderMode::Existing)).unwrap();
+        assert_eq!(with_management_roles(own.clone(), &[]).unwrap(), own);
+        let arn = "arn:aws:iam::222222222222:role/irsa-management".to_string();
+        let policy = with_management_roles(own.clone(), std::slice::from_ref(&arn)).unwrap();
+        let statements = policy["Statement"].as_array().unwrap();
+        assert_eq!(
+            statements.len(),
+            own["Statement"].as_array().unwrap().len() + 1
+        );
+        assert_eq!(
+            statements.last().unwrap(),
+            &json!({"Sid": "AssumeTheManagementRolesOfTargetAccounts", "Effect": "Allow",
+                "Action": "sts:AssumeRole", "Resource": [arn]})
+        );
+        assert!(with_management_roles(own, &["arn:aws:iam::2:user/x".into()]).is_err());
     }
 
     #[test]

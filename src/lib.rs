@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod accounts;
 pub mod admission;
 pub mod admission_policy;
 pub mod chain;

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use irsa_operator::{
+    accounts,
     cli::validate::{self, ValidateArgs},
     config::RunArgs,
     controller, crd, doctor,
@@ -25,10 +26,13 @@ enum Command {
     /// Check PodIamRole manifests offline, as the operator would: spec validation, the
     /// built-in deny list and the guardrails. Exits 1 if any is refused.
     Validate(ValidateArgs),
-    /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail) as YAML.
+    /// Print the CustomResourceDefinitions (PodIamRole, PodIamRoleGuardrail,
+    /// PodIamRoleAccount) as YAML.
     Crd,
     /// Print the IAM policy the operator's own role needs, as JSON: pass the same cluster
-    /// name, role path and OIDC provider mode as to `run`.
+    /// name, role path and OIDC provider mode as to `run`. The management role of a target
+    /// account (PodIamRoleAccount) needs the same policy (with that account's
+    /// `oidcProvider` mode); `--management-trust` prints its trust policy instead.
     IamPolicy {
         /// The operator's `--cluster-name`.
         #[arg(long)]
@@ -43,6 +47,17 @@ enum Command {
         /// the cluster's provider.
         #[arg(long = "oidc-provider", value_enum, default_value = "existing")]
         oidc_provider_mode: ProviderMode,
+        /// The management role of a target account the operator assumes (repeatable):
+        /// adds `sts:AssumeRole` on it to the operator's own policy.
+        #[arg(long = "management-role")]
+        management_roles: Vec<String>,
+        /// Print the trust policy of a target account's management role instead: the
+        /// operator's own role, given here by ARN, may assume it with `--external-id`.
+        #[arg(long, value_name = "OPERATOR_ROLE_ARN", requires = "external_id")]
+        management_trust: Option<String>,
+        /// The PodIamRoleAccount's `externalId`, for `--management-trust`.
+        #[arg(long)]
+        external_id: Option<String>,
     },
     /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
     /// certificate its host serves, as 40 lowercase hex characters.
@@ -77,6 +92,9 @@ fn main() -> ExitCode {
             role_path,
             partition,
             oidc_provider_mode,
+            management_roles,
+            management_trust,
+            external_id,
         } => {
             let target = PolicyTarget {
                 cluster_name,
@@ -84,7 +102,16 @@ fn main() -> ExitCode {
                 partition,
                 provider_mode: oidc_provider_mode,
             };
-            match iam_policy::operator_policy(&target) {
+            let rendered = match (management_trust, external_id) {
+                (Some(operator_role), Some(external_id)) => Ok(accounts::management_trust_policy(
+                    &operator_role,
+                    &external_id,
+                )),
+                _ => iam_policy::operator_policy(&target).and_then(|policy| {
+                    iam_policy::with_management_roles(policy, &management_roles)
+                }),
+            };
+            match rendered {
                 Ok(policy) => {
                     let text = serde_json::to_string_pretty(&policy).expect("JSON always prints");
                     println!("{text}");

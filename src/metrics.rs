@@ -20,6 +20,27 @@ struct IamCallLabels {
     outcome: &'static str,
 }
 
+/// IAM calls in a target account. `account` is a PodIamRoleAccount's name: the
+/// platform team declares them, so the set stays small.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountIamCallLabels {
+    account: String,
+    operation: &'static str,
+    access: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountResultLabels {
+    account: String,
+    result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
@@ -96,6 +117,10 @@ pub struct Metrics {
     webhook_admissions: Family<OutcomeLabels, Counter>,
     webhook_admission_duration: Histogram,
     webhook_validations: Family<OutcomeLabels, Counter>,
+    account_iam_calls: Family<AccountIamCallLabels, Counter>,
+    account_iam_throttles: Family<AccountLabels, Counter>,
+    account_ready: Family<AccountLabels, Gauge>,
+    account_oidc_provider_checks: Family<AccountResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -201,7 +226,35 @@ impl Default for Metrics {
             "Orphaned IAM roles deleted after their grace period",
             orphan_roles_deleted.clone(),
         );
+        let account_iam_calls = Family::<AccountIamCallLabels, Counter>::default();
+        let account_iam_throttles = Family::<AccountLabels, Counter>::default();
+        let account_ready = Family::<AccountLabels, Gauge>::default();
+        let account_oidc_provider_checks = Family::<AccountResultLabels, Counter>::default();
+        registry.register(
+            "account_iam_calls",
+            "IAM API calls in target accounts (PodIamRoleAccounts), by account, operation, access and outcome",
+            account_iam_calls.clone(),
+        );
+        registry.register(
+            "account_iam_throttles",
+            "IAM calls in a target account answered with Throttling",
+            account_iam_throttles.clone(),
+        );
+        registry.register(
+            "account_ready",
+            "1 when the target account's management role was assumed and its OIDC provider found correct",
+            account_ready.clone(),
+        );
+        registry.register(
+            "account_oidc_provider_checks",
+            "OIDC provider checks in target accounts by result: healthy or the problem's reason",
+            account_oidc_provider_checks.clone(),
+        );
         Self {
+            account_iam_calls,
+            account_iam_throttles,
+            account_ready,
+            account_oidc_provider_checks,
             registry,
             podiamroles,
             reconciles,
@@ -225,22 +278,51 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn record_iam_call(&self, operation: &'static str, outcome: &'static str) {
-        let access = if operation.starts_with("Get") || operation.starts_with("List") {
-            "read"
-        } else {
-            "write"
-        };
         self.iam_calls
             .get_or_create(&IamCallLabels {
                 operation,
-                access,
+                access: access(operation),
                 outcome,
             })
             .inc();
     }
 
-    pub fn record_iam_throttle(&self) {
-        self.iam_throttles.inc();
+    /// Records one IAM call in the target account `account`.
+    pub fn record_account_iam_call(
+        &self,
+        account: &str,
+        operation: &'static str,
+        outcome: &'static str,
+    ) {
+        self.account_iam_calls
+            .get_or_create(&AccountIamCallLabels {
+                account: account.to_string(),
+                operation,
+                access: access(operation),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Records a throttled IAM call in `account` (`None`: the operator's own).
+    pub fn record_iam_throttle(&self, account: Option<&str>) {
+        match account {
+            None => self.iam_throttles.inc(),
+            Some(account) => self
+                .account_iam_throttles
+                .get_or_create(&AccountLabels {
+                    account: account.to_string(),
+                })
+                .inc(),
+        };
+    }
+
+    pub fn set_account_ready(&self, account: &str, ready: bool) {
+        self.account_ready
+            .get_or_create(&AccountLabels {
+                account: account.to_string(),
+            })
+            .set(i64::from(ready));
     }
 
     pub fn record_iam_budget_wait(&self, wait: Duration) {
@@ -269,12 +351,22 @@ impl Metrics {
         }
     }
 
-    /// Records one OIDC provider check; `problem` is its reason when unhealthy.
-    pub fn record_oidc_provider(&self, problem: Option<&'static str>) {
-        self.oidc_provider_healthy.set(i64::from(problem.is_none()));
+    /// Records one OIDC provider check in `account` (`None`: the operator's own);
+    /// `problem` is its reason when unhealthy.
+    pub fn record_oidc_provider(&self, account: Option<&str>, problem: Option<&'static str>) {
         let result = problem.unwrap_or("healthy");
-        self.oidc_provider_checks
-            .get_or_create(&ResultLabels { result })
+        let Some(account) = account else {
+            self.oidc_provider_healthy.set(i64::from(problem.is_none()));
+            self.oidc_provider_checks
+                .get_or_create(&ResultLabels { result })
+                .inc();
+            return;
+        };
+        self.account_oidc_provider_checks
+            .get_or_create(&AccountResultLabels {
+                account: account.to_string(),
+                result,
+            })
             .inc();
     }
 
@@ -318,6 +410,15 @@ impl Metrics {
     }
 }
 
+/// `read` or `write`: steady state must show no writes.
+fn access(operation: &str) -> &'static str {
+    if operation.starts_with("Get") || operation.starts_with("List") {
+        "read"
+    } else {
+        "write"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,8 +429,8 @@ mod tests {
         metrics.record_iam_call("GetRole", "success");
         metrics.record_iam_call("PutRolePolicy", "terminal");
         metrics.record_reconcile(Duration::from_millis(20), Some("RoleConflict"));
-        metrics.record_oidc_provider(Some("OidcProviderNotFound"));
-        metrics.record_iam_throttle();
+        metrics.record_oidc_provider(None, Some("OidcProviderNotFound"));
+        metrics.record_iam_throttle(None);
         metrics.record_iam_budget_wait(Duration::from_millis(30));
         metrics.set_iam_budget_rate(7.5);
         metrics.record_admission(Duration::from_micros(300), "mutated");
@@ -347,6 +448,26 @@ mod tests {
         assert!(text.contains("irsa_operator_iam_budget_rate 7.5"));
         assert!(text.contains(r#"irsa_operator_webhook_admissions_total{outcome="mutated"} 1"#));
         assert!(text.contains("irsa_operator_webhook_admission_duration_seconds_count 1"));
+    }
+
+    #[test]
+    fn target_accounts_are_counted_apart() {
+        let metrics = Metrics::default();
+        metrics.record_account_iam_call("data", "CreateRole", "success");
+        metrics.record_iam_throttle(Some("data"));
+        metrics.record_oidc_provider(Some("data"), Some("OidcProviderNotFound"));
+        metrics.set_account_ready("data", true);
+        let text = metrics.render();
+        assert!(text.contains(r#"irsa_operator_account_iam_calls_total{account="data",operation="CreateRole",access="write",outcome="success"} 1"#), "{text}");
+        assert!(text.contains(r#"irsa_operator_account_iam_throttles_total{account="data"} 1"#));
+        assert!(text.contains(r#"irsa_operator_account_oidc_provider_checks_total{account="data",result="OidcProviderNotFound"} 1"#));
+        assert!(text.contains(r#"irsa_operator_account_ready{account="data"} 1"#));
+        assert!(
+            !text.contains("irsa_operator_iam_calls_total{")
+                && text.contains("irsa_operator_iam_throttles_total 0")
+                && text.contains("irsa_operator_oidc_provider_healthy 0"),
+            "the operator's own account's series are untouched: {text}"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct AccountObserver {
     pub iam: Arc<dyn IamApi>,
     pub role_path: String,
     pub interval: Duration,
-    pub orphans: OrphanMonitor,
+    /// `None`: orphans are not looked for (in target accounts).
+    pub orphans: Option<OrphanMonitor>,
 }
 
 impl AccountObserver {
@@ -37,7 +38,9 @@ impl AccountObserver {
             let started = std::time::Instant::now();
             match list_all_roles(self.iam.as_ref()).await {
                 Ok(roles) => {
-                    self.orphans.review(&mut tracker, &roles, &live()).await;
+                    if let Some(orphans) = &self.orphans {
+                        orphans.review(&mut tracker, &roles, &live()).await;
+                    }
                     let snapshot = Snapshot::new(started, roles, &self.role_path);
                     debug!(
                         roles = snapshot.len(),

@@ -48,6 +48,8 @@ pub struct ProviderMonitor {
     pub interval: Duration,
     /// Wakes the monitor early, e.g. when a PodIamRole uses an audience the provider lacks.
     pub poke: Arc<Notify>,
+    /// The target account (PodIamRoleAccount) it checks; `None`: the operator's own.
+    pub account: Option<String>,
 }
 
 impl ProviderMonitor {
@@ -60,8 +62,10 @@ impl ProviderMonitor {
         let mut last_verdict: Option<Instant> = None;
         loop {
             let check = self.check_once(&audiences()).await;
-            self.metrics
-                .record_oidc_provider(check.problem.as_ref().map(|p| p.reason));
+            self.metrics.record_oidc_provider(
+                self.account.as_deref(),
+                check.problem.as_ref().map(|p| p.reason),
+            );
             if hold_back(&check, last_verdict, Instant::now()) {
                 let problem = check.problem.as_ref().map(|p| p.message.as_str());
                 warn!(
@@ -156,6 +160,7 @@ mod tests {
             ca_file: None,
             interval: Duration::from_secs(60),
             poke: Arc::new(Notify::new()),
+            account: None,
         }
     }
 

@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+pub use crate::accounts::AccountProblem;
 use crate::{
     crd::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION},
     failure::{Classified, Retry},
@@ -99,6 +100,9 @@ pub enum Outcome {
         role_arn: String,
         message: String,
     },
+    /// The target account named in `spec.account` cannot be used (see
+    /// `accounts::AccountProblem`); nothing was written to IAM.
+    AccountUnavailable(AccountProblem),
     /// The role is in sync, but the OIDC provider would make STS reject the pods' tokens.
     OidcProviderUnhealthy {
         role_name: String,
@@ -123,6 +127,7 @@ impl Outcome {
             Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
             Outcome::AwsConfigConflict { .. } => "AwsConfigConflict",
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
+            Outcome::AccountUnavailable(problem) => problem.reason(),
         }
     }
 
@@ -186,6 +191,7 @@ impl Outcome {
                 "IAM role {role_arn} is in sync, but its AWS config file for spec.roleChain is not \
                  published: {message}"
             ),
+            Outcome::AccountUnavailable(problem) => problem.message(),
             Outcome::OidcProviderUnhealthy {
                 role_arn, problem, ..
             } => {
@@ -266,7 +272,8 @@ pub fn next_status(
         }
         Outcome::InvalidSpec(_)
         | Outcome::PolicyNotAllowed(_)
-        | Outcome::ServiceAccountInUse { .. } => (old.role_name.clone(), old.role_arn.clone()),
+        | Outcome::ServiceAccountInUse { .. }
+        | Outcome::AccountUnavailable(_) => (old.role_name.clone(), old.role_arn.clone()),
     };
     let progress = outcome.progress();
     let [ready, reconciling, stalled] = [
@@ -321,6 +328,8 @@ pub fn next_status(
         role_name,
         role_arn,
         oidc_provider_arn: Some(oidc_provider_arn.to_string()),
+        // Set by the caller, which knows the target account.
+        account_id: old.account_id,
         conditions,
         // Written by the restart step under its own field manager.
         stale_pods: old.stale_pods,

@@ -8,6 +8,7 @@ use kube::{
 use serde_json::{Value, json};
 
 use crate::{
+    accounts::{PodIamRoleAccount, PodIamRoleAccountSpec},
     config::OperatorConfig,
     crd::{ChainLink, PodIamRole, PodIamRoleSpec},
     desired::{DesiredRole, desired_role},
@@ -103,4 +104,19 @@ pub fn chain_link(profile: &str, role_arn: &str) -> ChainLink {
         role_arn: role_arn.into(),
         ..Default::default()
     }
+}
+
+/// A target account `name` with ID `account_id`, open to every namespace.
+pub fn account(name: &str, account_id: &str) -> PodIamRoleAccount {
+    let mut account = PodIamRoleAccount::new(
+        name,
+        PodIamRoleAccountSpec {
+            account_id: account_id.into(),
+            management_role_arn: format!("arn:aws:iam::{account_id}:role/irsa-management"),
+            external_id: Some("external-id".into()),
+            ..Default::default()
+        },
+    );
+    account.metadata.generation = Some(1);
+    account
 }

@@ -3,6 +3,7 @@
 //! provider of the token's issuer, under `StringEquals` / `StringLike` conditions on the
 //! issuer-prefixed claim keys (`<issuer>:sub`, `<issuer>:aud`). A matching `Deny` wins.
 //! LocalStack accepts any token, so tests and `doctor` ask this instead. Pure.
+//! [`evaluate_assume_role`] does the same for `sts:AssumeRole` by another role.
 
 use serde_json::Value;
 
@@ -22,37 +23,6 @@ pub fn evaluate(trust: &Value, claims: &Value) -> Result<(), String> {
         return Err("the token has no `iss` claim".into());
     }
     decide(trust, |s| statement_matches(s, issuer, claims))
-}
-
-/// Whether STS would let the role `role_arn` assume a role with this trust policy
-/// (`sts:AssumeRole`, role chaining): an `Allow` naming the role, its account (`root` or
-/// the bare ID) or `*` as an `AWS` principal. Statements with conditions are not
-/// guessed at; a matching `Deny` wins.
-pub fn evaluate_assume_role(trust: &Value, role_arn: &str) -> Result<(), String> {
-    let account = role_arn.split(':').nth(4).unwrap_or_default();
-    let partition = role_arn.split(':').nth(1).unwrap_or_default();
-    let root = format!("arn:{partition}:iam::{account}:root");
-    decide(trust, |statement| {
-        if !names_action(statement, ASSUME_ROLE) {
-            return Err(format!("it does not name {ASSUME_ROLE}"));
-        }
-        let principals = as_list(&statement["Principal"]["AWS"]);
-        let admitted = statement["Principal"] == "*"
-            || principals
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|p| p == role_arn || p == root || p == account || p == "*");
-        if !admitted {
-            return Err(format!(
-                "its AWS principal {} does not name {role_arn}",
-                statement["Principal"]["AWS"]
-            ));
-        }
-        match statement.get("Condition") {
-            Some(condition) => Err(format!("its Condition {condition} is not evaluated here")),
-            None => Ok(()),
-        }
-    })
 }
 
 /// A matching `Deny` refuses, else a matching `Allow` admits, else every Allow's reason.
@@ -152,6 +122,113 @@ fn statement_matches(statement: &Value, issuer: &str, claims: &Value) -> Result<
     Ok(())
 }
 
+/// `Ok` when some statement lets `caller_arn` (an IAM role, or a session of one as STS
+/// names it: `arn:aws:sts::<account>:assumed-role/<name>/<session>`) call `sts:AssumeRole`,
+/// presenting `external_id`; otherwise why not. Principals are matched as STS does: the
+/// role's ARN (any path), its account's `root`, the bare account ID, or `*`; the only
+/// condition evaluated is `StringEquals` on `sts:ExternalId`. A matching `Deny` wins.
+pub fn evaluate_assume_role(
+    trust: &Value,
+    caller_arn: &str,
+    external_id: Option<&str>,
+) -> Result<(), String> {
+    let caller = Caller::parse(caller_arn)?;
+    decide(trust, |statement| {
+        assume_role_matches(statement, &caller, external_id)
+    })
+}
+
+/// The role behind a caller ARN.
+struct Caller<'a> {
+    partition: &'a str,
+    account: &'a str,
+    role_name: &'a str,
+}
+
+impl<'a> Caller<'a> {
+    fn parse(arn: &'a str) -> Result<Self, String> {
+        let fields: Vec<&str> = arn.splitn(6, ':').collect();
+        let role_name = match fields.as_slice() {
+            ["arn", _, "sts", "", _, resource] => resource
+                .strip_prefix("assumed-role/")
+                .and_then(|rest| rest.split('/').next()),
+            ["arn", _, "iam", "", _, resource] => resource
+                .strip_prefix("role/")
+                .and_then(|rest| rest.rsplit('/').next()),
+            _ => None,
+        };
+        match (fields.get(1), fields.get(4), role_name) {
+            (Some(partition), Some(account), Some(role_name)) if !role_name.is_empty() => {
+                Ok(Caller {
+                    partition,
+                    account,
+                    role_name,
+                })
+            }
+            _ => Err(format!(
+                "`{arn}` is not the ARN of a role or of a role session"
+            )),
+        }
+    }
+
+    fn is(&self, principal: &str) -> bool {
+        let prefix = format!("arn:{}:iam::{}:", self.partition, self.account);
+        principal == "*"
+            || principal == self.account
+            || principal.strip_prefix(&prefix).is_some_and(|resource| {
+                resource == "root"
+                    || resource
+                        .strip_prefix("role/")
+                        .is_some_and(|path| path.rsplit('/').next() == Some(self.role_name))
+            })
+    }
+}
+
+fn assume_role_matches(
+    statement: &Value,
+    caller: &Caller<'_>,
+    external_id: Option<&str>,
+) -> Result<(), String> {
+    if !names_action(statement, ASSUME_ROLE) {
+        return Err(format!("it does not name {ASSUME_ROLE}"));
+    }
+    let principal = &statement["Principal"];
+    let named = principal == "*"
+        || as_list(&principal["AWS"])
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|p| caller.is(p));
+    if !named {
+        return Err(format!(
+            "its principal {principal} is not the role {} of account {}",
+            caller.role_name, caller.account
+        ));
+    }
+    let Some(conditions) = statement["Condition"].as_object() else {
+        return Ok(());
+    };
+    for (operator, entries) in conditions {
+        for (key, wanted) in entries.as_object().into_iter().flatten() {
+            if operator != "StringEquals" || key != "sts:ExternalId" {
+                return Err(format!("condition {operator} {key} is not evaluated here"));
+            }
+            let held = external_id.is_some_and(|id| {
+                as_list(wanted)
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|w| w == id)
+            });
+            if !held {
+                return Err(format!(
+                    "StringEquals sts:ExternalId wants {wanted}, the caller presents {}",
+                    external_id.unwrap_or("none")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn as_list(value: &Value) -> Vec<Value> {
     match value {
         Value::Array(items) => items.clone(),
@@ -229,60 +306,6 @@ mod tests {
     }
 
     #[test]
-    fn assume_role_admits_the_named_role_or_its_account() {
-        let source = "arn:aws:iam::111122223333:role/irsa/prod/prod.shop.payments";
-        let policy = |principal: Value| {
-            json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": principal},
-                "Action": "sts:AssumeRole"}]})
-        };
-        for admitted in [
-            json!([source]),
-            json!(source),
-            json!("arn:aws:iam::111122223333:root"),
-            json!("111122223333"),
-            json!("*"),
-        ] {
-            assert_eq!(
-                evaluate_assume_role(&policy(admitted.clone()), source),
-                Ok(()),
-                "{admitted}"
-            );
-        }
-        let other = evaluate_assume_role(
-            &policy(json!("arn:aws:iam::111122223333:role/other")),
-            source,
-        );
-        assert!(other.unwrap_err().contains("does not name"));
-        assert!(
-            evaluate_assume_role(&policy(json!("arn:aws:iam::444455556666:root")), source).is_err()
-        );
-        // The web identity statement of an IRSA role does not admit a role.
-        assert!(
-            evaluate_assume_role(&irsa(), source)
-                .unwrap_err()
-                .contains("does not name sts:AssumeRole")
-        );
-        let mut conditioned = policy(json!(source));
-        conditioned["Statement"][0]["Condition"] = json!({"StringEquals": {"sts:ExternalId": "x"}});
-        assert!(
-            evaluate_assume_role(&conditioned, source)
-                .unwrap_err()
-                .contains("not evaluated")
-        );
-        let mut denied = policy(json!(source));
-        denied["Statement"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"Effect": "Deny",
-            "Principal": {"AWS": "*"}, "Action": "sts:*"}));
-        assert!(
-            evaluate_assume_role(&denied, source)
-                .unwrap_err()
-                .contains("denies")
-        );
-    }
-
-    #[test]
     fn deny_wins_and_other_operators_are_not_guessed() {
         let mut policy = irsa();
         let deny = json!({"Effect": "Deny",
@@ -304,5 +327,59 @@ mod tests {
                 .unwrap_err()
                 .contains("does not name")
         );
+    }
+
+    #[test]
+    fn assume_role_matches_principals_as_sts_does() {
+        let session = "arn:aws:sts::111122223333:assumed-role/irsa-operator/pod-1";
+        let allow = |principal: Value| {
+            json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                "Principal": {"AWS": principal}}]})
+        };
+        for admitted in [
+            json!("arn:aws:iam::111122223333:role/irsa-operator"),
+            json!("arn:aws:iam::111122223333:role/platform/irsa-operator"),
+            json!("arn:aws:iam::111122223333:root"),
+            json!("111122223333"),
+            json!([
+                "arn:aws:iam::444455556666:root",
+                "arn:aws:iam::111122223333:root"
+            ]),
+        ] {
+            assert_eq!(
+                evaluate_assume_role(&allow(admitted.clone()), session, None),
+                Ok(()),
+                "{admitted}"
+            );
+        }
+        for refused in [
+            json!("arn:aws:iam::111122223333:role/irsa-operator-2"),
+            json!("arn:aws:iam::444455556666:role/irsa-operator"),
+            json!("arn:aws-cn:iam::111122223333:root"),
+        ] {
+            assert!(
+                evaluate_assume_role(&allow(refused.clone()), session, None).is_err(),
+                "{refused}"
+            );
+        }
+        let mut denied = allow(json!("arn:aws:iam::111122223333:root"));
+        denied["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Effect": "Deny", "Action": "sts:*", "Principal": "*"}));
+        assert!(
+            evaluate_assume_role(&denied, session, None)
+                .unwrap_err()
+                .contains("denies")
+        );
+        let other_condition = json!({"Statement": {"Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": "111122223333"},
+            "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}});
+        assert!(
+            evaluate_assume_role(&other_condition, session, None)
+                .unwrap_err()
+                .contains("not evaluated")
+        );
+        assert!(evaluate_assume_role(&allow(json!("*")), "not-an-arn", None).is_err());
     }
 }

@@ -13,7 +13,7 @@ use irsa_operator::{
     failure::classify,
     iam::{IamError, IamErrorKind},
     oidc::ProviderProblem,
-    status::{Outcome, Progress, ProviderHealth, next_status},
+    status::{AccountProblem, Outcome, Progress, ProviderHealth, next_status},
 };
 use serde_json::{Value, json};
 use support::gitops::{flux_health, kstatus};
@@ -115,6 +115,18 @@ fn every_reason() -> Vec<Outcome> {
         provider("OidcProviderThumbprintStale", "old thumbprint"),
         provider("OidcProviderClientIdLimit", "100 client IDs"),
         provider("OidcProviderMissingAudience", "no client ID vault"),
+        Outcome::AccountUnavailable(AccountProblem::NotFound {
+            account: "data".into(),
+        }),
+        Outcome::AccountUnavailable(AccountProblem::NotAllowed {
+            account: "data".into(),
+            namespace: "shop".into(),
+        }),
+        Outcome::AccountUnavailable(AccountProblem::AssumeFailed {
+            account: "data".into(),
+            role_arn: "arn:aws:iam::222222222222:role/irsa-management".into(),
+            message: "AccessDenied: User is not authorized to perform: sts:AssumeRole".into(),
+        }),
     ]
 }
 

@@ -22,7 +22,7 @@ fn exported_families() -> BTreeSet<String> {
     let metrics = Metrics::default();
     metrics.record_iam_call("GetRole", "success");
     metrics.record_reconcile(std::time::Duration::from_millis(5), Some("AccessDenied"));
-    metrics.record_oidc_provider(None);
+    metrics.record_oidc_provider(None, None);
     metrics
         .render()
         .lines()

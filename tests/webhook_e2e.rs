@@ -829,13 +829,13 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
     assert_eq!(trust::evaluate(&source_trust, &claims(&token)), Ok(()));
     let target_trust = trust_of(s.role(&s.role_name("target")).await);
     assert_eq!(
-        trust::evaluate_assume_role(&target_trust, &source_arn),
+        trust::evaluate_assume_role(&target_trust, &source_arn, None),
         Ok(())
     );
-    assert!(trust::evaluate_assume_role(&target_trust, &external_arn).is_err());
+    assert!(trust::evaluate_assume_role(&target_trust, &external_arn, None).is_err());
     let external_trust = trust_of(s.role(&external).await);
     assert_eq!(
-        trust::evaluate_assume_role(&external_trust, &source_arn),
+        trust::evaluate_assume_role(&external_trust, &source_arn, None),
         Ok(())
     );
 

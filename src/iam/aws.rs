@@ -25,11 +25,26 @@ use crate::{
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
     metrics: Arc<Metrics>,
+    /// The target account (PodIamRoleAccount) its calls are counted for; `None`: the
+    /// operator's own.
+    account: Option<String>,
 }
 
 impl AwsIam {
     pub fn new(client: aws_sdk_iam::Client, metrics: Arc<Metrics>) -> Self {
-        Self { client, metrics }
+        Self {
+            client,
+            metrics,
+            account: None,
+        }
+    }
+
+    /// Counts the calls under the target account `account`.
+    pub fn in_account(self, account: &str) -> Self {
+        Self {
+            account: Some(account.to_string()),
+            ..self
+        }
     }
 
     /// Runs one SDK call, counts it, and maps its error.
@@ -47,7 +62,12 @@ impl AwsIam {
             Ok(_) => "success",
             Err(error) => error.kind.label(),
         };
-        self.metrics.record_iam_call(operation, outcome);
+        match &self.account {
+            None => self.metrics.record_iam_call(operation, outcome),
+            Some(account) => self
+                .metrics
+                .record_account_iam_call(account, operation, outcome),
+        }
         result
     }
 }

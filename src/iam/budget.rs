@@ -114,6 +114,9 @@ pub struct Budgeted<I> {
     inner: I,
     bucket: Mutex<TokenBucket>,
     metrics: Arc<Metrics>,
+    /// The target account (PodIamRoleAccount) whose own budget this is; `None`: the
+    /// operator's own account, whose budget metrics it reports.
+    account: Option<String>,
 }
 
 impl<I: IamApi> Budgeted<I> {
@@ -124,6 +127,24 @@ impl<I: IamApi> Budgeted<I> {
             inner,
             bucket: Mutex::new(TokenBucket::new(rate, burst, Instant::now())),
             metrics,
+            account: None,
+        }
+    }
+
+    /// The separate budget of target account `account`: IAM's quota is per account, and
+    /// one account's throttling must not slow another. Only its throttles are counted.
+    pub fn for_account(
+        inner: I,
+        rate: f64,
+        burst: f64,
+        metrics: Arc<Metrics>,
+        account: &str,
+    ) -> Self {
+        Self {
+            inner,
+            bucket: Mutex::new(TokenBucket::new(rate, burst, Instant::now())),
+            metrics,
+            account: Some(account.to_string()),
         }
     }
 
@@ -141,14 +162,16 @@ impl<I: IamApi> Budgeted<I> {
         let mut retry = 0;
         loop {
             let wait = self.bucket().take(Instant::now());
-            self.metrics.record_iam_budget_wait(wait);
+            if self.account.is_none() {
+                self.metrics.record_iam_budget_wait(wait);
+            }
             tokio::time::sleep(wait).await;
             let result = call().await;
             let rate = {
                 let mut bucket = self.bucket();
                 match &result {
                     Err(error) if is_throttling(&error.code) => {
-                        self.metrics.record_iam_throttle();
+                        self.metrics.record_iam_throttle(self.account.as_deref());
                         bucket.on_throttled(Instant::now());
                     }
                     Err(_) => {}
@@ -156,7 +179,9 @@ impl<I: IamApi> Budgeted<I> {
                 }
                 bucket.rate()
             };
-            self.metrics.set_iam_budget_rate(rate);
+            if self.account.is_none() {
+                self.metrics.set_iam_budget_rate(rate);
+            }
             match result {
                 Err(error) if worth_another_attempt(&error.code) && retry + 1 < MAX_ATTEMPTS => {
                     tokio::time::sleep(backoff(retry, jitter())).await;

@@ -16,6 +16,7 @@ use super::{
     restart, service_account,
 };
 use crate::{
+    accounts::registry::Target,
     admission,
     crd::{PodIamRole, RoleMode},
     desired::DesiredRole,
@@ -47,30 +48,37 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         debug!("waiting for the namespace to be cached");
         return Ok(Action::requeue(CACHE_WAIT));
     };
-    let fingerprint = verdict.fingerprint;
+    let target = match ctx.target(object).await {
+        Ok(target) => target,
+        Err(outcome) => {
+            ctx.memos.forget(object);
+            return finish(object, ctx, None, outcome).await;
+        }
+    };
+    let target = &target;
+    let fingerprint = verdict.fingerprint ^ target.fingerprint;
     let owner = owner_of(object, &ctx.shared.config);
-    let desired = match admission::admit(verdict.decision, &object.spec, owner, &ctx.shared.config)
-    {
+    let desired = match admission::admit(verdict.decision, &object.spec, owner, &target.config) {
         Ok(desired) => desired,
         Err(outcome) => {
             ctx.memos.forget(object);
-            return finish(object, ctx, outcome).await;
+            return finish(object, ctx, Some(target), outcome).await;
         }
     };
     if let Some(outcome) = service_account::claim(object, ctx) {
         ctx.memos.forget(object);
-        return finish(object, ctx, outcome).await;
+        return finish(object, ctx, Some(target), outcome).await;
     }
     if object.spec.mode == RoleMode::Observe {
         ctx.memos.forget(object);
-        let outcome = observe::observe(object, ctx, &desired).await?;
-        return finish(object, ctx, outcome).await;
+        let outcome = observe::observe(object, ctx, target, &desired).await?;
+        return finish(object, ctx, Some(target), outcome).await;
     }
     let mut memo = ctx.memos.lookup(object, fingerprint);
     if memo.is_none()
         && let Some((synced, synced_at)) = ctx.memos.drift_check_due(object, fingerprint)
     {
-        match ctx.drift(&desired, synced_at) {
+        match target.drift(&desired, synced_at) {
             // The bulk listing shows no drift, or cannot tell yet: no per-role reads.
             Some(Drift::None | Drift::Unknown) => {
                 ctx.memos.remember(object, fingerprint, synced.clone());
@@ -79,7 +87,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             Some(Drift::Suspected) => debug!("the listing suggests drift: reading the role"),
             // No listing: read the role, once the budget is not spoken for; a drift check
             // can wait, work that changes IAM cannot.
-            None if !ctx.shared.iam.has_spare_calls(DRIFT_CHECK_CALLS) => {
+            None if !target.iam.has_spare_calls(DRIFT_CHECK_CALLS) => {
                 debug!("IAM budget busy, drift check deferred");
                 return Ok(Action::requeue(ctx.drift_check_deferral(object)));
             }
@@ -95,7 +103,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         Some(Memo::Failed { outcome, retry_at }) => {
             return Ok(next_action(&outcome, retry_at, ctx));
         }
-        Some(Memo::CleanedUp) | None => match sync_role(object, ctx, desired).await {
+        Some(Memo::CleanedUp) | None => match sync_role(object, ctx, target, desired).await {
             Ok(synced) => {
                 let (role_name, role_arn) = synced.clone();
                 ctx.memos.remember(
@@ -110,7 +118,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             }
             Err(outcome) => {
                 let retry_at = retry_time(object, ctx, &outcome);
-                publish(object, ctx, &outcome).await?;
+                publish(object, ctx, Some(target), &outcome).await?;
                 // Only once the status says why: a failed status write retries in full.
                 let action = next_action(&outcome, retry_at, ctx);
                 ctx.memos
@@ -119,12 +127,13 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             }
         },
     };
-    let outcome = service_account::annotate(object, ctx, role_name, role_arn.clone()).await?;
+    let outcome =
+        service_account::annotate(object, ctx, target, role_name, role_arn.clone()).await?;
     let outcome = aws_config::publish(object, ctx, outcome).await?;
     if outcome.is_ready() {
         restart::restart_stale(object, ctx, &role_arn).await;
     }
-    finish(object, ctx, outcome).await
+    finish(object, ctx, Some(target), outcome).await
 }
 
 /// When a failed sync may call IAM again without a change to the object.
@@ -146,19 +155,21 @@ fn retry_time(object: &PodIamRole, ctx: &Context, outcome: &Outcome) -> Option<I
 async fn sync_role(
     object: &PodIamRole,
     ctx: &Context,
+    target: &Target,
     desired: DesiredRole,
 ) -> Result<(String, String), Outcome> {
     // A new PodIamRole (it never got as far as IAM, and adopts nothing) whose name the
     // latest listing does not have: the name is most likely free, so create the role
     // without reading it first. If it was taken since, CreateRole says so.
     let new = object.status.as_ref().is_none_or(|s| s.role_name.is_none()) && !object.spec.adopt;
-    let read_first = !(new && ctx.listed_role(&desired.name) == Some(None));
-    converge(object, ctx, desired, read_first).await
+    let read_first = !(new && target.listed_role(&desired.name) == Some(None));
+    converge(object, ctx, target, desired, read_first).await
 }
 
 async fn converge(
     object: &PodIamRole,
     ctx: &Context,
+    target: &Target,
     desired: DesiredRole,
     read_first: bool,
 ) -> Result<(String, String), Outcome> {
@@ -168,7 +179,7 @@ async fn converge(
         failure: failure::classify(&error),
     };
     let observed = if read_first {
-        observe_role(ctx.shared.iam.as_ref(), &role_name, |summary| {
+        observe_role(target.iam.as_ref(), &role_name, |summary| {
             desired.owner.may_take(&summary.tags, desired.adoption)
         })
         .await
@@ -192,11 +203,11 @@ async fn converge(
             ),
         }
     })?;
-    match execute(ctx, &role_name, &ops, false).await {
+    match execute(target, &role_name, &ops, false).await {
         Ok(()) => {}
         Err(error) if !read_first && error.code == ENTITY_ALREADY_EXISTS => {
             debug!(role = %role_name, "created since the listing: reading it");
-            return Box::pin(converge(object, ctx, desired, true)).await;
+            return Box::pin(converge(object, ctx, target, desired, true)).await;
         }
         Err(error) => return Err(iam_failed(error)),
     }
@@ -224,13 +235,13 @@ async fn converge(
 
 /// Runs `ops` in order. With `missing_is_done`, "already gone" counts as done.
 pub(super) async fn execute(
-    ctx: &Context,
+    target: &Target,
     role_name: &str,
     ops: &[IamOp],
     missing_is_done: bool,
 ) -> Result<(), IamError> {
     for op in ops {
-        match ctx.shared.iam.execute(role_name, op).await {
+        match target.iam.execute(role_name, op).await {
             Err(error) if missing_is_done && error.kind == IamErrorKind::NotFound => {}
             result => result?,
         }

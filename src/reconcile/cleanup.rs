@@ -14,6 +14,7 @@ use super::{
     service_account::release_others,
 };
 use crate::{
+    accounts::registry::Target,
     crd::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION, RoleMode},
     desired, failure,
     iam::{IamError, observe_role},
@@ -28,6 +29,7 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
     let namespace = object.namespace().unwrap_or_default();
     let owner = owner_of(object, &ctx.shared.config);
     let status = object.status.clone().unwrap_or_default();
+    let reached_target_account = status.account_id.is_some();
     let role_name = status.role_name.unwrap_or_else(|| {
         desired::role_name(
             &object.spec,
@@ -62,18 +64,29 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
     } else if object.spec.mode == RoleMode::Manage && !ctx.memos.cleaned_up(object) {
         // A retry after a failed Kubernetes write, or a stale event after the finalizer
         // went, must not read IAM again. An observed role was never the operator's.
-        let done = match policy {
-            DeletionPolicy::Delete => delete_role(object, ctx, &role_name).await,
-            DeletionPolicy::Retain => release_role(object, ctx, &role_name).await,
-        };
-        if let Err(error) = done {
-            // Say why the deletion is stuck, then keep the finalizer and retry.
-            let outcome = Outcome::CleanupBlocked {
-                role_name: role_name.clone(),
-                failure: failure::classify(&error),
-            };
-            publish(object, ctx, &outcome).await?;
-            return Err(Error::Iam(error));
+        match ctx.target(object).await {
+            Ok(target) => {
+                let done = match policy {
+                    DeletionPolicy::Delete => delete_role(object, ctx, &target, &role_name).await,
+                    DeletionPolicy::Retain => release_role(object, ctx, &target, &role_name).await,
+                };
+                if let Err(error) = done {
+                    // Say why the deletion is stuck, then keep the finalizer and retry.
+                    let outcome = Outcome::CleanupBlocked {
+                        role_name: role_name.clone(),
+                        failure: failure::classify(&error),
+                    };
+                    publish(object, ctx, Some(&target), &outcome).await?;
+                    return Err(Error::Iam(error));
+                }
+            }
+            // The target account never let this object in: it has no role there.
+            Err(_) if !reached_target_account => {}
+            // Its role's account cannot be reached: keep the finalizer, say why, retry.
+            Err(outcome) => {
+                publish(object, ctx, None, &outcome).await?;
+                return Err(Error::Account(outcome.message()));
+            }
         }
         ctx.memos.remember(object, 0, Memo::CleanedUp);
     }
@@ -88,11 +101,16 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
 }
 
 /// Kept on purpose: re-tagged as released, so the orphan scan never deletes it.
-async fn release_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
+async fn release_role(
+    object: &PodIamRole,
+    ctx: &Context,
+    target: &Target,
+    role_name: &str,
+) -> Result<(), IamError> {
     let owner = owner_of(object, &ctx.shared.config);
-    let observed = ctx.shared.iam.get_role(role_name).await?;
+    let observed = target.iam.get_role(role_name).await?;
     execute(
-        ctx,
+        target,
         role_name,
         &orphans::plan_release(&owner, observed.as_ref()),
         true,
@@ -101,15 +119,20 @@ async fn release_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Re
 }
 
 /// Deletes the role if this object owns it; a role owned by someone else is left alone.
-async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
+async fn delete_role(
+    object: &PodIamRole,
+    ctx: &Context,
+    target: &Target,
+    role_name: &str,
+) -> Result<(), IamError> {
     let owner = owner_of(object, &ctx.shared.config);
     // The latest listing names the role's policies and attachments, and its tags show
     // whose it is: delete without reading. A policy added since makes IAM refuse
     // DeleteRole (DeleteConflict), and the role is then read.
-    if let Some(Some(listed)) = ctx.listed_role(role_name)
+    if let Some(Some(listed)) = target.listed_role(role_name)
         && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&as_observed(&listed, "", 0)))
     {
-        match execute(ctx, role_name, &ops, true).await {
+        match execute(target, role_name, &ops, true).await {
             Ok(()) => return deleted(object, ctx, role_name).await,
             Err(error) if error.code == DELETE_CONFLICT => {
                 debug!(role = %role_name, "changed since the listing: reading it");
@@ -117,14 +140,14 @@ async fn delete_role(object: &PodIamRole, ctx: &Context, role_name: &str) -> Res
             Err(error) => return Err(error),
         }
     }
-    let observed = observe_role(ctx.shared.iam.as_ref(), role_name, |s| {
+    let observed = observe_role(target.iam.as_ref(), role_name, |s| {
         owner.mismatch(&s.tags).is_none()
     })
     .await?;
     match plan::plan_delete(role_name, &owner, observed.as_ref()) {
         Ok(ops) if ops.is_empty() => Ok(()),
         Ok(ops) => {
-            execute(ctx, role_name, &ops, true).await?;
+            execute(target, role_name, &ops, true).await?;
             deleted(object, ctx, role_name).await
         }
         Err(RoleConflict(message)) => {

@@ -4,31 +4,31 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, atomic::AtomicBool},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::{
     Client, ResourceExt,
     api::PartialObjectMeta,
-    runtime::{events::Recorder, reflector::Store},
+    runtime::{
+        events::Recorder,
+        reflector::{ObjectRef, Store},
+    },
 };
-use tokio::sync::{Notify, watch};
 
 use super::memo::Memos;
 use crate::{
+    accounts::{
+        self, AccountProblem, PodIamRoleAccount,
+        registry::{Accounts, Target},
+    },
     config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, DeletionPolicy, PodIamRole},
-    desired::DesiredRole,
+    crd::{DeletionPolicy, PodIamRole},
     failure::{jitter_for, transient_delay},
     guardrail::PodIamRoleGuardrail,
-    iam::IamApi,
     metrics::Metrics,
-    observed::ListedRole,
-    observer::AccountRoles,
-    oidc::{ProviderCheck, problem_for_audience},
-    snapshot::{self, Drift},
-    status::ProviderHealth,
+    status::Outcome,
 };
 
 /// The caches one Controller's reconciles read.
@@ -41,6 +41,8 @@ pub struct Caches {
     pub guardrails: Store<PodIamRoleGuardrail>,
     /// The PodIamRoles in scope, for quotas and ServiceAccount ownership.
     pub roles: Store<PodIamRole>,
+    /// The target accounts PodIamRoles may name in `spec.account`.
+    pub accounts: Store<PodIamRoleAccount>,
     /// Set once every cache above has listed: no write may happen on an unknown guardrail.
     pub synced: Arc<AtomicBool>,
 }
@@ -52,16 +54,14 @@ const DRIFT_CHECK_MIN_DEFERRAL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Shared {
     pub client: Client,
-    pub iam: Arc<dyn IamApi>,
+    /// The operator's settings in its own account.
     pub config: OperatorConfig,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub provider: watch::Receiver<Option<ProviderCheck>>,
-    pub provider_poke: Option<Arc<Notify>>,
+    /// The operator's own account (IAM, provider, listing) and the target accounts.
+    pub accounts: Arc<Accounts>,
     /// For PodIamRoles that set no `spec.deletionPolicy`.
     pub default_deletion_policy: DeletionPolicy,
-    /// The latest bulk listing of the account's roles, for drift checks.
-    pub account_roles: AccountRoles,
     /// `--restart-workloads`: count pods without their role, restart opted-in workloads.
     pub restart_workloads: bool,
 }
@@ -87,21 +87,33 @@ impl Context {
         }
     }
 
-    /// The provider's state for `object`'s audience.
-    pub(super) fn provider_health(&self, object: &PodIamRole) -> ProviderHealth {
-        let audience = object.spec.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE);
-        let Some(check) = self.shared.provider.borrow().clone() else {
-            return ProviderHealth::Unknown;
+    /// The account `object`'s role lives in: the operator's own unless `spec.account`
+    /// names a target account, which must exist, grant the object's namespace, and let
+    /// the operator assume its management role.
+    pub(super) async fn target(&self, object: &PodIamRole) -> Result<Target, Outcome> {
+        let Some(account) = &object.spec.account else {
+            return Ok(self.shared.accounts.home().clone());
         };
-        match problem_for_audience(&check, &self.shared.config.oidc_provider_arn(), audience) {
-            None => ProviderHealth::Healthy,
-            Some(problem) => {
-                if let Some(poke) = &self.shared.provider_poke {
-                    poke.notify_one();
-                }
-                ProviderHealth::Unhealthy(problem)
-            }
+        let namespace = object.namespace().unwrap_or_default();
+        let labels = self
+            .caches
+            .namespaces
+            .get(&ObjectRef::new(&namespace))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default();
+        let declared = self.caches.accounts.get(&ObjectRef::new(account));
+        if declared.is_none() {
+            self.shared.accounts.forget(account).await;
         }
+        let granted =
+            accounts::admit(account, |_| declared.as_deref(), &labels).map_err(|refusal| {
+                Outcome::AccountUnavailable(AccountProblem::new(refusal, account, &namespace))
+            })?;
+        self.shared
+            .accounts
+            .target(granted)
+            .await
+            .map_err(Outcome::AccountUnavailable)
     }
 
     /// Counts one more consecutive failure of `object` and returns its retry delay.
@@ -112,22 +124,6 @@ impl Context {
         let count = failures.entry(key.clone()).or_insert(0);
         *count = count.saturating_add(1);
         transient_delay(*count, jitter_for(&key, *count))
-    }
-
-    /// What the latest bulk listing says about `desired`, synced at `synced_at`; `None`
-    /// when there is no listing to go by.
-    pub(super) fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
-        let listing = self.shared.account_roles.borrow();
-        listing
-            .as_ref()
-            .map(|roles| snapshot::drift(roles, desired, synced_at))
-    }
-
-    /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
-    /// the listing has no such role under the role path.
-    pub(super) fn listed_role(&self, name: &str) -> Option<Option<ListedRole>> {
-        let listing = self.shared.account_roles.borrow();
-        listing.as_ref().map(|roles| roles.role(name).cloned())
     }
 
     /// How long a drift check waits when the IAM budget is busy: long enough to let the

@@ -11,6 +11,7 @@ use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::{Caches, owner_of};
 use crate::{
+    accounts,
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, PodIamRole},
     desired, guardrail, naming,
@@ -84,12 +85,30 @@ fn accepted_audience(
     )
 }
 
-/// Every accepted audience in these scopes, plus the default so new roles work at once.
-pub fn audiences_in_use(scopes: &[Caches], config: &OperatorConfig) -> BTreeSet<String> {
+/// Whether the target account `account` exists and grants `object`'s namespace: only
+/// then may the object's audience reach that account's provider.
+fn granted(caches: &Caches, object: &PodIamRole, account: &str) -> bool {
+    let namespace = object.namespace().unwrap_or_default();
+    let Some(labels) = caches.namespaces.get(&ObjectRef::new(&namespace)) else {
+        return false;
+    };
+    let declared = caches.accounts.get(&ObjectRef::new(account));
+    accounts::admit(account, |_| declared.as_deref(), labels.labels()).is_ok()
+}
+
+/// Every accepted audience in these scopes of the PodIamRoles whose role lives in
+/// `account` (`None`: the operator's own account), plus the default so new roles work at once.
+pub fn audiences_in_use(
+    scopes: &[Caches],
+    config: &OperatorConfig,
+    account: Option<&str>,
+) -> BTreeSet<String> {
     let mut audiences = BTreeSet::from([DEFAULT_AUDIENCE.to_string()]);
     for caches in scopes {
         for object in caches.roles.state() {
             if object.metadata.deletion_timestamp.is_none()
+                && object.spec.account.as_deref() == account
+                && account.is_none_or(|account| granted(caches, &object, account))
                 && let Some(audience) = accepted_audience(caches, config, &object)
             {
                 audiences.insert(audience);
@@ -112,7 +131,7 @@ mod tests {
     use super::*;
     use crate::{
         guardrail::{PodIamRoleGuardrail, PodIamRoleGuardrailSpec},
-        testing::{pod_iam_role, test_config},
+        testing::{account, pod_iam_role, test_config},
     };
 
     fn cached<K>(objects: Vec<K>) -> reflector::Store<K>
@@ -152,6 +171,13 @@ mod tests {
         denied_grant.spec.policy = Some(
             serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
         );
+        let mut in_data = with_audience("in-data", "vault-data");
+        in_data.spec.account = Some("data".into());
+        let mut in_closed = with_audience("in-closed", "vault-closed");
+        in_closed.spec.account = Some("closed".into());
+        let mut closed = account("closed", "444455556666");
+        closed.spec.namespace_selector.match_labels =
+            Some([("team".to_string(), "other".to_string())].into());
         let caches = Caches {
             service_accounts: cached(vec![]),
             namespaces: cached(vec![namespace]),
@@ -161,12 +187,27 @@ mod tests {
                 with_audience("invalid", "sts.*"),
                 with_audience("not-allowed", "other"),
                 denied_grant,
+                in_data,
+                in_closed,
             ]),
+            accounts: cached(vec![account("data", "222222222222"), closed]),
             synced: Arc::new(AtomicBool::new(true)),
         };
+        let scopes = std::slice::from_ref(&caches);
+        let audiences = |account| audiences_in_use(scopes, &test_config(), account);
         assert_eq!(
-            audiences_in_use(&[caches], &test_config()),
-            BTreeSet::from(["sts.amazonaws.com".to_string(), "vault".to_string()])
+            audiences(None),
+            BTreeSet::from(["sts.amazonaws.com".to_string(), "vault".to_string()]),
+            "each account's provider gets the audiences of its own roles"
+        );
+        assert_eq!(
+            audiences(Some("data")),
+            BTreeSet::from(["sts.amazonaws.com".to_string(), "vault-data".to_string()])
+        );
+        assert_eq!(
+            audiences(Some("closed")),
+            BTreeSet::from(["sts.amazonaws.com".to_string()]),
+            "a namespace without the grant adds nothing to the account's provider"
         );
     }
 }

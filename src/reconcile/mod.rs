@@ -61,6 +61,9 @@ pub enum Error {
     Finalizer(#[source] Box<finalizer::Error<Error>>),
     #[error("reconcile did not finish within {RECONCILE_DEADLINE:?}")]
     Deadline,
+    /// The target account of a PodIamRole being deleted cannot be used.
+    #[error("{0}")]
+    Account(String),
 }
 
 impl Error {
@@ -71,6 +74,7 @@ impl Error {
             Error::Kube(_) => "kubernetes",
             Error::Finalizer(_) => "finalizer",
             Error::Deadline => "deadline",
+            Error::Account(_) => "account",
         }
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{Context, Error, service_account};
 use crate::{
+    accounts::registry::Target,
     crd::{DEFAULT_AUDIENCE, PodIamRole},
     desired::DesiredRole,
     failure,
@@ -16,10 +17,11 @@ use crate::{
 pub(super) async fn observe(
     object: &PodIamRole,
     ctx: &Context,
+    target: &Target,
     desired: &DesiredRole,
 ) -> Result<Outcome, Error> {
     let role_name = desired.name.clone();
-    let summary = match ctx.shared.iam.get_role(&role_name).await {
+    let summary = match target.iam.get_role(&role_name).await {
         Ok(Some(summary)) => summary,
         Ok(None) => return Ok(Outcome::ObservedRoleNotFound { role_name }),
         Err(error) => {
@@ -29,7 +31,7 @@ pub(super) async fn observe(
             });
         }
     };
-    let config = &ctx.shared.config;
+    let config = &target.config;
     let subject = format!(
         "system:serviceaccount:{}:{}",
         object.namespace().unwrap_or_default(),
@@ -52,5 +54,5 @@ pub(super) async fn observe(
             ),
         });
     }
-    service_account::annotate(object, ctx, role_name, summary.arn).await
+    service_account::annotate(object, ctx, target, role_name, summary.arn).await
 }

@@ -13,27 +13,48 @@ use tracing::warn;
 
 use super::{Context, Error};
 use crate::{
+    accounts::{AccountProblem, registry::Target},
     crd::PodIamRole,
-    failure::Retry,
+    failure::{ACCESS_DENIED_RETRY, Retry},
     k8s::{FIELD_MANAGER, events},
-    status::{Outcome, next_status},
+    status::{Outcome, ProviderHealth, next_status},
 };
 
 /// Patches the status for `outcome`, only when it changed.
+/// `target` is the account the role lives in, `None` when the one `spec.account` names
+/// cannot be used: the status then keeps the provider and account it last showed.
 pub(super) async fn publish(
     object: &PodIamRole,
     ctx: &Context,
+    target: Option<&Target>,
     outcome: &Outcome,
 ) -> Result<(), Error> {
     let old = object.status.as_ref();
-    let status = next_status(
+    let (provider, provider_arn) = match target {
+        Some(target) => (
+            target.provider_health(object),
+            target.config.oidc_provider_arn(),
+        ),
+        None => (
+            ProviderHealth::Unknown,
+            old.and_then(|s| s.oidc_provider_arn.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    let mut status = next_status(
         old,
-        &ctx.provider_health(object),
+        &provider,
         outcome,
         object.metadata.generation,
-        &ctx.shared.config.oidc_provider_arn(),
+        &provider_arn,
         jiff::Timestamp::now(),
     );
+    if let Some(target) = target {
+        status.account_id = target
+            .account
+            .is_some()
+            .then(|| target.config.account_id.clone());
+    }
     if old == Some(&status) {
         return Ok(());
     }
@@ -74,9 +95,10 @@ pub(super) async fn publish(
 pub(super) async fn finish(
     object: &PodIamRole,
     ctx: &Context,
+    target: Option<&Target>,
     outcome: Outcome,
 ) -> Result<Action, Error> {
-    publish(object, ctx, &outcome).await?;
+    publish(object, ctx, target, &outcome).await?;
     Ok(next_action(&outcome, None, ctx))
 }
 
@@ -88,6 +110,12 @@ pub(super) fn next_action(outcome: &Outcome, retry_at: Option<Instant>, ctx: &Co
     match outcome {
         // The status says why; only a change to the object can help.
         Outcome::InvalidSpec(_) => Action::await_change(),
+        // A broken trust may be fixed in AWS, which sends no event.
+        Outcome::AccountUnavailable(AccountProblem::AssumeFailed { .. }) => {
+            Action::requeue(ACCESS_DENIED_RETRY)
+        }
+        // The account, its grant or the namespace's labels must change: all are watched.
+        Outcome::AccountUnavailable(_) => Action::await_change(),
         Outcome::IamFailed { failure, .. } if failure.retry == Retry::OnChange => {
             Action::await_change()
         }

@@ -8,6 +8,7 @@ use tracing::info;
 
 use super::{Context, Error};
 use crate::{
+    accounts::registry::Target,
     crd::PodIamRole,
     k8s::service_account::{self, Annotation, ROLE_ARN_ANNOTATION},
     sa_owner,
@@ -28,6 +29,7 @@ pub(super) fn claim(object: &PodIamRole, ctx: &Context) -> Option<Outcome> {
 pub(super) async fn annotate(
     object: &PodIamRole,
     ctx: &Context,
+    target: &Target,
     role_name: String,
     role_arn: String,
 ) -> Result<Outcome, Error> {
@@ -38,7 +40,7 @@ pub(super) async fn annotate(
     let annotation = service_account::annotate(&api, service_account, &role_arn)
         .await
         .map_err(Error::Kube)?;
-    Ok(match (annotation, ctx.provider_health(object)) {
+    Ok(match (annotation, target.provider_health(object)) {
         (Annotation::Applied, ProviderHealth::Unhealthy(problem)) => {
             Outcome::OidcProviderUnhealthy {
                 role_name,

@@ -1,0 +1,397 @@
+//! Target accounts: the `PodIamRoleAccount` resource, which declares another AWS account
+//! the operator may create roles in, and the pure decisions about it: whether a namespace
+//! may use it, the operator's settings as seen from that account, and the management
+//! role's trust policy. The IO (assuming the management role, the account's IAM client,
+//! provider monitor and bulk listing) lives in [`registry`].
+
+pub mod registry;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{
+    CustomResource, KubeSchema,
+    core::{Selector, SelectorExt},
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{config::OperatorConfig, oidc::ProviderMode};
+
+/// The session name the operator uses in the account unless the spec names one.
+pub const DEFAULT_SESSION_NAME: &str = "irsa-operator";
+
+/// Another AWS account the operator creates PodIamRoles' IAM roles in.
+///
+/// The operator assumes `managementRoleArn` (with `externalId`), checks or creates the
+/// cluster's IAM OIDC provider in the account, and there creates the roles of the
+/// PodIamRoles that name this object in `spec.account`, if their namespace matches
+/// `namespaceSelector`. Declared by the platform team: cluster-scoped.
+// clippy mistakes the repeated `type_` keys of separate printcolumns for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "irsa.dev",
+    version = "v1alpha1",
+    kind = "PodIamRoleAccount",
+    plural = "podiamroleaccounts",
+    shortname = "pira",
+    status = "PodIamRoleAccountStatus",
+    derive = "PartialEq",
+    doc = "Another AWS account the operator may create PodIamRoles' IAM roles in.",
+    printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountId"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("self.managementRoleArn.contains('::' + self.accountId + ':role/')")
+        .message("spec.managementRoleArn must be a role in spec.accountId")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIamRoleAccountSpec {
+    /// The 12-digit AWS account ID.
+    #[schemars(length(min = 12, max = 12), regex(pattern = r"^[0-9]{12}$"))]
+    pub account_id: String,
+
+    /// The IAM role in that account the operator assumes to manage roles there
+    /// (`arn:aws:iam::<accountId>:role/...`). Its permissions are what
+    /// `irsa-operator iam-policy` prints; its trust policy must let the operator's own role
+    /// assume it with `externalId` (`irsa-operator iam-policy --management-trust ...`).
+    // A role ARN is at most ~620 characters (a 512-character path, a 64-character name);
+    // the bound keeps the CEL rule below within the API server's cost budget.
+    #[schemars(
+        length(max = 640),
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
+    )]
+    pub management_role_arn: String,
+
+    /// The external ID the management role's trust policy requires (`sts:ExternalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = r"^[\w+=,.@:/-]+$"))]
+    pub external_id: Option<String>,
+
+    /// The role session name the operator uses there, as CloudTrail shows it.
+    /// Default: `irsa-operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub session_name: Option<String>,
+
+    /// `Existing` (default): verify the cluster's IAM OIDC provider in this account and
+    /// report problems. `Manage`: also create it and keep it right.
+    #[serde(default)]
+    pub oidc_provider: AccountProviderMode,
+
+    /// The namespaces whose PodIamRoles may use this account. An empty selector selects
+    /// every namespace; one that cannot be parsed selects none.
+    #[serde(default)]
+    pub namespace_selector: LabelSelector,
+}
+
+/// How the operator treats the cluster's IAM OIDC provider in the account.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AccountProviderMode {
+    /// Verify a provider created elsewhere; never write to it.
+    #[default]
+    Existing,
+    /// Create the provider and keep its thumbprint and client IDs right.
+    Manage,
+}
+
+impl From<AccountProviderMode> for ProviderMode {
+    fn from(mode: AccountProviderMode) -> Self {
+        match mode {
+            AccountProviderMode::Existing => ProviderMode::Existing,
+            AccountProviderMode::Manage => ProviderMode::Manage,
+        }
+    }
+}
+
+/// What the operator last found in the account.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIamRoleAccountStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The ARN of the cluster's IAM OIDC provider in this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_provider_arn: Option<String>,
+    /// `Ready` is True when the management role could be assumed and the account's OIDC
+    /// provider trusts this cluster; its reason says what is wrong otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Why a PodIamRole cannot use the account it names. Nothing is written to IAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No PodIamRoleAccount of that name exists.
+    NotFound,
+    /// The account's `namespaceSelector` does not select the PodIamRole's namespace.
+    NotAllowed,
+}
+
+/// Why a PodIamRole's target account cannot be used, as its status reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountProblem {
+    NotFound {
+        account: String,
+    },
+    NotAllowed {
+        account: String,
+        namespace: String,
+    },
+    /// Assuming the management role failed, or the account is declared wrongly.
+    AssumeFailed {
+        account: String,
+        role_arn: String,
+        message: String,
+    },
+}
+
+impl AccountProblem {
+    pub fn new(refusal: Refusal, account: &str, namespace: &str) -> Self {
+        let account = account.to_string();
+        match refusal {
+            Refusal::NotFound => AccountProblem::NotFound { account },
+            Refusal::NotAllowed => AccountProblem::NotAllowed {
+                account,
+                namespace: namespace.to_string(),
+            },
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AccountProblem::NotFound { .. } => "AccountNotFound",
+            AccountProblem::NotAllowed { .. } => "AccountNotAllowed",
+            AccountProblem::AssumeFailed { .. } => "AccountAssumeFailed",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            AccountProblem::NotFound { account } => format!(
+                "spec.account names PodIamRoleAccount {account}, which does not exist; nothing was \
+                 written to IAM. Fix spec.account, or ask the platform team to declare the account"
+            ),
+            AccountProblem::NotAllowed { account, namespace } => format!(
+                "PodIamRoleAccount {account} does not grant namespace {namespace} (its \
+                 namespaceSelector does not select it); nothing was written to IAM. Ask the \
+                 platform team for the grant, or remove spec.account"
+            ),
+            AccountProblem::AssumeFailed {
+                account,
+                role_arn,
+                message,
+            } => format!(
+                "cannot assume management role {role_arn} of PodIamRoleAccount {account}; nothing \
+                 was written to IAM. Check the role's trust policy and external ID \
+                 (irsa-operator iam-policy --management-trust). STS said: {message}"
+            ),
+        }
+    }
+}
+
+/// Whether a namespace with these labels may use the account: an unparsable selector
+/// fails closed.
+pub fn grants(spec: &PodIamRoleAccountSpec, namespace_labels: &BTreeMap<String, String>) -> bool {
+    Selector::try_from(spec.namespace_selector.clone())
+        .is_ok_and(|selector| selector.matches(namespace_labels))
+}
+
+/// The account a PodIamRole in a namespace with `labels` may use, looked up by `find`.
+pub fn admit<'a>(
+    account: &str,
+    find: impl FnOnce(&str) -> Option<&'a PodIamRoleAccount>,
+    labels: &BTreeMap<String, String>,
+) -> Result<&'a PodIamRoleAccount, Refusal> {
+    let found = find(account).ok_or(Refusal::NotFound)?;
+    if grants(&found.spec, labels) {
+        Ok(found)
+    } else {
+        Err(Refusal::NotAllowed)
+    }
+}
+
+/// The operator's settings as seen from the account: the same cluster, issuer and role
+/// path, that account's ID and partition, so role and provider ARNs name that account.
+pub fn account_config(
+    home: &OperatorConfig,
+    spec: &PodIamRoleAccountSpec,
+) -> Result<OperatorConfig, String> {
+    let mut parts = spec.management_role_arn.split(':');
+    let partition = parts.nth(1).filter(|p| p.starts_with("aws"));
+    let account = parts.nth(2);
+    match (partition, account) {
+        (Some(partition), Some(account))
+            if account == spec.account_id
+                && spec.account_id.len() == 12
+                && spec.account_id.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(OperatorConfig {
+                partition: partition.to_string(),
+                account_id: spec.account_id.clone(),
+                ..home.clone()
+            })
+        }
+        _ => Err(format!(
+            "spec.managementRoleArn {} is not a role in account {}",
+            spec.management_role_arn, spec.account_id
+        )),
+    }
+}
+
+/// The trust policy of a management role: the operator's own role (`operator_role_arn`)
+/// may assume it, presenting `external_id`.
+pub fn management_trust_policy(operator_role_arn: &str, external_id: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "TheIrsaOperatorWithItsExternalId",
+            "Effect": "Allow",
+            "Principal": {"AWS": operator_role_arn},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use kube::CustomResourceExt;
+
+    use super::*;
+    use crate::{
+        desired::desired_role,
+        testing::{account, owner, spec, test_config},
+        trust,
+    };
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_grant_matching_namespaces_only_and_fail_closed() {
+        let mut data = account("data", "222222222222");
+        data.spec.namespace_selector.match_labels = Some(labels(&[("team", "data")]));
+        let find = |name: &str| (name == "data").then_some(&data);
+        assert!(admit("data", find, &labels(&[("team", "data")])).is_ok());
+        assert_eq!(
+            admit("data", find, &labels(&[("team", "web")])),
+            Err(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            admit("other", find, &labels(&[("team", "data")])),
+            Err(Refusal::NotFound)
+        );
+        let mut broken = account("broken", "222222222222");
+        broken.spec.namespace_selector.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "team".into(),
+            operator: "Near".into(),
+            values: None,
+        }]);
+        assert!(
+            !grants(&broken.spec, &labels(&[("team", "data")])),
+            "an unparsable selector grants nothing"
+        );
+        assert!(
+            grants(&account("all", "222222222222").spec, &labels(&[])),
+            "an empty selector grants every namespace"
+        );
+    }
+
+    #[test]
+    fn roles_and_their_trust_name_the_target_account() {
+        let mut target = account("data", "222222222222");
+        target.spec.management_role_arn =
+            "arn:aws-us-gov:iam::222222222222:role/irsa-management".into();
+        let config = account_config(&test_config(), &target.spec).unwrap();
+        assert_eq!(
+            (config.partition.as_str(), config.account_id.as_str()),
+            ("aws-us-gov", "222222222222")
+        );
+        let desired = desired_role(&spec(), owner(), &config).unwrap();
+        let home = desired_role(&spec(), owner(), &test_config()).unwrap();
+        assert_eq!(
+            desired.name, home.name,
+            "the name does not depend on the account"
+        );
+        assert_eq!(
+            desired.arn,
+            "arn:aws-us-gov:iam::222222222222:role/irsa/prod/prod.shop.payments"
+        );
+        assert_eq!(
+            desired.trust_policy["Statement"][0]["Principal"]["Federated"],
+            "arn:aws-us-gov:iam::222222222222:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
+        );
+    }
+
+    #[test]
+    fn a_management_role_outside_the_account_is_refused() {
+        let mut other = account("data", "222222222222");
+        other.spec.management_role_arn = "arn:aws:iam::333333333333:role/m".into();
+        let error = account_config(&test_config(), &other.spec).unwrap_err();
+        assert!(
+            error.contains("not a role in account 222222222222"),
+            "{error}"
+        );
+        other.spec.management_role_arn = "not-an-arn".into();
+        assert!(account_config(&test_config(), &other.spec).is_err());
+    }
+
+    #[test]
+    fn the_management_trust_admits_the_operator_with_the_external_id_only() {
+        let policy =
+            management_trust_policy("arn:aws:iam::111122223333:role/irsa-operator", "s3cr3t");
+        let operator = "arn:aws:sts::111122223333:assumed-role/irsa-operator/i-1";
+        assert_eq!(
+            trust::evaluate_assume_role(&policy, operator, Some("s3cr3t")),
+            Ok(())
+        );
+        let wrong_id = trust::evaluate_assume_role(&policy, operator, Some("guess"));
+        assert!(wrong_id.unwrap_err().contains("sts:ExternalId"));
+        assert!(trust::evaluate_assume_role(&policy, operator, None).is_err());
+        let other = "arn:aws:sts::111122223333:assumed-role/someone-else/i-1";
+        assert!(trust::evaluate_assume_role(&policy, other, Some("s3cr3t")).is_err());
+        let other_account = "arn:aws:sts::444455556666:assumed-role/irsa-operator/i-1";
+        assert!(trust::evaluate_assume_role(&policy, other_account, Some("s3cr3t")).is_err());
+    }
+
+    #[test]
+    fn crd_names() {
+        let crd = PodIamRoleAccount::crd();
+        assert_eq!(crd.spec.names.plural, "podiamroleaccounts");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["pira".to_string()]));
+        assert_eq!(crd.spec.scope, "Cluster");
+        assert!(
+            crd.spec.versions[0]
+                .subresources
+                .as_ref()
+                .unwrap()
+                .status
+                .is_some()
+        );
+    }
+}
