@@ -14,6 +14,7 @@ use kube::{
     runtime::{events::Recorder, reflector::Store},
 };
 use tokio::sync::{Notify, watch};
+use tracing::debug;
 
 use super::memo::Memos;
 use crate::{
@@ -24,10 +25,9 @@ use crate::{
     guardrail::PodIamRoleGuardrail,
     iam::IamApi,
     metrics::Metrics,
-    observed::ListedRole,
-    observer::AccountRoles,
+    observer::{AccountRoles, Listing},
     oidc::{ProviderCheck, problem_for_audience},
-    snapshot::{self, Drift},
+    snapshot::{self, Drift, KeptRole, ObservedListing},
     status::ProviderHealth,
 };
 
@@ -44,6 +44,10 @@ pub struct Caches {
     /// Set once every cache above has listed: no write may happen on an unknown guardrail.
     pub synced: Arc<AtomicBool>,
 }
+
+/// How long a reconcile after a restart waits for the first listing before it reads
+/// role by role instead: a few pages, each of 1,000 roles.
+const FIRST_LISTING_WAIT: Duration = Duration::from_secs(60);
 
 /// The shortest wait of a drift check deferred for a busy IAM budget.
 const DRIFT_CHECK_MIN_DEFERRAL: Duration = Duration::from_secs(1);
@@ -69,6 +73,9 @@ pub struct Shared {
 /// The IO handles a reconcile works with.
 pub struct Context {
     pub shared: Shared,
+    /// When this replica's term began: every sync a status reports from before then is
+    /// in the listings of the term.
+    pub(super) started: Instant,
     pub resync_interval: Duration,
     pub caches: Caches,
     pub(super) memos: Memos,
@@ -80,6 +87,7 @@ impl Context {
     pub fn new(shared: Shared, resync_interval: Duration, caches: Caches) -> Self {
         Self {
             shared,
+            started: Instant::now(),
             resync_interval,
             caches,
             memos: Memos::new(resync_interval),
@@ -118,16 +126,32 @@ impl Context {
     /// when there is no listing to go by.
     pub(super) fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
         let listing = self.shared.account_roles.borrow();
-        listing
-            .as_ref()
-            .map(|roles| snapshot::drift(roles, desired, synced_at))
+        (listing.snapshot()).map(|roles| snapshot::drift(roles, desired, synced_at))
+    }
+
+    /// Waits until the first listing of the term has finished or failed, for a while.
+    pub(super) async fn first_listing(&self) {
+        let mut listing = self.shared.account_roles.clone();
+        let done = listing.wait_for(|listing| !matches!(listing, Listing::Pending));
+        if tokio::time::timeout(FIRST_LISTING_WAIT, done)
+            .await
+            .is_err()
+        {
+            debug!("no listing yet: reading the role");
+        }
     }
 
     /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
     /// the listing has no such role under the role path.
-    pub(super) fn listed_role(&self, name: &str) -> Option<Option<ListedRole>> {
+    pub(super) fn listed_role(&self, name: &str) -> Option<Option<KeptRole>> {
         let listing = self.shared.account_roles.borrow();
-        listing.as_ref().map(|roles| roles.role(name).cloned())
+        (listing.snapshot()).map(|roles| roles.role(name).cloned())
+    }
+
+    /// The observed role `name` as the latest listing shows it, if it does.
+    pub(super) fn observed_role(&self, name: &str) -> Option<ObservedListing> {
+        let listing = self.shared.account_roles.borrow();
+        listing.snapshot()?.observed(name).cloned()
     }
 
     /// How long a drift check waits when the IAM budget is busy: long enough to let the
