@@ -18,7 +18,7 @@ import urllib.parse
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The release build bench/run makes, as the image ships it.
+# The release build bench/run makes.
 BIN = os.environ["BENCH_BINARY"]
 # Short, so the rest phase sees several passes; the listing follows it.
 RESYNC_SECONDS = 15
@@ -350,7 +350,7 @@ def write_report(results, budget, spread):
         "# Benchmarks",
         "",
         f"`bench/run {' '.join(str(r['n']) for r in results)}` on {datetime.date.today()}, commit "
-        f"`{commit}`, {os.cpu_count()} cores ({cpu}), release build (static, as in the image), on the test bed "
+        f"`{commit}`, {os.cpu_count()} cores ({cpu}), release build (glibc), on the test bed "
         "(kube-apiserver and LocalStack on the same machine). IAM calls are counted by a "
         "recording proxy between the operator and LocalStack. Times are wall-clock on a "
         f"shared machine; call counts are exact. Resync {RESYNC_SECONDS} s, "

@@ -76,6 +76,15 @@ async fn remove_inline_policy(s: &Scenario, role_name: &str) {
         .expect("DeleteRolePolicy behind the operator's back");
 }
 
+/// Waits until the operator has counted a write since `before`: IAM shows the repair a
+/// moment before the operator's metrics do.
+async fn repair_counted(operator: &Operator, before: u64) {
+    eventually("the repair to be counted", || async {
+        (operator.iam_writes().await > before).then_some(())
+    })
+    .await;
+}
+
 /// Waits until the role's inline policy is the one its PodIamRole asks for again.
 async fn wait_restored(s: &Scenario, role_name: &str) {
     let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
@@ -190,6 +199,7 @@ async fn roles_in_sync_cost_one_listing_per_pass_and_no_per_role_read() {
     let role_name = s.role_name("app-0");
     remove_inline_policy(&s, &role_name).await;
     wait_restored(&s, &role_name).await;
+    repair_counted(operator, writes_before).await;
     assert_eq!(
         operator.iam_writes().await - writes_before,
         1,
@@ -210,6 +220,7 @@ async fn a_restart_reads_only_the_roles_its_first_listing_shows_drifted() {
     let s = s.with_operator(&[]).await;
     let operator = s.operator();
     wait_restored(&s, &drifted).await;
+    repair_counted(operator, 0).await;
     // Every first reconcile waits for the first listing, and two more listings follow.
     fresh_listing(operator).await;
 
