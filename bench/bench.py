@@ -299,8 +299,7 @@ def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
 
 def run_spread(n, proxy, recorder):
     """Memory with n PodIamRoles in namespaces of SPREAD_PER_NAMESPACE, watched cluster-wide:
-    peak while they are created, at rest, and in a restarted process. They are left in
-    place (this runs last; the test bed goes with them)."""
+    peak while they are created, at rest, and in a restarted process; then deleted."""
     stamp = f"{int(time.time())}s"
     cluster = f"bench{stamp}"
     namespaces = [f"bench-{stamp}-{i}" for i in range(-(-n // SPREAD_PER_NAMESPACE))]
@@ -332,6 +331,9 @@ def run_spread(n, proxy, recorder):
                                "writes": sum(c for a, c in restart.items() if a in WRITES),
                                "by_operation": dict(sorted(restart.items()))}
     result["restart_peak_rss_mib"], result["restart_rest_rss_mib"] = operator.rss()
+    for namespace in namespaces:
+        kubectl("-n", namespace, "delete", "pir", "--all", "--wait=false")
+    watch.wait(watch.gone, keys, "deleted")
     operator.stop()
     watch.stop()
     return result
@@ -391,6 +393,12 @@ def write_report(results, budget, spread):
                   f"{fmt(spread['restart_rest_rss_mib'])} MiB at rest (goal: peak ≤ 40 MiB). The restart "
                   f"made {rc['total']} IAM calls, {rc['writes']} writes: "
                   + ", ".join(f"{a} {c}" for a, c in rc["by_operation"].items()) + ".", ""]
+    lines += ["Before and after (issue 13): at commit `21c27e0` (debug build), a restart with 1,000 "
+              "PodIamRoles in sync cost 4,005 IAM calls, 4 reads per role (GetRole, ListRolePolicies, "
+              "GetRolePolicy, ListAttachedRolePolicies); the snapshot held every listed document; peak RSS "
+              "was 136.7 MiB at N=1,000 (120.4 MiB in the process restarted with them). Now: "
+              + "; ".join(f"N={r['n']}: restart {r['restart_calls']['total']} calls, peak RSS "
+                          f"{fmt(r['peak_rss_mib'])} MiB" for r in results) + ".", ""]
     lines += ["Start to ready (s): " + ", ".join(f"N={r['n']}: {fmt(r['start_to_ready'])} (restart with N in sync: "
                                                  f"{fmt(r['restart_to_ready'])})" for r in results), "",
               "![create and delete times](bench/benchmarks.png)", "",
@@ -424,22 +432,33 @@ def main():
     sizes = [int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]
     recorder = Recorder()
     proxy = start_proxy(os.environ["AWS_ENDPOINT_URL"], recorder)
-    results = []
-    for n in sizes:
+    results, budget, spread = [], None, None
+
+    def report():
+        # After every phase: a run cut short still leaves what it measured.
+        write_report(results, budget, spread)
+        plot(results)
+
+    # Up to 1,000 first, then the budget and memory runs, then the largest sizes.
+    for n in [n for n in sizes if n <= BUDGET_N]:
         print(f"N={n} ...", flush=True)
         results.append(run_n(n, proxy, recorder))
         print(json.dumps(results[-1]), flush=True)
-    budget = None
+        report()
     if os.environ.get("BENCH_BUDGET", "1") == "1":
         print(f"budget run: N={BUDGET_N} at {BUDGET_RATE}/s ...", flush=True)
         budget = run_n(BUDGET_N, proxy, recorder, rate=BUDGET_RATE, phases=False)
-    spread = None
+        report()
     if SPREAD_N:
         print(f"memory: N={SPREAD_N} over namespaces ...", flush=True)
         spread = run_spread(SPREAD_N, proxy, recorder)
         print(json.dumps(spread), flush=True)
-    write_report(results, budget, spread)
-    plot(results)
+        report()
+    for n in [n for n in sizes if n > BUDGET_N]:
+        print(f"N={n} ...", flush=True)
+        results.append(run_n(n, proxy, recorder))
+        print(json.dumps(results[-1]), flush=True)
+        report()
     print("wrote BENCHMARKS.md and bench/benchmarks.png")
 
 
