@@ -150,7 +150,7 @@ class Operator:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return peak / 1024, (int(fields[11]) + int(fields[12])) / ticks
+        return peak, (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self):
         self.process.kill()
@@ -165,7 +165,7 @@ class Watch:
         self.ready, self.gone = {}, {}
         scope, key = (["-n", namespace], "") if namespace else (["-A"], "{.object.metadata.namespace}/")
         self.process = subprocess.Popen(
-            ["kubectl", *scope, "get", "pir", "--watch", "--output-watch-events", "-o",
+            ["kubectl", "get", "pir", *scope, "--watch", "--output-watch-events", "-o",
              "jsonpath={.type} " + key + "{.object.metadata.name} "
              "{.object.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}"],
             stdout=subprocess.PIPE, text=True)
@@ -297,9 +297,10 @@ def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
     return result
 
 
-def run_spread(n, proxy, recorder):
+def run_spread(n, proxy, recorder, clean_up):
     """Memory with n PodIamRoles in namespaces of SPREAD_PER_NAMESPACE, watched cluster-wide:
-    peak while they are created, at rest, and in a restarted process; then deleted."""
+    peak while they are created, at rest, and in a restarted process. Deleted after if
+    `clean_up` (more phases follow); otherwise left for the test bed to take down."""
     stamp = f"{int(time.time())}s"
     cluster = f"bench{stamp}"
     namespaces = [f"bench-{stamp}-{i}" for i in range(-(-n // SPREAD_PER_NAMESPACE))]
@@ -331,9 +332,10 @@ def run_spread(n, proxy, recorder):
                                "writes": sum(c for a, c in restart.items() if a in WRITES),
                                "by_operation": dict(sorted(restart.items()))}
     result["restart_peak_rss_mib"], result["restart_rest_rss_mib"] = operator.rss()
-    for namespace in namespaces:
-        kubectl("-n", namespace, "delete", "pir", "--all", "--wait=false")
-    watch.wait(watch.gone, keys, "deleted")
+    if clean_up:
+        for namespace in namespaces:
+            kubectl("-n", namespace, "delete", "pir", "--all", "--wait=false")
+        watch.wait(watch.gone, keys, "deleted")
     operator.stop()
     watch.stop()
     return result
@@ -451,7 +453,7 @@ def main():
         report()
     if SPREAD_N:
         print(f"memory: N={SPREAD_N} over namespaces ...", flush=True)
-        spread = run_spread(SPREAD_N, proxy, recorder)
+        spread = run_spread(SPREAD_N, proxy, recorder, clean_up=max(sizes) > BUDGET_N)
         print(json.dumps(spread), flush=True)
         report()
     for n in [n for n in sizes if n > BUDGET_N]:
