@@ -431,7 +431,8 @@ def plot(results):
 
 
 def main():
-    sizes = [int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]
+    # `bench/run 0`: none, only the budget and memory runs.
+    sizes = [n for n in ([int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]) if n > 0]
     recorder = Recorder()
     proxy = start_proxy(os.environ["AWS_ENDPOINT_URL"], recorder)
     results, budget, spread = [], None, None
@@ -439,7 +440,8 @@ def main():
     def report():
         # After every phase: a run cut short still leaves what it measured.
         write_report(results, budget, spread)
-        plot(results)
+        if results:
+            plot(results)
 
     # Up to 1,000 first, then the budget and memory runs, then the largest sizes.
     for n in [n for n in sizes if n <= BUDGET_N]:
@@ -453,7 +455,7 @@ def main():
         report()
     if SPREAD_N:
         print(f"memory: N={SPREAD_N} over namespaces ...", flush=True)
-        spread = run_spread(SPREAD_N, proxy, recorder, clean_up=max(sizes) > BUDGET_N)
+        spread = run_spread(SPREAD_N, proxy, recorder, clean_up=any(n > BUDGET_N for n in sizes))
         print(json.dumps(spread), flush=True)
         report()
     for n in [n for n in sizes if n > BUDGET_N]:
