@@ -18,13 +18,18 @@ import urllib.parse
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "debug", "irsa-operator")
+# The release build bench/run makes.
+BIN = os.environ["BENCH_BINARY"]
 # Short, so the rest phase sees several passes; the listing follows it.
 RESYNC_SECONDS = 15
 # High enough that LocalStack, not the budget, is the limit, except in the budget run.
 FAST_RATE = 200
 BUDGET_RATE = 20
 BUDGET_N = 1000
+# Memory at scale: this many PodIamRoles, in namespaces of SPREAD_PER_NAMESPACE, watched
+# cluster-wide. 0 skips it.
+SPREAD_N = int(os.environ.get("BENCH_SPREAD", "10000"))
+SPREAD_PER_NAMESPACE = 1000
 PER_ROLE_READS = {"GetRole", "ListRolePolicies", "GetRolePolicy", "ListAttachedRolePolicies"}
 WRITES = {
     "CreateRole", "PutRolePolicy", "DeleteRolePolicy", "DeleteRole", "AttachRolePolicy",
@@ -109,14 +114,17 @@ def http_get(port, path):
 
 
 class Operator:
+    """The operator, watching `namespace`, or every namespace when it is None."""
+
     def __init__(self, cluster, namespace, proxy, rate):
         self.port = free_port()
         # Its own pod name: a restart takes its Lease back at once, as a restarted container does.
         env = dict(os.environ, AWS_ENDPOINT_URL=proxy, RUST_LOG="warn", POD_NAME=f"bench-{cluster}")
         self.log = open(os.path.join(ROOT, "target", f"bench-{cluster}.log"), "a")
         self.started = time.monotonic()
+        scope = ["--namespaces", namespace] if namespace else []
         self.process = subprocess.Popen(
-            [BIN, "run", "--cluster-name", cluster, "--namespaces", namespace,
+            [BIN, "run", "--cluster-name", cluster, *scope,
              "--metrics-addr", f"127.0.0.1:{self.port}", "--resync-interval", f"{RESYNC_SECONDS}s",
              "--iam-rate", str(rate), "--iam-burst", str(rate), "--concurrency", "16",
              "--oidc-provider", "manage", "--oidc-ca-file", os.environ["TESTBED_CA_FILE"]],
@@ -129,15 +137,20 @@ class Operator:
             time.sleep(0.2)
         return time.monotonic() - self.started
 
+    def rss(self):
+        """(peak RSS, RSS now) in MiB."""
+        with open(f"/proc/{self.process.pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return tuple(int(fields[key].split()[0]) / 1024 for key in ("VmHWM", "VmRSS"))
+
     def usage(self):
         """(peak RSS in MiB, CPU seconds) so far."""
         pid = self.process.pid
-        with open(f"/proc/{pid}/status") as f:
-            peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+        peak = self.rss()[0]
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return peak / 1024, (int(fields[11]) + int(fields[12])) / ticks
+        return peak, (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self):
         self.process.kill()
@@ -145,13 +158,15 @@ class Operator:
 
 
 class Watch:
-    """When each PodIamRole was first seen Ready, and when each was seen deleted."""
+    """When each PodIamRole (by name, or namespace/name when `namespace` is None) was first
+    seen Ready, and when each was seen deleted."""
 
     def __init__(self, namespace):
         self.ready, self.gone = {}, {}
+        scope, key = (["-n", namespace], "") if namespace else (["-A"], "{.object.metadata.namespace}/")
         self.process = subprocess.Popen(
-            ["kubectl", "-n", namespace, "get", "pir", "--watch", "--output-watch-events", "-o",
-             "jsonpath={.type} {.object.metadata.name} "
+            ["kubectl", "get", "pir", *scope, "--watch", "--output-watch-events", "-o",
+             "jsonpath={.type} " + key + "{.object.metadata.name} "
              "{.object.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}"],
             stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self.read, daemon=True).start()
@@ -282,11 +297,55 @@ def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
     return result
 
 
+def run_spread(n, proxy, recorder, clean_up):
+    """Memory with n PodIamRoles in namespaces of SPREAD_PER_NAMESPACE, watched cluster-wide:
+    peak while they are created, at rest, and in a restarted process. Deleted after if
+    `clean_up` (more phases follow); otherwise left for the test bed to take down."""
+    stamp = f"{int(time.time())}s"
+    cluster = f"bench{stamp}"
+    namespaces = [f"bench-{stamp}-{i}" for i in range(-(-n // SPREAD_PER_NAMESPACE))]
+    for namespace in namespaces:
+        kubectl("create", "namespace", namespace)
+    others = len(kubectl("get", "pir", "-A", "-o", "name").split())
+    keys = []
+    operator = Operator(cluster, None, proxy, FAST_RATE)
+    operator.wait_ready()
+    watch = Watch(None)
+    recorder.take()
+    started = time.monotonic()
+    for index, namespace in enumerate(namespaces):
+        names = [f"app-{i}" for i in range(min(SPREAD_PER_NAMESPACE, n - index * SPREAD_PER_NAMESPACE))]
+        apply(namespace, names, "v1")
+        keys += [f"{namespace}/{name}" for name in names]
+    watch.wait(watch.ready, keys, "Ready")
+    result = {"n": n, "namespaces": len(namespaces), "other_podiamroles": others,
+              "create_all": time.monotonic() - started, "create_calls": per_object(recorder.take(), n)}
+    time.sleep(3 * RESYNC_SECONDS)
+    result["peak_rss_mib"], result["rest_rss_mib"] = operator.rss()
+    operator.stop()
+    recorder.take()
+    operator = Operator(cluster, None, proxy, FAST_RATE)
+    result["restart_to_ready"] = operator.wait_ready()
+    time.sleep(3 * RESYNC_SECONDS)
+    restart = recorder.take()
+    result["restart_calls"] = {"total": sum(restart.values()),
+                               "writes": sum(c for a, c in restart.items() if a in WRITES),
+                               "by_operation": dict(sorted(restart.items()))}
+    result["restart_peak_rss_mib"], result["restart_rest_rss_mib"] = operator.rss()
+    if clean_up:
+        for namespace in namespaces:
+            kubectl("-n", namespace, "delete", "pir", "--all", "--wait=false")
+        watch.wait(watch.gone, keys, "deleted")
+    operator.stop()
+    watch.stop()
+    return result
+
+
 def fmt(value):
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def write_report(results, budget):
+def write_report(results, budget, spread):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
@@ -295,7 +354,7 @@ def write_report(results, budget):
         "# Benchmarks",
         "",
         f"`bench/run {' '.join(str(r['n']) for r in results)}` on {datetime.date.today()}, commit "
-        f"`{commit}`, {os.cpu_count()} cores ({cpu}), debug build, on the test bed "
+        f"`{commit}`, {os.cpu_count()} cores ({cpu}), release build (glibc), on the test bed "
         "(kube-apiserver and LocalStack on the same machine). IAM calls are counted by a "
         "recording proxy between the operator and LocalStack. Times are wall-clock on a "
         f"shared machine; call counts are exact. Resync {RESYNC_SECONDS} s, "
@@ -327,11 +386,26 @@ def write_report(results, budget):
         lines += [f"Under a fixed budget of {BUDGET_RATE} IAM calls/s, {budget['n']} creates took "
                   f"{fmt(budget['create']['all'])} s for {int(calls * budget['n'])} calls: "
                   f"{fmt(budget['create']['all'] / needed)} × (calls ÷ budget) (goal ≤ 1.1).", ""]
+    if spread:
+        rc = spread["restart_calls"]
+        lines += [f"Memory with {spread['n']} PodIamRoles in {spread['namespaces']} namespaces, watched "
+                  f"cluster-wide ({spread['other_podiamroles']} other PodIamRoles in the cluster): peak RSS "
+                  f"{fmt(spread['peak_rss_mib'])} MiB while creating them, {fmt(spread['rest_rss_mib'])} MiB "
+                  f"at rest; after a restart, peak {fmt(spread['restart_peak_rss_mib'])} MiB, "
+                  f"{fmt(spread['restart_rest_rss_mib'])} MiB at rest (goal: peak ≤ 40 MiB). The restart "
+                  f"made {rc['total']} IAM calls, {rc['writes']} writes: "
+                  + ", ".join(f"{a} {c}" for a, c in rc["by_operation"].items()) + ".", ""]
+    lines += ["Before and after (issue 13): at commit `21c27e0` (debug build), a restart with 1,000 "
+              "PodIamRoles in sync cost 4,005 IAM calls, 4 reads per role (GetRole, ListRolePolicies, "
+              "GetRolePolicy, ListAttachedRolePolicies); the snapshot held every listed document; peak RSS "
+              "was 136.7 MiB at N=1,000 (120.4 MiB in the process restarted with them). Now: "
+              + "; ".join(f"N={r['n']}: restart {r['restart_calls']['total']} calls, peak RSS "
+                          f"{fmt(r['peak_rss_mib'])} MiB" for r in results) + ".", ""]
     lines += ["Start to ready (s): " + ", ".join(f"N={r['n']}: {fmt(r['start_to_ready'])} (restart with N in sync: "
                                                  f"{fmt(r['restart_to_ready'])})" for r in results), "",
               "![create and delete times](bench/benchmarks.png)", "",
               "Raw figures, with calls by operation:", "", "```json",
-              json.dumps({"runs": results, "budget": budget}, indent=1), "```", ""]
+              json.dumps({"runs": results, "budget": budget, "spread": spread}, indent=1), "```", ""]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines))
 
@@ -357,20 +431,38 @@ def plot(results):
 
 
 def main():
-    sizes = [int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]
+    # `bench/run 0`: none, only the budget and memory runs.
+    sizes = [n for n in ([int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]) if n > 0]
     recorder = Recorder()
     proxy = start_proxy(os.environ["AWS_ENDPOINT_URL"], recorder)
-    results = []
-    for n in sizes:
+    results, budget, spread = [], None, None
+
+    def report():
+        # After every phase: a run cut short still leaves what it measured.
+        write_report(results, budget, spread)
+        if results:
+            plot(results)
+
+    # Up to 1,000 first, then the budget and memory runs, then the largest sizes.
+    for n in [n for n in sizes if n <= BUDGET_N]:
         print(f"N={n} ...", flush=True)
         results.append(run_n(n, proxy, recorder))
         print(json.dumps(results[-1]), flush=True)
-    budget = None
+        report()
     if os.environ.get("BENCH_BUDGET", "1") == "1":
         print(f"budget run: N={BUDGET_N} at {BUDGET_RATE}/s ...", flush=True)
         budget = run_n(BUDGET_N, proxy, recorder, rate=BUDGET_RATE, phases=False)
-    write_report(results, budget)
-    plot(results)
+        report()
+    if SPREAD_N:
+        print(f"memory: N={SPREAD_N} over namespaces ...", flush=True)
+        spread = run_spread(SPREAD_N, proxy, recorder, clean_up=any(n > BUDGET_N for n in sizes))
+        print(json.dumps(spread), flush=True)
+        report()
+    for n in [n for n in sizes if n > BUDGET_N]:
+        print(f"N={n} ...", flush=True)
+        results.append(run_n(n, proxy, recorder))
+        print(json.dumps(results[-1]), flush=True)
+        report()
     print("wrote BENCHMARKS.md and bench/benchmarks.png")
 
 

@@ -36,7 +36,8 @@ use crate::{
         registry::{Accounts, Settings as AccountSettings, Target},
     },
     config::{self, OperatorConfig, RunArgs},
-    crd::PodIamRole,
+    crd::{PodIamRole, RoleMode},
+    desired,
     guardrail::PodIamRoleGuardrail,
     http,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
@@ -49,13 +50,12 @@ use crate::{
     },
     leader::{Election, Role, RoleState},
     metrics::{Metrics, Readiness},
-    observer::AccountObserver,
+    observer::{AccountObserver, Listing},
     oidc::ProviderMode,
     orphan_monitor::OrphanMonitor,
     orphans::{LiveObject, Scope},
     provider::ProviderMonitor,
     reconcile::{Caches, Context, Shared, error_policy, guardrails::audiences_in_use, reconcile},
-    snapshot::Snapshot,
     undecodable::UndecodableMonitor,
     webhook,
 };
@@ -218,14 +218,13 @@ async fn lead(term: &Term<'_>) {
             metrics: metrics.clone(),
             scope: Scope {
                 cluster: config.cluster_name.clone(),
-                role_path: config.role_path.clone(),
                 namespaces: (!args.namespaces.is_empty())
                     .then(|| args.namespaces.iter().cloned().collect()),
             },
             delete_after: args.delete_orphans_after,
         }),
     };
-    let (account_roles_tx, account_roles) = watch::channel(None);
+    let (account_roles_tx, account_roles) = watch::channel(Listing::Pending);
     let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
     let role_watch = role_watch_config(&first_scope).await;
     let home = Target {
@@ -378,7 +377,7 @@ async fn object_monitors(
     scopes: Vec<Option<String>>,
     typed: Vec<(Store<PodIamRole>, Listed)>,
     observer: AccountObserver,
-    publish: watch::Sender<Option<Arc<Snapshot>>>,
+    publish: watch::Sender<Listing>,
 ) {
     let mut metadata = Vec::new();
     let mut metadata_listed = Vec::new();
@@ -390,6 +389,7 @@ async fn object_monitors(
         drives.push(drive);
     }
     let (typed_stores, typed_listed): (Vec<_>, Vec<_>) = typed.into_iter().unzip();
+    let observed_stores = typed_stores.clone();
     let undecodable = UndecodableMonitor {
         client: shared.client.clone(),
         recorder: shared.recorder.clone(),
@@ -401,7 +401,12 @@ async fn object_monitors(
         if !Listed::all(&metadata_listed).await {
             return;
         }
-        let orphan_scan = observer.run(publish, move || live_objects(&metadata));
+        let config = shared.config.clone();
+        let orphan_scan = observer.run(
+            publish,
+            move || live_objects(&metadata),
+            move || observed_role_names(&observed_stores, &config),
+        );
         let search = async {
             // A typed cache that never lists is what the search is for.
             let _ = tokio::time::timeout(TYPED_SYNC_GRACE, Listed::all(&typed_listed)).await;
@@ -445,6 +450,20 @@ fn live_objects(stores: &[Store<PartialObjectMeta<PodIamRole>>]) -> BTreeSet<Liv
             namespace: role.namespace().unwrap_or_default(),
             name: role.name_any(),
             uid: role.uid().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The roles `mode: Observe` PodIamRoles of the operator's own account use: its listing
+/// keeps them too. (In target accounts, observed roles are read with `GetRole`.)
+fn observed_role_names(stores: &[Store<PodIamRole>], config: &OperatorConfig) -> BTreeSet<String> {
+    stores
+        .iter()
+        .flat_map(|store| store.state())
+        .filter(|role| role.spec.mode == RoleMode::Observe && role.spec.account.is_none())
+        .map(|role| {
+            let namespace = role.namespace().unwrap_or_default();
+            desired::role_name(&role.spec, &namespace, &role.name_any(), config)
         })
         .collect()
 }

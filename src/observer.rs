@@ -14,8 +14,27 @@ use crate::{
     snapshot::Snapshot,
 };
 
-/// The latest listing, or `None` while there is none to trust.
-pub type AccountRoles = watch::Receiver<Option<Arc<Snapshot>>>;
+/// The latest listing of this term (the observer runs while this replica leads).
+#[derive(Debug, Clone, Default)]
+pub enum Listing {
+    /// None has finished yet.
+    #[default]
+    Pending,
+    /// The last pass failed: there is none to trust until the next one.
+    Failed,
+    Done(Arc<Snapshot>),
+}
+
+impl Listing {
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        match self {
+            Listing::Done(snapshot) => Some(snapshot),
+            Listing::Pending | Listing::Failed => None,
+        }
+    }
+}
+
+pub type AccountRoles = watch::Receiver<Listing>;
 
 pub struct AccountObserver {
     pub iam: Arc<dyn IamApi>,
@@ -27,31 +46,33 @@ pub struct AccountObserver {
 
 impl AccountObserver {
     /// Lists now, then every interval. `live` lists the PodIamRoles that exist: start this
-    /// only once every PodIamRole cache has synced.
+    /// only once every PodIamRole cache has synced. `observed` names the roles that
+    /// `mode: Observe` PodIamRoles use.
     pub async fn run(
         self,
-        publish: watch::Sender<Option<Arc<Snapshot>>>,
+        publish: watch::Sender<Listing>,
         live: impl Fn() -> BTreeSet<LiveObject>,
+        observed: impl Fn() -> BTreeSet<String>,
     ) {
         let mut tracker = OrphanTracker::default();
         loop {
             let started = std::time::Instant::now();
-            match list_all_roles(self.iam.as_ref()).await {
-                Ok(roles) => {
+            let mut snapshot = Snapshot::new(started, &self.role_path, observed());
+            match list_all_roles(self.iam.as_ref(), |page| snapshot.add(page)).await {
+                Ok(()) => {
                     if let Some(orphans) = &self.orphans {
-                        orphans.review(&mut tracker, &roles, &live()).await;
+                        orphans.review(&mut tracker, &snapshot, &live()).await;
                     }
-                    let snapshot = Snapshot::new(started, roles, &self.role_path);
                     debug!(
                         roles = snapshot.len(),
                         "listed the roles under the role path"
                     );
-                    publish.send_replace(Some(Arc::new(snapshot)));
+                    publish.send_replace(Listing::Done(Arc::new(snapshot)));
                 }
                 Err(error) => {
                     // An old listing would hide drift: checks read role by role meanwhile.
                     warn!(%error, "cannot list the account's IAM roles; drift checks read each role until the next listing");
-                    publish.send_replace(None);
+                    publish.send_replace(Listing::Failed);
                 }
             }
             tokio::time::sleep(self.interval).await;

@@ -10,9 +10,9 @@ use tracing::{info, warn};
 use crate::{
     iam::{IamApi, observe_role},
     metrics::Metrics,
-    observed::ListedRole,
     orphans::{LiveObject, Orphan, OrphanTracker, Scope},
     plan::{RoleConflict, plan_delete},
+    snapshot::Snapshot,
 };
 
 pub struct OrphanMonitor {
@@ -30,7 +30,7 @@ impl OrphanMonitor {
     pub async fn review(
         &self,
         tracker: &mut OrphanTracker,
-        roles: &[ListedRole],
+        roles: &Snapshot,
         live: &BTreeSet<LiveObject>,
     ) {
         let verdict = tracker.scan(
@@ -102,7 +102,6 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             scope: Scope {
                 cluster: want.owner.cluster.clone(),
-                role_path: want.path.clone(),
                 namespaces: None,
             },
             delete_after,
@@ -125,7 +124,8 @@ mod tests {
         tracker: &mut OrphanTracker,
         live: BTreeSet<LiveObject>,
     ) {
-        let roles = list_all_roles(iam).await.unwrap();
+        let mut roles = Snapshot::new(std::time::Instant::now(), &desired().path, BTreeSet::new());
+        list_all_roles(iam, |page| roles.add(page)).await.unwrap();
         m.review(tracker, &roles, &live).await;
     }
 

@@ -11,9 +11,10 @@ use std::{
 };
 
 use crate::{
-    iam::{ListedRole, RoleSummary},
+    iam::RoleSummary,
     ownership::{Owner, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID, released_cluster_tag},
     plan::IamOp,
+    snapshot::Snapshot,
 };
 
 /// The write that releases a retained role, if it is still ours.
@@ -38,11 +39,11 @@ pub struct LiveObject {
     pub uid: String,
 }
 
-/// Which roles this operator may judge.
+/// Which roles this operator may judge, of those under its role path (all a snapshot
+/// holds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub cluster: String,
-    pub role_path: String,
     /// The namespaces the operator watches; `None` for all. A role of another namespace
     /// may belong to a PodIamRole this operator cannot see.
     pub namespaces: Option<BTreeSet<String>>,
@@ -76,17 +77,23 @@ impl OrphanTracker {
     /// exist. `delete_after` is the grace period; `None` only reports.
     pub fn scan(
         &mut self,
-        roles: &[ListedRole],
+        roles: &Snapshot,
         live: &BTreeSet<LiveObject>,
         scope: &Scope,
         now: Instant,
         delete_after: Option<Duration>,
     ) -> Verdict {
-        let orphans: Vec<(String, Owner)> = roles
-            .iter()
-            .filter_map(|role| Some((role.name.clone(), claimed_owner(role, scope)?)))
+        let mut orphans: Vec<(String, Owner)> = roles
+            .roles()
+            .filter_map(|(name, role)| {
+                Some((
+                    name.to_string(),
+                    claimed_owner(&role.ownership_tags(), scope)?,
+                ))
+            })
             .filter(|(_, owner)| !live.contains(&live_key(owner)))
             .collect();
+        orphans.sort_by(|a, b| a.0.cmp(&b.0));
         // A role that stopped being an orphan, even once, starts over.
         self.first_seen
             .retain(|name, _| orphans.iter().any(|(orphan, _)| orphan == name));
@@ -108,11 +115,11 @@ impl OrphanTracker {
 }
 
 /// The owner a role's tags name, when they say it is this operator's to judge.
-fn claimed_owner(role: &ListedRole, scope: &Scope) -> Option<Owner> {
-    if role.path != scope.role_path || role.tags.get(TAG_CLUSTER) != Some(&scope.cluster) {
+fn claimed_owner(tags: &BTreeMap<String, String>, scope: &Scope) -> Option<Owner> {
+    if tags.get(TAG_CLUSTER) != Some(&scope.cluster) {
         return None;
     }
-    let tag = |key: &str| role.tags.get(key).filter(|v| !v.is_empty()).cloned();
+    let tag = |key: &str| tags.get(key).filter(|v| !v.is_empty()).cloned();
     let owner = Owner {
         cluster: scope.cluster.clone(),
         namespace: tag(TAG_NAMESPACE)?,
@@ -137,16 +144,25 @@ fn live_key(owner: &Owner) -> LiveObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{desired, owner};
+    use crate::{
+        iam::ListedRole,
+        testing::{desired, owner},
+    };
 
     const GRACE: Duration = Duration::from_secs(3600);
 
     fn scope() -> Scope {
         Scope {
             cluster: "prod".into(),
-            role_path: "/irsa/prod/".into(),
             namespaces: None,
         }
+    }
+
+    /// A listing of these roles, as the observer keeps it (under `/irsa/prod/` only).
+    fn listing(roles: Vec<ListedRole>) -> Snapshot {
+        let mut snapshot = Snapshot::new(Instant::now(), "/irsa/prod/", BTreeSet::new());
+        snapshot.add(roles);
+        snapshot
     }
 
     fn object(namespace: &str, name: &str, uid: &str) -> LiveObject {
@@ -196,7 +212,7 @@ mod tests {
         };
         released.tags.extend(tags.clone());
         let verdict = OrphanTracker::default().scan(
-            &[released],
+            &listing(vec![released]),
             &BTreeSet::new(),
             &scope(),
             Instant::now(),
@@ -218,7 +234,7 @@ mod tests {
     fn a_role_whose_object_exists_is_never_an_orphan() {
         let live = object("shop", "payments", "uid-1");
         let verdict = OrphanTracker::default().scan(
-            &[role("r", &live)],
+            &listing(vec![role("r", &live)]),
             &BTreeSet::from([live]),
             &scope(),
             Instant::now(),
@@ -231,7 +247,7 @@ mod tests {
     fn an_object_recreated_with_another_uid_leaves_the_old_role_orphaned() {
         let old = object("shop", "payments", "uid-1");
         let verdict = OrphanTracker::default().scan(
-            &[role("r", &old)],
+            &listing(vec![role("r", &old)]),
             &BTreeSet::from([object("shop", "payments", "uid-2")]),
             &scope(),
             Instant::now(),
@@ -261,7 +277,13 @@ mod tests {
             ..scope()
         };
         let verdict = OrphanTracker::default().scan(
-            &[other_cluster, other_path, no_uid, empty_name, unwatched],
+            &listing(vec![
+                other_cluster,
+                other_path,
+                no_uid,
+                empty_name,
+                unwatched,
+            ]),
             &BTreeSet::new(),
             &scope,
             Instant::now(),
@@ -273,7 +295,7 @@ mod tests {
     #[test]
     fn deletion_waits_for_the_grace_period_seen_without_a_break() {
         let gone = object("shop", "payments", "uid-1");
-        let roles = [role("r", &gone)];
+        let roles = listing(vec![role("r", &gone)]);
         let nothing_live = BTreeSet::new();
         let mut tracker = OrphanTracker::default();
         let start = Instant::now();
@@ -306,10 +328,22 @@ mod tests {
         let gone = object("shop", "payments", "uid-1");
         let mut tracker = OrphanTracker::default();
         let start = Instant::now();
-        tracker.scan(&[role("r", &gone)], &BTreeSet::new(), &scope(), start, None);
-        tracker.scan(&[], &BTreeSet::new(), &scope(), start + GRACE, None);
+        tracker.scan(
+            &listing(vec![role("r", &gone)]),
+            &BTreeSet::new(),
+            &scope(),
+            start,
+            None,
+        );
+        tracker.scan(
+            &listing(vec![]),
+            &BTreeSet::new(),
+            &scope(),
+            start + GRACE,
+            None,
+        );
         let back = tracker.scan(
-            &[role("r", &gone)],
+            &listing(vec![role("r", &gone)]),
             &BTreeSet::new(),
             &scope(),
             start + GRACE * 2,

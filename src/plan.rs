@@ -231,50 +231,12 @@ pub fn plan_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        iam::RoleSummary,
-        policy,
-        testing::{desired, owner},
-    };
+    use crate::testing::{desired, in_sync, owner};
     use serde_json::json;
     use std::collections::BTreeSet;
 
     fn arn_set(arns: &[String]) -> BTreeSet<String> {
         arns.iter().cloned().collect()
-    }
-
-    /// What IAM holds after the desired role was applied, with IAM's own spelling:
-    /// documents URL-encoded and reordered.
-    fn in_sync(desired: &DesiredRole) -> ObservedRole {
-        let reencode = |doc: &Value| {
-            let mut reordered = policy::normalize(doc);
-            if let Some(statements) = reordered["Statement"].as_array_mut() {
-                statements.reverse();
-            }
-            let encoded: String = percent_encoding::utf8_percent_encode(
-                &reordered.to_string(),
-                percent_encoding::NON_ALPHANUMERIC,
-            )
-            .collect();
-            policy::decode_iam_document(&encoded).unwrap()
-        };
-        ObservedRole {
-            summary: RoleSummary {
-                arn: desired.arn.clone(),
-                path: desired.path.clone(),
-                trust_policy: reencode(&desired.trust_policy),
-                description: desired.description.clone(),
-                max_session_duration: desired.max_session_duration,
-                permissions_boundary: desired.permissions_boundary.clone(),
-                tags: desired.tags.clone(),
-            },
-            inline_policies: desired
-                .inline_policy
-                .iter()
-                .map(|doc| (INLINE_POLICY_NAME.to_string(), reencode(doc)))
-                .collect(),
-            managed_policy_arns: desired.managed_policy_arns.clone(),
-        }
     }
 
     #[test]

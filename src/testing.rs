@@ -11,8 +11,10 @@ use crate::{
     accounts::{PodIamRoleAccount, PodIamRoleAccountSpec},
     config::OperatorConfig,
     crd::{ChainLink, PodIamRole, PodIamRoleSpec},
-    desired::{DesiredRole, desired_role},
+    desired::{DesiredRole, INLINE_POLICY_NAME, desired_role},
+    observed::{ObservedRole, RoleSummary},
     ownership::Owner,
+    policy,
 };
 
 pub fn test_config() -> OperatorConfig {
@@ -49,6 +51,41 @@ pub fn spec() -> PodIamRoleSpec {
 
 pub fn desired() -> DesiredRole {
     desired_role(&spec(), owner(), &test_config()).unwrap()
+}
+
+/// A document as IAM gives it back: URL-encoded, its lists reordered.
+pub fn respelled_by_iam(document: &Value) -> Value {
+    let mut reordered = policy::normalize(document);
+    if let Some(statements) = reordered["Statement"].as_array_mut() {
+        statements.reverse();
+    }
+    let encoded: String = percent_encoding::utf8_percent_encode(
+        &reordered.to_string(),
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .collect();
+    policy::decode_iam_document(&encoded).unwrap()
+}
+
+/// What IAM holds after the desired role was applied, with IAM's own spelling.
+pub fn in_sync(desired: &DesiredRole) -> ObservedRole {
+    ObservedRole {
+        summary: RoleSummary {
+            arn: desired.arn.clone(),
+            path: desired.path.clone(),
+            trust_policy: respelled_by_iam(&desired.trust_policy),
+            description: desired.description.clone(),
+            max_session_duration: desired.max_session_duration,
+            permissions_boundary: desired.permissions_boundary.clone(),
+            tags: desired.tags.clone(),
+        },
+        inline_policies: desired
+            .inline_policy
+            .iter()
+            .map(|doc| (INLINE_POLICY_NAME.to_string(), respelled_by_iam(doc)))
+            .collect(),
+        managed_policy_arns: desired.managed_policy_arns.clone(),
+    }
 }
 
 /// A PodIamRole with the payments spec, in `namespace`, with a UID derived from its name.

@@ -662,6 +662,26 @@ async fn observe_mode_uses_an_existing_role_and_never_writes_to_iam() {
         .expect("fix the trust policy");
     s.wait_reason("wrong", "Synced").await;
 
+    // At rest, roles the listing shows trusting their ServiceAccounts cost no read; a
+    // missing one is read at each resync, before it is reported.
+    s.delete("missing").await;
+    let listings = || iam_calls(&s, "GetAccountAuthorizationDetails");
+    let seen = listings().await;
+    support::eventually("a listing started after the last GetRole", || async {
+        (listings().await >= seen + 2).then_some(())
+    })
+    .await;
+    let (get_role, seen) = (iam_calls(&s, "GetRole").await, listings().await);
+    support::eventually("three more listings (resyncs)", || async {
+        (listings().await >= seen + 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        iam_calls(&s, "GetRole").await,
+        get_role,
+        "observed roles at rest are checked in the listing"
+    );
+
     // A spec change never reaches IAM either, nor does deletion.
     s.apply("app", {
         let mut spec = observe("app", "byo");
@@ -670,7 +690,7 @@ async fn observe_mode_uses_an_existing_role_and_never_writes_to_iam() {
     })
     .await;
     s.wait_reason("app", "Synced").await;
-    for name in ["app", "wrong", "missing"] {
+    for name in ["app", "wrong"] {
         s.delete(name).await;
     }
     assert!(s.role(&format!("{prefix}byo")).await.is_some(), "kept");

@@ -2,7 +2,8 @@
 //! metrics (deterministic, so asserted exactly). A create is CreateRole + PutRolePolicy, a
 //! delete DeleteRolePolicy + DeleteRole, with no read when the bulk listing already tells;
 //! at rest each pass is one listing (`GetAccountAuthorizationDetails`) whatever the number
-//! of roles, and drift found in it is repaired with fresh reads.
+//! of roles, and drift found in it is repaired with fresh reads; a restart reads no role
+//! its first listing shows in sync.
 
 mod support;
 
@@ -47,6 +48,58 @@ async fn fresh_listing(operator: &Operator) {
     let seen = calls(operator, "GetAccountAuthorizationDetails").await;
     eventually("a fresh listing", || async {
         (calls(operator, "GetAccountAuthorizationDetails").await >= seen + 2).then_some(())
+    })
+    .await;
+}
+
+/// ROLES PodIamRoles, created together, until all are in sync.
+async fn create_synced(s: &Scenario) {
+    let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
+    for name in &names {
+        s.bed.create_service_account(&s.namespace, name).await;
+        s.apply(name, dynamo_spec(name)).await;
+    }
+    for name in &names {
+        s.wait_reason(name, "Synced").await;
+    }
+}
+
+/// Drift behind the operator's back: the role loses its inline policy.
+async fn remove_inline_policy(s: &Scenario, role_name: &str) {
+    s.bed
+        .iam
+        .delete_role_policy()
+        .role_name(role_name)
+        .policy_name("irsa-operator")
+        .send()
+        .await
+        .expect("DeleteRolePolicy behind the operator's back");
+}
+
+/// Waits until the operator has counted a write since `before`: IAM shows the repair a
+/// moment before the operator's metrics do.
+async fn repair_counted(operator: &Operator, before: u64) {
+    eventually("the repair to be counted", || async {
+        (operator.iam_writes().await > before).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the role's inline policy is the one its PodIamRole asks for again.
+async fn wait_restored(s: &Scenario, role_name: &str) {
+    let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
+    eventually("the inline policy to be restored", || async {
+        let output = s
+            .bed
+            .iam
+            .get_role_policy()
+            .role_name(role_name)
+            .policy_name("irsa-operator")
+            .send()
+            .await
+            .ok()?;
+        let document = decode_iam_document(output.policy_document()).ok()?;
+        semantically_equal(&document, &policy).then_some(())
     })
     .await;
 }
@@ -113,14 +166,7 @@ async fn roles_in_sync_cost_one_listing_per_pass_and_no_per_role_read() {
     let Some(s) = Scenario::start("at-rest").await else {
         return;
     };
-    let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
-    for name in &names {
-        s.bed.create_service_account(&s.namespace, name).await;
-        s.apply(name, dynamo_spec(name)).await;
-    }
-    for name in &names {
-        s.wait_reason(name, "Synced").await;
-    }
+    create_synced(&s).await;
     let operator = s.operator();
     let listings = || calls(operator, "GetAccountAuthorizationDetails");
     let (reads_before, writes_before, listings_before) = (
@@ -151,32 +197,57 @@ async fn roles_in_sync_cost_one_listing_per_pass_and_no_per_role_read() {
 
     // Drift is found in a listing, confirmed by a fresh read, and repaired.
     let role_name = s.role_name("app-0");
-    s.bed
-        .iam
-        .delete_role_policy()
-        .role_name(&role_name)
-        .policy_name("irsa-operator")
-        .send()
-        .await
-        .expect("DeleteRolePolicy behind the operator's back");
-    let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
-    eventually("the inline policy to be restored", || async {
-        let output = s
-            .bed
-            .iam
-            .get_role_policy()
-            .role_name(&role_name)
-            .policy_name("irsa-operator")
-            .send()
-            .await
-            .ok()?;
-        let document = decode_iam_document(output.policy_document()).ok()?;
-        semantically_equal(&document, &policy).then_some(())
-    })
-    .await;
+    remove_inline_policy(&s, &role_name).await;
+    wait_restored(&s, &role_name).await;
+    repair_counted(operator, writes_before).await;
     assert_eq!(
         operator.iam_writes().await - writes_before,
         1,
         "the repair is one PutRolePolicy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_only_the_roles_its_first_listing_shows_drifted() {
+    let Some(mut s) = Scenario::start("restart-calls").await else {
+        return;
+    };
+    create_synced(&s).await;
+    // Down, one role drifts; then a new process, which remembers nothing.
+    s.operator.take().expect("operator running").stop();
+    let drifted = s.role_name("app-0");
+    remove_inline_policy(&s, &drifted).await;
+    let s = s.with_operator(&[]).await;
+    let operator = s.operator();
+    wait_restored(&s, &drifted).await;
+    repair_counted(operator, 0).await;
+    // Every first reconcile waits for the first listing, and two more listings follow.
+    fresh_listing(operator).await;
+
+    let listings = calls(operator, "GetAccountAuthorizationDetails").await;
+    let provider_checks = calls(operator, "GetOpenIDConnectProvider").await;
+    let all = sum_metric(
+        &operator.metrics().await.unwrap_or_default(),
+        "irsa_operator_iam_calls_total",
+        "operation=",
+    );
+    // The drifted role only: read afresh (it has no inline policy left, so no
+    // GetRolePolicy) before its one write.
+    assert_eq!(calls(operator, "GetRole").await, 1, "roles read");
+    assert_eq!(per_role_reads(operator).await, 3, "per-role reads");
+    assert_eq!(
+        operator.iam_writes().await,
+        1,
+        "the repair is one PutRolePolicy"
+    );
+    assert_eq!(calls(operator, "PutRolePolicy").await, 1);
+    assert_eq!(
+        all,
+        listings + provider_checks + 3 + 1,
+        "listings, provider checks, one role's reads and its repair"
+    );
+    eprintln!(
+        "restart with {ROLES} roles, one drifted: {all} IAM calls ({listings} listings, \
+         {provider_checks} provider checks, 3 reads and 1 write for the drifted role)"
     );
 }

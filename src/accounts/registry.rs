@@ -23,7 +23,7 @@ use kube::{
 };
 use serde_json::json;
 use tokio::sync::{Mutex, Notify, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{AccountProblem, DEFAULT_SESSION_NAME, PodIamRoleAccount, account_config};
 use crate::{
@@ -33,12 +33,11 @@ use crate::{
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::FIELD_MANAGER,
     metrics::Metrics,
-    observed::ListedRole,
-    observer::{AccountObserver, AccountRoles},
+    observer::{AccountObserver, AccountRoles, Listing},
     oidc::problem_for_audience,
     oidc::{ProviderCheck, ProviderMode},
     provider::ProviderMonitor,
-    snapshot::{self, Drift},
+    snapshot::{self, Drift, KeptRole, ObservedListing},
     status::ProviderHealth,
 };
 
@@ -47,6 +46,9 @@ use crate::{
 const ASSUME_RETRY: Duration = Duration::from_secs(60);
 /// The assumed credentials are renewed this long before they expire.
 const CREDENTIALS_REFRESH_BEFORE: Duration = Duration::from_secs(300);
+/// How long a reconcile after a restart waits for the first listing before it reads
+/// role by role instead: a few pages, each of 1,000 roles.
+const FIRST_LISTING_WAIT: Duration = Duration::from_secs(60);
 
 /// One AWS account as a reconcile works with it.
 #[derive(Clone)]
@@ -88,16 +90,32 @@ impl Target {
     /// when there is no listing to go by.
     pub fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
         let listing = self.account_roles.borrow();
-        listing
-            .as_ref()
-            .map(|roles| snapshot::drift(roles, desired, synced_at))
+        (listing.snapshot()).map(|roles| snapshot::drift(roles, desired, synced_at))
+    }
+
+    /// Waits until the account's first listing has finished or failed, for a while.
+    pub async fn first_listing(&self) {
+        let mut listing = self.account_roles.clone();
+        let done = listing.wait_for(|listing| !matches!(listing, Listing::Pending));
+        if tokio::time::timeout(FIRST_LISTING_WAIT, done)
+            .await
+            .is_err()
+        {
+            debug!("no listing yet: reading the role");
+        }
     }
 
     /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
     /// the listing has no such role under the role path.
-    pub fn listed_role(&self, name: &str) -> Option<Option<ListedRole>> {
+    pub fn listed_role(&self, name: &str) -> Option<Option<KeptRole>> {
         let listing = self.account_roles.borrow();
-        listing.as_ref().map(|roles| roles.role(name).cloned())
+        (listing.snapshot()).map(|roles| roles.role(name).cloned())
+    }
+
+    /// The observed role `name` as the latest listing shows it, if it does.
+    pub fn observed_role(&self, name: &str) -> Option<ObservedListing> {
+        let listing = self.account_roles.borrow();
+        listing.snapshot()?.observed(name).cloned()
     }
 }
 
@@ -298,7 +316,7 @@ async fn connect(
         orphans: None,
     };
     let (provider_tx, provider) = watch::channel(None);
-    let (roles_tx, account_roles) = watch::channel(None);
+    let (roles_tx, account_roles) = watch::channel(Listing::Pending);
     let target = Target {
         iam,
         config,
@@ -326,7 +344,7 @@ async fn connect(
     let tasks = async move {
         futures::join!(
             monitor.run(audiences, provider_tx),
-            observer.run(roles_tx, BTreeSet::new),
+            observer.run(roles_tx, BTreeSet::new, BTreeSet::new),
             status
         );
     };

@@ -403,6 +403,8 @@ impl IamApi for AwsIam {
             .client
             .get_account_authorization_details()
             .filter(EntityType::Role)
+            // IAM's largest page; without it, pages hold 100 roles.
+            .max_items(1000)
             .set_marker(marker.map(str::to_string))
             .send();
         let output = self.call("GetAccountAuthorizationDetails", request).await?;

@@ -61,15 +61,18 @@ pub trait IamApi: Send + Sync {
 }
 
 /// Every role in the account, page after page: one pass of `GetAccountAuthorizationDetails`.
-pub async fn list_all_roles(iam: &dyn IamApi) -> Result<Vec<ListedRole>, IamError> {
-    let mut roles = Vec::new();
+/// Each page goes to `keep` as it comes, so no more than one page is held in full.
+pub async fn list_all_roles(
+    iam: &dyn IamApi,
+    mut keep: impl FnMut(Vec<ListedRole>),
+) -> Result<(), IamError> {
     let mut marker = None;
     loop {
         let page = iam.list_roles_page(marker.as_deref()).await?;
-        roles.extend(page.roles);
+        keep(page.roles);
         match page.next_marker {
             Some(next) => marker = Some(next),
-            None => return Ok(roles),
+            None => return Ok(()),
         }
     }
 }
@@ -184,7 +187,10 @@ mod tests {
             names.push(want.name);
         }
         iam.calls.lock().unwrap().clear();
-        let listed = list_all_roles(&iam).await.unwrap();
+        let mut listed = Vec::new();
+        list_all_roles(&iam, |page| listed.extend(page))
+            .await
+            .unwrap();
         let listed_names: Vec<_> = listed.iter().map(|r| r.name.clone()).collect();
         assert_eq!(listed_names, names);
         assert_eq!(listed[0].tags, desired().tags);

@@ -25,7 +25,7 @@ use crate::{
     k8s::events,
     plan::{self, IamOp, RoleConflict},
     snapshot::Drift,
-    status::Outcome,
+    status::{Outcome, READY},
 };
 
 /// How often an object re-checks while the caches list at start-up: a normal wait,
@@ -75,16 +75,26 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         return finish(object, ctx, Some(target), outcome).await;
     }
     let mut memo = ctx.memos.lookup(object, fingerprint);
-    if memo.is_none()
-        && let Some((synced, synced_at)) = ctx.memos.drift_check_due(object, fingerprint)
-    {
+    let check = match memo {
+        Some(_) => None,
+        None => ctx
+            .memos
+            .drift_check_due(object, fingerprint)
+            .map(|(synced, synced_at)| (synced, synced_at, false))
+            .or_else(|| synced_before_start(object, ctx, &desired).map(|s| (s, ctx.started, true))),
+    };
+    if let Some((synced, synced_at, restarted)) = check {
+        if restarted {
+            target.first_listing().await;
+        }
         match target.drift(&desired, synced_at) {
-            // The bulk listing shows no drift, or cannot tell yet: no per-role reads.
-            Some(Drift::None | Drift::Unknown) => {
-                ctx.memos.remember(object, fingerprint, synced.clone());
-                memo = Some(synced);
+            // The bulk listing shows no drift, or cannot tell yet after a sync of this
+            // term: no per-role reads.
+            Some(Drift::None) => memo = Some(synced),
+            Some(Drift::Unknown) if !restarted => memo = Some(synced),
+            Some(Drift::Suspected | Drift::Unknown) => {
+                debug!("the listing suggests drift: reading the role")
             }
-            Some(Drift::Suspected) => debug!("the listing suggests drift: reading the role"),
             // No listing: read the role, once the budget is not spoken for; a drift check
             // can wait, work that changes IAM cannot.
             None if !target.iam.has_spare_calls(DRIFT_CHECK_CALLS) => {
@@ -92,6 +102,9 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
                 return Ok(Action::requeue(ctx.drift_check_deferral(object)));
             }
             None => {}
+        }
+        if let Some(synced) = &memo {
+            ctx.memos.remember(object, fingerprint, synced.clone());
         }
     }
     let (role_name, role_arn) = match memo {
@@ -134,6 +147,27 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         restart::restart_stale(object, ctx, &role_arn).await;
     }
     finish(object, ctx, Some(target), outcome).await
+}
+
+/// The first reconcile of this term of an object whose status says its role was in sync
+/// at this generation: the sync the memo would hold, had this process made it. The
+/// listing decides whether IAM still matches (description and session duration, which
+/// it lacks, come from the spec of that generation).
+fn synced_before_start(object: &PodIamRole, ctx: &Context, desired: &DesiredRole) -> Option<Memo> {
+    let status = object.status.as_ref()?;
+    let in_sync = !ctx.memos.knows(object)
+        && status.observed_generation.is_some()
+        && status.observed_generation == object.metadata.generation
+        && status.role_name.as_deref() == Some(desired.name.as_str())
+        && status.role_arn.as_deref() == Some(desired.arn.as_str())
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.status == "True");
+    in_sync.then(|| Memo::Synced {
+        role_name: desired.name.clone(),
+        role_arn: desired.arn.clone(),
+    })
 }
 
 /// When a failed sync may call IAM again without a change to the object.

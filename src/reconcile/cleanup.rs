@@ -21,7 +21,6 @@ use crate::{
     k8s::{events, service_account},
     orphans,
     plan::{self, RoleConflict},
-    snapshot::as_observed,
     status::Outcome,
 };
 
@@ -130,7 +129,7 @@ async fn delete_role(
     // whose it is: delete without reading. A policy added since makes IAM refuse
     // DeleteRole (DeleteConflict), and the role is then read.
     if let Some(Some(listed)) = target.listed_role(role_name)
-        && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&as_observed(&listed, "", 0)))
+        && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&listed.for_deletion()))
     {
         match execute(target, role_name, &ops, true).await {
             Ok(()) => return deleted(object, ctx, role_name).await,

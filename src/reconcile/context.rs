@@ -4,7 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, atomic::AtomicBool},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -69,6 +69,9 @@ pub struct Shared {
 /// The IO handles a reconcile works with.
 pub struct Context {
     pub shared: Shared,
+    /// When this replica's term began: every sync a status reports from before then is
+    /// in the listings of the term.
+    pub(super) started: Instant,
     pub resync_interval: Duration,
     pub caches: Caches,
     pub(super) memos: Memos,
@@ -80,6 +83,7 @@ impl Context {
     pub fn new(shared: Shared, resync_interval: Duration, caches: Caches) -> Self {
         Self {
             shared,
+            started: Instant::now(),
             resync_interval,
             caches,
             memos: Memos::new(resync_interval),

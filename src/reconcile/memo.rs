@@ -67,6 +67,12 @@ impl Memos {
         still_holds.then(|| entry.memo.clone())
     }
 
+    /// Whether anything is remembered of `object` in this process.
+    pub(super) fn knows(&self, object: &PodIamRole) -> bool {
+        let entries = self.entries.lock().expect("memo lock");
+        object.uid().is_some_and(|uid| entries.0.contains_key(&uid))
+    }
+
     /// Whether IAM cleanup already finished for this object (whatever its generation:
     /// deletion itself may bump it).
     /// The sync and its time when the only reason to call IAM is the periodic drift

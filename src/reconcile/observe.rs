@@ -1,5 +1,7 @@
-//! Step, `mode: Observe` only: use an existing role as it is. One `GetRole`, never a
-//! write to IAM: the role must exist and its trust policy must admit the ServiceAccount.
+//! Step, `mode: Observe` only: use an existing role as it is, never a write to IAM: the
+//! role must exist and its trust policy must admit the ServiceAccount. The latest listing
+//! keeps observed roles, so confirming costs no call; anything else (not listed, not
+//! trusting) is read afresh with one `GetRole` before it is reported.
 
 use kube::ResourceExt;
 use serde_json::json;
@@ -21,16 +23,6 @@ pub(super) async fn observe(
     desired: &DesiredRole,
 ) -> Result<Outcome, Error> {
     let role_name = desired.name.clone();
-    let summary = match target.iam.get_role(&role_name).await {
-        Ok(Some(summary)) => summary,
-        Ok(None) => return Ok(Outcome::ObservedRoleNotFound { role_name }),
-        Err(error) => {
-            return Ok(Outcome::IamFailed {
-                role_name,
-                failure: failure::classify(&error),
-            });
-        }
-    };
     let config = &target.config;
     let subject = format!(
         "system:serviceaccount:{}:{}",
@@ -44,6 +36,21 @@ pub(super) async fn observe(
         "sub": subject,
         "aud": audience,
     });
+    if let Some(listed) = target.observed_role(&role_name)
+        && trust::evaluate(&listed.trust_policy, &claims).is_ok()
+    {
+        return service_account::annotate(object, ctx, target, role_name, listed.arn).await;
+    }
+    let summary = match target.iam.get_role(&role_name).await {
+        Ok(Some(summary)) => summary,
+        Ok(None) => return Ok(Outcome::ObservedRoleNotFound { role_name }),
+        Err(error) => {
+            return Ok(Outcome::IamFailed {
+                role_name,
+                failure: failure::classify(&error),
+            });
+        }
+    };
     if let Err(why) = trust::evaluate(&summary.trust_policy, &claims) {
         return Ok(Outcome::ObservedRoleNotTrusted {
             role_name,
