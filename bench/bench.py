@@ -226,6 +226,24 @@ def per_object(calls, n):
     return {"writes": writes / n, "reads": reads / n, "by_operation": dict(sorted(calls.items()))}
 
 
+def totals(calls):
+    return {"total": sum(calls.values()),
+            "writes": sum(c for a, c in calls.items() if a in WRITES),
+            "by_operation": dict(sorted(calls.items()))}
+
+
+def restart(operator, recorder, result, start, settle):
+    """Stops `operator`, starts another, and records its start to ready and the IAM calls
+    of its first `settle` seconds. Returns the new one."""
+    operator.stop()
+    recorder.take()
+    operator = start()
+    result["restart_to_ready"] = operator.wait_ready()
+    time.sleep(settle)
+    result["restart_calls"] = totals(recorder.take())
+    return operator
+
+
 def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
     stamp = f"{int(time.time())}{n}"
     namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
@@ -273,15 +291,8 @@ def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
 
     # A restart with everything in sync.
     result["peak_rss_mib"], result["cpu_seconds"] = operator.usage()
-    operator.stop()
-    recorder.take()
-    operator = Operator(cluster, namespace, proxy, rate)
-    result["restart_to_ready"] = operator.wait_ready()
-    time.sleep(2 * RESYNC_SECONDS)
-    restart = recorder.take()
-    result["restart_calls"] = {"total": sum(restart.values()),
-                               "writes": sum(c for a, c in restart.items() if a in WRITES),
-                               "by_operation": dict(sorted(restart.items()))}
+    operator = restart(operator, recorder, result, lambda: Operator(cluster, namespace, proxy, rate),
+                       2 * RESYNC_SECONDS)
     result["start_to_ready"] = start_to_ready
 
     time.sleep(RESYNC_SECONDS)
@@ -322,15 +333,8 @@ def run_spread(n, proxy, recorder, clean_up):
               "create_all": time.monotonic() - started, "create_calls": per_object(recorder.take(), n)}
     time.sleep(3 * RESYNC_SECONDS)
     result["peak_rss_mib"], result["rest_rss_mib"] = operator.rss()
-    operator.stop()
-    recorder.take()
-    operator = Operator(cluster, None, proxy, FAST_RATE)
-    result["restart_to_ready"] = operator.wait_ready()
-    time.sleep(3 * RESYNC_SECONDS)
-    restart = recorder.take()
-    result["restart_calls"] = {"total": sum(restart.values()),
-                               "writes": sum(c for a, c in restart.items() if a in WRITES),
-                               "by_operation": dict(sorted(restart.items()))}
+    operator = restart(operator, recorder, result, lambda: Operator(cluster, None, proxy, FAST_RATE),
+                       3 * RESYNC_SECONDS)
     result["restart_peak_rss_mib"], result["restart_rest_rss_mib"] = operator.rss()
     if clean_up:
         for namespace in namespaces:

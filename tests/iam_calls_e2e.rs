@@ -7,7 +7,7 @@
 
 mod support;
 
-use irsa_operator::policy::{decode_iam_document, semantically_equal};
+use irsa_operator::policy::semantically_equal;
 use kube::api::DeleteParams;
 use serde_json::Value;
 use support::{
@@ -89,16 +89,7 @@ async fn repair_counted(operator: &Operator, before: u64) {
 async fn wait_restored(s: &Scenario, role_name: &str) {
     let policy: Value = serde_json::from_str(DYNAMO_POLICY).unwrap();
     eventually("the inline policy to be restored", || async {
-        let output = s
-            .bed
-            .iam
-            .get_role_policy()
-            .role_name(role_name)
-            .policy_name("irsa-operator")
-            .send()
-            .await
-            .ok()?;
-        let document = decode_iam_document(output.policy_document()).ok()?;
+        let document = s.try_inline_policy(role_name).await?;
         semantically_equal(&document, &policy).then_some(())
     })
     .await;

@@ -175,6 +175,13 @@ impl Scenario {
     }
 
     pub async fn inline_policy(&self, role_name: &str) -> Value {
+        self.try_inline_policy(role_name)
+            .await
+            .expect("GetRolePolicy")
+    }
+
+    /// The role's inline policy, `None` while IAM has none (or cannot answer).
+    pub async fn try_inline_policy(&self, role_name: &str) -> Option<Value> {
         let output = self
             .bed
             .iam
@@ -183,8 +190,8 @@ impl Scenario {
             .policy_name("irsa-operator")
             .send()
             .await
-            .expect("GetRolePolicy");
-        decode_iam_document(output.policy_document()).unwrap()
+            .ok()?;
+        decode_iam_document(output.policy_document()).ok()
     }
 
     pub async fn attached(&self, role_name: &str) -> BTreeSet<String> {
