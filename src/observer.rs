@@ -20,17 +20,47 @@ pub enum Listing {
     /// None has finished yet.
     #[default]
     Pending,
-    /// The last pass failed: there is none to trust until the next one.
-    Failed,
+    /// The last pass failed: drift checks have none to trust until the next one. The last
+    /// listing that finished, if any, still serves deletions: IAM refuses to delete a role
+    /// that gained a policy since (`DeleteConflict`), and the role is then read.
+    Failed(Option<Arc<Snapshot>>),
     Done(Arc<Snapshot>),
 }
 
 impl Listing {
+    /// The latest listing, if the latest pass finished.
     pub fn snapshot(&self) -> Option<&Snapshot> {
         match self {
             Listing::Done(snapshot) => Some(snapshot),
-            Listing::Pending | Listing::Failed => None,
+            Listing::Pending | Listing::Failed(_) => None,
         }
+    }
+
+    /// The last listing that finished, even if a pass failed since.
+    pub fn last_finished(&self) -> Option<&Arc<Snapshot>> {
+        match self {
+            Listing::Done(snapshot) | Listing::Failed(Some(snapshot)) => Some(snapshot),
+            Listing::Pending | Listing::Failed(None) => None,
+        }
+    }
+
+    fn failed(&self) -> Self {
+        Listing::Failed(self.last_finished().cloned())
+    }
+}
+
+/// A failed pass is tried again after this, doubling up to the interval: one refused page
+/// (throttling, or a listing racing writes) must not leave drift checks reading role by
+/// role for a whole interval.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// How long to wait after `failures` failed passes in a row (0: the last one finished).
+fn next_pass_in(interval: Duration, failures: u32) -> Duration {
+    match failures {
+        0 => interval,
+        n => RETRY_AFTER_FAILURE
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(interval),
     }
 }
 
@@ -55,6 +85,7 @@ impl AccountObserver {
         observed: impl Fn() -> BTreeSet<String>,
     ) {
         let mut tracker = OrphanTracker::default();
+        let mut failures = 0;
         loop {
             let started = std::time::Instant::now();
             let mut snapshot = Snapshot::new(started, &self.role_path, observed());
@@ -68,14 +99,46 @@ impl AccountObserver {
                         "listed the roles under the role path"
                     );
                     publish.send_replace(Listing::Done(Arc::new(snapshot)));
+                    failures = 0;
                 }
                 Err(error) => {
                     // An old listing would hide drift: checks read role by role meanwhile.
                     warn!(%error, "cannot list the account's IAM roles; drift checks read each role until the next listing");
-                    publish.send_replace(Listing::Failed);
+                    publish.send_modify(|listing| *listing = listing.failed());
+                    failures += 1;
                 }
             }
-            tokio::time::sleep(self.interval).await;
+            tokio::time::sleep(next_pass_in(self.interval, failures)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_pass_is_retried_sooner_backing_off_to_the_interval() {
+        let interval = Duration::from_secs(15);
+        let waits: Vec<u64> = (0..6)
+            .map(|failures| next_pass_in(interval, failures).as_secs())
+            .collect();
+        assert_eq!(waits, [15, 2, 4, 8, 15, 15]);
+        assert_eq!(next_pass_in(interval, u32::MAX), interval);
+    }
+
+    #[test]
+    fn a_failed_pass_keeps_the_last_finished_listing_for_deletions_only() {
+        let snapshot = Arc::new(Snapshot::new(
+            std::time::Instant::now(),
+            "/irsa/",
+            BTreeSet::new(),
+        ));
+        let failed = Listing::Done(snapshot).failed();
+        assert!(failed.snapshot().is_none());
+        assert!(failed.last_finished().is_some());
+        let failed_again = failed.failed();
+        assert!(failed_again.last_finished().is_some());
+        assert!(Listing::Pending.failed().last_finished().is_none());
     }
 }
