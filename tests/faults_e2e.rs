@@ -28,10 +28,7 @@ const NO_RESYNC: [&str; 2] = ["--resync-interval", "10m"];
 
 /// A scenario whose operator reaches IAM only through a fault proxy.
 async fn behind_proxy(label: &str, extra: &[&str]) -> Option<(Scenario, FaultProxy)> {
-    let mut s = Scenario::prepare(label).await?;
-    s.bed.ensure_oidc_provider().await;
-    let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], SEED).await;
-    s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
+    let (s, proxy) = Scenario::prepare_behind_proxy(label, SEED).await?;
     Some((s.with_operator(extra).await, proxy))
 }
 

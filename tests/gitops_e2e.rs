@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{
-    fault_proxy::{Fault, FaultProxy, Rule},
+    fault_proxy::{Fault, Rule},
     gitops::{argo_health, flux_health, kstatus, raw_object, test_manifests},
     scenario::{ANNOTATION, Scenario, dynamo_spec},
 };
@@ -19,12 +19,9 @@ fn granting(service_account: &str, action: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kstatus_flux_cel_and_argo_health_read_every_state() {
-    let Some(mut s) = Scenario::prepare("kstatus").await else {
+    let Some((s, proxy)) = Scenario::prepare_behind_proxy("kstatus", 11).await else {
         return;
     };
-    s.bed.ensure_oidc_provider().await;
-    let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], 11).await;
-    s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
     for sa in [
         "fresh",
         "invalid",
@@ -350,12 +347,9 @@ async fn a_foreign_role_annotation_is_reported_and_never_overwritten() {
 async fn a_blocked_cleanup_is_reported_and_the_release_annotation_lets_it_go() {
     use kube::api::{DeleteParams, Patch, PatchParams};
 
-    let Some(mut s) = Scenario::prepare("release").await else {
+    let Some((s, proxy)) = Scenario::prepare_behind_proxy("release", 12).await else {
         return;
     };
-    s.bed.ensure_oidc_provider().await;
-    let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], 12).await;
-    s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
     let s = s.with_operator(&[]).await;
     s.bed.create_service_account(&s.namespace, "app").await;
     s.apply("app", dynamo_spec("app")).await;

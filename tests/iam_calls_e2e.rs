@@ -12,7 +12,7 @@ use kube::api::DeleteParams;
 use serde_json::Value;
 use support::{
     Operator, eventually,
-    fault_proxy::{Fault, FaultProxy, Rule},
+    fault_proxy::{Fault, Rule},
     scenario::{DYNAMO_POLICY, Scenario, dynamo_spec},
     sum_metric,
 };
@@ -162,12 +162,9 @@ async fn creates_and_deletes_cost_their_writes_and_no_read() {
 /// under it. Deletions then still go by the last listing that finished, without reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_after_a_failed_listing_go_by_the_last_one_that_finished() {
-    let Some(mut s) = Scenario::prepare("failed-listing").await else {
+    let Some((s, proxy)) = Scenario::prepare_behind_proxy("failed-listing", 13).await else {
         return;
     };
-    s.bed.ensure_oidc_provider().await;
-    let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], 13).await;
-    s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
     let s = s.with_operator(&[]).await;
     create_synced(&s).await;
     let operator = s.operator();

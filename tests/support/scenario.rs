@@ -14,7 +14,10 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::{Operator, Testbed, eventually, eventually_matches, install_crypto, testbed, unique};
+use super::{
+    Operator, Testbed, eventually, eventually_matches, fault_proxy::FaultProxy, install_crypto,
+    testbed, unique,
+};
 
 pub const ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 /// The namespace label a scenario's guardrail selects, so it never applies to other tests.
@@ -56,6 +59,16 @@ impl Scenario {
             operator: None,
             operator_env: Vec::new(),
         })
+    }
+
+    /// A scenario with an existing OIDC provider whose operator, once started, reaches
+    /// IAM only through a fault proxy (seeded with `seed`).
+    pub async fn prepare_behind_proxy(label: &str, seed: u64) -> Option<(Self, FaultProxy)> {
+        let mut s = Self::prepare(label).await?;
+        s.bed.ensure_oidc_provider().await;
+        let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], seed).await;
+        s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
+        Some((s, proxy))
     }
 
     /// (Re)starts the operator with these extra flags and waits until it is ready.
