@@ -16,7 +16,11 @@ use std::{
 
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
-use support::{eventually, scenario::Scenario};
+use support::{
+    eventually,
+    fault_proxy::{Fault, Rule},
+    scenario::Scenario,
+};
 
 /// PodIamRoles the cycles pick from, each with its own ServiceAccount.
 const NAMES: usize = 8;
@@ -147,6 +151,58 @@ async fn random_kills_leave_no_orphan_stuck_finalizer_or_wrong_annotation() {
     eprintln!(
         "after {cycles} kills: {} PodIamRoles live, 0 orphans, 0 stuck finalizers, 0 wrong annotations",
         live.len()
+    );
+}
+
+/// IAM serves a request it received even if its sender is killed right after: here the
+/// CreateRole of a killed operator lands after its successor, cleaning up the deleted
+/// PodIamRole, found no role. The successor must look again instead of leaving an orphan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_lands_after_the_kill_is_deleted_with_its_object() {
+    let Some((s, proxy)) = Scenario::prepare_behind_proxy("late-create", 5).await else {
+        return;
+    };
+    let role = s.role_name("app");
+    s.bed.create_service_account(&s.namespace, "app").await;
+    proxy.set_rules(vec![
+        Rule::new(Fault::Hold).action("CreateRole").role(&role),
+    ]);
+    let s = s.with_operator(&[]).await;
+    s.apply("app", spec("app", 1)).await;
+    eventually("the CreateRole to be held", || async {
+        (proxy.held() == 1).then_some(())
+    })
+    .await;
+
+    // Deleted while the operator waits on IAM, then killed; its successor cleans up.
+    s.roles()
+        .delete("app", &DeleteParams::default())
+        .await
+        .expect("delete PodIamRole");
+    let s = s.with_operator(&[]).await;
+    eventually("the successor to find no role", || async {
+        (proxy.served("GetRole") > 0).then_some(())
+    })
+    .await;
+    // Releasing the plan lets the dead operator's CreateRole through.
+    proxy.clear();
+    eventually("the late CreateRole to land", || async {
+        (proxy.served("CreateRole") == 1).then_some(())
+    })
+    .await;
+    eventually("the PodIamRole to be gone", || async {
+        s.roles().get_opt("app").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        s.role(&role).await.is_none(),
+        "the late-created role outlived its PodIamRole"
+    );
+    assert_eq!(proxy.served("DeleteRole"), 1);
+    assert_eq!(
+        proxy.served("CreateRole"),
+        1,
+        "the successor created nothing"
     );
 }
 

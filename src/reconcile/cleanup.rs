@@ -2,6 +2,8 @@
 //! (unless it is retained, or released by annotation), then release the ServiceAccount
 //! annotation.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, ResourceExt,
@@ -69,14 +71,21 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
                     DeletionPolicy::Delete => delete_role(object, ctx, &target, &role_name).await,
                     DeletionPolicy::Retain => release_role(object, ctx, &target, &role_name).await,
                 };
-                if let Err(error) = done {
-                    // Say why the deletion is stuck, then keep the finalizer and retry.
-                    let outcome = Outcome::CleanupBlocked {
-                        role_name: role_name.clone(),
-                        failure: failure::classify(&error),
-                    };
-                    publish(object, ctx, Some(&target), &outcome).await?;
-                    return Err(Error::Iam(error));
+                match done {
+                    Ok(Removal::Done) => {}
+                    Ok(Removal::LookAgainIn(wait)) => {
+                        info!(role = %role_name, ?wait, "no such role yet, but a write of the previous process may still land: looking again");
+                        return Err(Error::LookAgainIn(wait));
+                    }
+                    Err(error) => {
+                        // Say why the deletion is stuck, then keep the finalizer and retry.
+                        let outcome = Outcome::CleanupBlocked {
+                            role_name: role_name.clone(),
+                            failure: failure::classify(&error),
+                        };
+                        publish(object, ctx, Some(&target), &outcome).await?;
+                        return Err(Error::Iam(error));
+                    }
                 }
             }
             // The target account never let this object in: it has no role there.
@@ -99,22 +108,41 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
     Ok(Action::await_change())
 }
 
+/// How far the cleanup in IAM got.
+enum Removal {
+    Done,
+    /// IAM has no such role, but a write sent by the previous process may still create it.
+    LookAgainIn(Duration),
+}
+
+/// A write is served by IAM even if its sender was killed after sending it: a CreateRole
+/// of the previous process (a restarted container takes its Lease back at once) can land
+/// after this term found no role. An absent role is believed only once this long has
+/// passed since the term began.
+const LATE_WRITE_GRACE: Duration = Duration::from_secs(10);
+
+/// What a cleanup that found no role does.
+fn absent(ctx: &Context) -> Removal {
+    match LATE_WRITE_GRACE.checked_sub(ctx.started.elapsed()) {
+        Some(wait) if !wait.is_zero() => Removal::LookAgainIn(wait),
+        _ => Removal::Done,
+    }
+}
+
 /// Kept on purpose: re-tagged as released, so the orphan scan never deletes it.
 async fn release_role(
     object: &PodIamRole,
     ctx: &Context,
     target: &Target,
     role_name: &str,
-) -> Result<(), IamError> {
+) -> Result<Removal, IamError> {
     let owner = owner_of(object, &ctx.shared.config);
-    let observed = target.iam.get_role(role_name).await?;
-    execute(
-        target,
-        role_name,
-        &orphans::plan_release(&owner, observed.as_ref()),
-        true,
-    )
-    .await
+    let Some(observed) = target.iam.get_role(role_name).await? else {
+        return Ok(absent(ctx));
+    };
+    let ops = orphans::plan_release(&owner, Some(&observed));
+    execute(target, role_name, &ops, true).await?;
+    Ok(Removal::Done)
 }
 
 /// Deletes the role if this object owns it; a role owned by someone else is left alone.
@@ -123,7 +151,7 @@ async fn delete_role(
     ctx: &Context,
     target: &Target,
     role_name: &str,
-) -> Result<(), IamError> {
+) -> Result<Removal, IamError> {
     let owner = owner_of(object, &ctx.shared.config);
     // The latest listing names the role's policies and attachments, and its tags show
     // whose it is: delete without reading. A policy added since makes IAM refuse
@@ -132,31 +160,33 @@ async fn delete_role(
         && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&listed.for_deletion()))
     {
         match execute(target, role_name, &ops, true).await {
-            Ok(()) => return deleted(object, ctx, role_name).await,
+            Ok(()) => return Ok(deleted(object, ctx, role_name).await),
             Err(error) if error.code == DELETE_CONFLICT => {
                 debug!(role = %role_name, "changed since the listing: reading it");
             }
             Err(error) => return Err(error),
         }
     }
-    let observed = observe_role(target.iam.as_ref(), role_name, |s| {
+    let Some(observed) = observe_role(target.iam.as_ref(), role_name, |s| {
         owner.mismatch(&s.tags).is_none()
     })
-    .await?;
-    match plan::plan_delete(role_name, &owner, observed.as_ref()) {
-        Ok(ops) if ops.is_empty() => Ok(()),
+    .await?
+    else {
+        return Ok(absent(ctx));
+    };
+    match plan::plan_delete(role_name, &owner, Some(&observed)) {
         Ok(ops) => {
             execute(target, role_name, &ops, true).await?;
-            deleted(object, ctx, role_name).await
+            Ok(deleted(object, ctx, role_name).await)
         }
         Err(RoleConflict(message)) => {
             warn!(role = %role_name, %message, "not deleting a role this PodIamRole does not own");
-            Ok(())
+            Ok(Removal::Done)
         }
     }
 }
 
-async fn deleted(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<(), IamError> {
+async fn deleted(object: &PodIamRole, ctx: &Context, role_name: &str) -> Removal {
     let note = format!("IAM role {role_name} deleted");
     events::publish(
         &ctx.shared.recorder,
@@ -166,7 +196,7 @@ async fn deleted(object: &PodIamRole, ctx: &Context, role_name: &str) -> Result<
         note,
     )
     .await;
-    Ok(())
+    Removal::Done
 }
 
 /// IAM's answer to DeleteRole while the role still has policies or instance profiles.

@@ -73,8 +73,6 @@ impl Memos {
         object.uid().is_some_and(|uid| entries.0.contains_key(&uid))
     }
 
-    /// Whether IAM cleanup already finished for this object (whatever its generation:
-    /// deletion itself may bump it).
     /// The sync and its time when the only reason to call IAM is the periodic drift
     /// check: nothing the object depends on changed since, and the sync is no longer fresh.
     pub(super) fn drift_check_due(
@@ -91,6 +89,8 @@ impl Memos {
         due.then(|| (entry.memo.clone(), entry.at))
     }
 
+    /// Whether IAM cleanup already finished for this object (whatever its generation:
+    /// deletion itself may bump it).
     pub(super) fn cleaned_up(&self, object: &PodIamRole) -> bool {
         let entries = self.entries.lock().expect("memo lock");
         object

@@ -64,6 +64,10 @@ pub enum Error {
     /// The target account of a PodIamRole being deleted cannot be used.
     #[error("{0}")]
     Account(String),
+    /// Cleanup found no role, too soon after the previous process died to believe it: the
+    /// finalizer stays until IAM is read again after this wait.
+    #[error("no IAM role found yet, but a write of the previous process may still land")]
+    LookAgainIn(std::time::Duration),
 }
 
 impl Error {
@@ -75,6 +79,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Deadline => "deadline",
             Error::Account(_) => "account",
+            Error::LookAgainIn(_) => "late_write_grace",
         }
     }
 }
@@ -138,6 +143,10 @@ fn is_gone(error: &kube::Error) -> bool {
 /// jittered and capped low; IAM failures during apply are reported in the status and
 /// scheduled by the classification table instead.
 pub fn error_policy(object: Arc<PodIamRole>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::LookAgainIn(wait) = error {
+        debug!(%error, ?wait, "looking again");
+        return Action::requeue(*wait);
+    }
     let delay = match error {
         Error::Iam(e) => match failure::classify(e).retry {
             failure::Retry::Backoff => ctx.next_backoff(&object),

@@ -31,6 +31,9 @@ pub enum Fault {
     Drop,
     /// Never answers, until the plan changes; the request is then decided again.
     Hang,
+    /// Holds the request until the plan changes, then forwards it even if its sender has
+    /// gone meanwhile: a write IAM received just before the process that sent it died.
+    Hold,
     /// Any IAM error answer.
     Error {
         status: u16,
@@ -62,7 +65,7 @@ impl Fault {
                 code,
                 message,
             } => (*status, code.as_str(), message.as_str()),
-            Fault::Delay(_) | Fault::Drop | Fault::Hang => return None,
+            Fault::Delay(_) | Fault::Drop | Fault::Hang | Fault::Hold => return None,
         };
         let kind = if status >= 500 { "Receiver" } else { "Sender" };
         let body = format!(
@@ -88,6 +91,7 @@ impl Fault {
             Fault::Delay(_) => "Delay".into(),
             Fault::Drop => "Drop".into(),
             Fault::Hang => "Hang".into(),
+            Fault::Hold => "Hold".into(),
             Fault::Error { code, .. } => code.clone(),
         }
     }
@@ -163,6 +167,8 @@ struct State {
     rules: Vec<Rule>,
     rng: u64,
     records: Vec<Record>,
+    /// Requests held by `Fault::Hold` right now.
+    held: usize,
 }
 
 impl State {
@@ -237,6 +243,7 @@ impl FaultProxy {
                 rules: Vec::new(),
                 rng: seed,
                 records: Vec::new(),
+                held: 0,
             }),
             plan: watch::channel(0).0,
         });
@@ -276,6 +283,11 @@ impl FaultProxy {
     /// Requests LocalStack answered, every action together.
     pub fn served_total(&self) -> usize {
         self.count(|r| matches!(r.outcome, Outcome::Served(_)))
+    }
+
+    /// Requests held by `Fault::Hold` right now.
+    pub fn held(&self) -> usize {
+        self.shared.state().held
     }
 
     /// Requests of `action` that reached the proxy, served or not.
@@ -375,6 +387,12 @@ async fn answer<R: AsyncRead + Unpin>(
             }
             Some(Fault::Delay(delay)) => {
                 tokio::time::sleep(delay).await;
+                forward(shared, request).await
+            }
+            Some(Fault::Hold) => {
+                shared.state().held += 1;
+                let _ = plan.changed().await;
+                shared.state().held -= 1;
                 forward(shared, request).await
             }
             Some(fault) => {
