@@ -19,7 +19,7 @@ use kube::{
     api::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
-        controller::{Config as ControllerConfig, Error as ControllerError},
+        controller::Error as ControllerError,
         events::{Recorder, Reporter},
         predicates, reflector,
         reflector::{ObjectRef, Store},
@@ -571,6 +571,7 @@ fn controller_for(
     let ctx = Arc::new(Context::new(
         shared.clone(),
         args.resync_interval,
+        usize::from(args.concurrency),
         caches.clone(),
     ));
     // A change in the provider's health, at home or in a target account, changes every
@@ -589,13 +590,14 @@ fn controller_for(
         });
     let provider_changes = futures::stream::select(home_provider_changes, account_provider_changes);
     let mapper_roles = roles.clone();
+    // kube-runtime's concurrency is left unlimited: the context's gate limits, in order
+    // (see `reconcile::gate`).
     let run = controller
         .watches_stream(service_accounts, move |sa| {
             roles_for_service_account(&mapper_roles, &sa)
         })
         .reconcile_all_on(provider_changes)
         .reconcile_all_on(policy_changes)
-        .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -17,7 +17,7 @@ use kube::{
     },
 };
 
-use super::memo::Memos;
+use super::{gate::Gate, memo::Memos};
 use crate::{
     accounts::{
         self, AccountProblem, PodIamRoleAccount,
@@ -75,18 +75,26 @@ pub struct Context {
     pub resync_interval: Duration,
     pub caches: Caches,
     pub(super) memos: Memos,
+    /// Reconciles running at once, and the order the waiting ones start in.
+    pub(super) gate: Gate,
     /// Consecutive failures per object UID, for its own backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(shared: Shared, resync_interval: Duration, caches: Caches) -> Self {
+    pub fn new(
+        shared: Shared,
+        resync_interval: Duration,
+        concurrency: usize,
+        caches: Caches,
+    ) -> Self {
         Self {
             shared,
             started: Instant::now(),
             resync_interval,
             caches,
             memos: Memos::new(resync_interval),
+            gate: Gate::new(concurrency),
             failures: Mutex::default(),
         }
     }

@@ -67,6 +67,19 @@ impl Memos {
         still_holds.then(|| entry.memo.clone())
     }
 
+    /// Whether `object`, as it is now, was last left in sync: a trigger now is a re-check.
+    pub(super) fn in_sync(&self, object: &PodIamRole) -> bool {
+        let entries = self.entries.lock().expect("memo lock");
+        object.metadata.deletion_timestamp.is_none()
+            && object
+                .uid()
+                .and_then(|uid| entries.0.get(&uid))
+                .is_some_and(|entry| {
+                    entry.generation == object.metadata.generation
+                        && matches!(entry.memo, Memo::Synced { .. })
+                })
+    }
+
     /// Whether anything is remembered of `object` in this process.
     pub(super) fn knows(&self, object: &PodIamRole) -> bool {
         let entries = self.entries.lock().expect("memo lock");

@@ -16,6 +16,7 @@ mod apply;
 mod aws_config;
 mod cleanup;
 mod context;
+mod gate;
 pub mod guardrails;
 mod memo;
 mod observe;
@@ -30,12 +31,14 @@ use kube::{
     runtime::{
         controller::Action,
         finalizer::{self, Event as Finalizer},
+        reflector::ObjectRef,
     },
 };
 use tracing::{debug, instrument, warn};
 
 pub use context::{Caches, Context, Shared};
 
+use self::gate::Priority;
 use crate::{
     config::OperatorConfig,
     crd::{FINALIZER, PodIamRole},
@@ -90,13 +93,28 @@ pub(crate) fn owner_of(object: &PodIamRole, config: &OperatorConfig) -> Owner {
 
 #[instrument(skip_all)]
 pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let priority = if ctx.memos.in_sync(&object) {
+        Priority::Recheck
+    } else {
+        Priority::Work
+    };
+    let _slot = ctx.gate.enter(priority).await;
+    // The wait may have been long: go by the object as it is now.
+    let Some(object) = ctx.caches.roles.get(&ObjectRef::from_obj(&*object)) else {
+        return Ok(Action::await_change());
+    };
+    // Boxed: a waiting reconcile stays small, however many wait.
+    Box::pin(run(object, &ctx)).await
+}
+
+async fn run(object: Arc<PodIamRole>, ctx: &Context) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<PodIamRole> = Api::namespaced(ctx.shared.client.clone(), &namespace);
     let run = finalizer::finalizer(&api, FINALIZER, object.clone(), |event| async {
         match event {
-            Finalizer::Apply(object) => apply::apply(&object, &ctx).await,
-            Finalizer::Cleanup(object) => cleanup::cleanup(&object, &ctx).await,
+            Finalizer::Apply(object) => apply::apply(&object, ctx).await,
+            Finalizer::Cleanup(object) => cleanup::cleanup(&object, ctx).await,
         }
     });
     let result = match tokio::time::timeout(RECONCILE_DEADLINE, run).await {
