@@ -46,6 +46,7 @@ use crate::{
         issuer::discover_issuer,
         listed::{Listed, flag_listed},
         service_account::ROLE_ARN_ANNOTATION,
+        trim_for_cache,
         watch_list::role_watch_config,
     },
     leader::{Election, Role, RoleState},
@@ -434,7 +435,8 @@ fn live_objects_cache(
             watcher(
                 scoped::<PartialObjectMeta<PodIamRole>>(client, namespace),
                 watcher::Config::default(),
-            ),
+            )
+            .modify(trim_for_cache),
         )
         .default_backoff(),
     );
@@ -514,7 +516,8 @@ fn controller_for(
             watcher(
                 scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace),
                 watcher::Config::default(),
-            ),
+            )
+            .modify(trim_for_cache),
         )
         .default_backoff(),
     );
@@ -525,7 +528,8 @@ fn controller_for(
     let (role_events, roles_listed) = flag_listed(
         reflector(
             role_writer,
-            watcher(scoped::<PodIamRole>(&shared.client, namespace), role_watch),
+            watcher(scoped::<PodIamRole>(&shared.client, namespace), role_watch)
+                .modify(trim_for_cache),
         )
         .default_backoff(),
     );
@@ -548,7 +552,8 @@ fn controller_for(
             watcher(
                 Api::<PartialObjectMeta<Namespace>>::all(shared.client.clone()),
                 namespace_config,
-            ),
+            )
+            .modify(trim_for_cache),
         )
         .default_backoff(),
     );
@@ -642,7 +647,8 @@ where
     let (events, listed) = flag_listed(
         reflector(
             writer,
-            watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
+            watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+                .modify(trim_for_cache),
         )
         .default_backoff(),
     );

@@ -13,6 +13,8 @@ use kube::{
 };
 use tracing::warn;
 
+use crate::k8s::trim_for_cache;
+
 #[derive(Clone)]
 pub struct ServiceAccountCache {
     client: Client,
@@ -36,13 +38,16 @@ impl ServiceAccountCache {
                     None => Api::all(client.clone()),
                 };
                 let (store, writer) = reflector::store();
-                let watch = reflector(writer, watcher(api, watcher::Config::default()))
-                    .default_backoff()
-                    .for_each(|event| async move {
-                        if let Err(error) = event {
-                            warn!(%error, "ServiceAccount watch for the webhook failed; retrying");
-                        }
-                    });
+                let watch = reflector(
+                    writer,
+                    watcher(api, watcher::Config::default()).modify(trim_for_cache),
+                )
+                .default_backoff()
+                .for_each(|event| async move {
+                    if let Err(error) = event {
+                        warn!(%error, "ServiceAccount watch for the webhook failed; retrying");
+                    }
+                });
                 tokio::spawn(watch);
                 (scope, store)
             })
