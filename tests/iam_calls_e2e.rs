@@ -3,7 +3,7 @@
 //! delete DeleteRolePolicy + DeleteRole, with no read when the bulk listing already tells;
 //! at rest each pass is one listing (`GetAccountAuthorizationDetails`) whatever the number
 //! of roles, and drift found in it is repaired with fresh reads; a restart reads no role
-//! its first listing shows in sync.
+//! its first listing shows in sync, and a failed listing does not make deletions read.
 
 mod support;
 
@@ -12,6 +12,7 @@ use kube::api::DeleteParams;
 use serde_json::Value;
 use support::{
     Operator, eventually,
+    fault_proxy::{Fault, Rule},
     scenario::{DYNAMO_POLICY, Scenario, dynamo_spec},
     sum_metric,
 };
@@ -154,6 +155,49 @@ async fn creates_and_deletes_cost_their_writes_and_no_read() {
     eprintln!(
         "{ROLES} creates and deletes: 2 writes and 0 reads each, {} listings",
         calls(operator, "GetAccountAuthorizationDetails").await
+    );
+}
+
+/// A listing pass can fail: IAM throttles it, and LocalStack's fails while roles change
+/// under it. Deletions then still go by the last listing that finished, without reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_after_a_failed_listing_go_by_the_last_one_that_finished() {
+    let Some((s, proxy)) = Scenario::prepare_behind_proxy("failed-listing", 13).await else {
+        return;
+    };
+    let s = s.with_operator(&[]).await;
+    create_synced(&s).await;
+    let operator = s.operator();
+    fresh_listing(operator).await;
+
+    // Every pass from now on fails (403: not retried by the SDK).
+    let listing = "GetAccountAuthorizationDetails";
+    proxy.set_rules(vec![
+        Rule::new(Fault::access_denied(listing, "*")).action(listing),
+    ]);
+    let attempts = proxy.attempts(listing);
+    eventually("two failed passes", || async {
+        (proxy.attempts(listing) >= attempts + 2).then_some(())
+    })
+    .await;
+
+    let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
+    let (reads_before, writes_before) =
+        (per_role_reads(operator).await, operator.iam_writes().await);
+    delete_all(&s, &names).await;
+    assert_eq!(
+        operator.iam_writes().await - writes_before,
+        2 * ROLES as u64,
+        "writes per delete"
+    );
+    assert_eq!(
+        per_role_reads(operator).await - reads_before,
+        0,
+        "reads per delete after a failed listing"
+    );
+    eprintln!(
+        "{ROLES} deletes after {} failed listings: 2 writes and 0 reads each",
+        proxy.attempts(listing) - attempts
     );
 }
 

@@ -112,6 +112,13 @@ impl Target {
         (listing.snapshot()).map(|roles| roles.role(name).cloned())
     }
 
+    /// The role `name` in the last listing that finished, even if a pass failed since:
+    /// for deletions only (see [`Listing::Failed`]).
+    pub fn last_listed_role(&self, name: &str) -> Option<Option<KeptRole>> {
+        let listing = self.account_roles.borrow();
+        (listing.last_finished()).map(|roles| roles.role(name).cloned())
+    }
+
     /// The observed role `name` as the latest listing shows it, if it does.
     pub fn observed_role(&self, name: &str) -> Option<ObservedListing> {
         let listing = self.account_roles.borrow();

@@ -153,10 +153,10 @@ async fn delete_role(
     role_name: &str,
 ) -> Result<Removal, IamError> {
     let owner = owner_of(object, &ctx.shared.config);
-    // The latest listing names the role's policies and attachments, and its tags show
+    // The last listing names the role's policies and attachments, and its tags show
     // whose it is: delete without reading. A policy added since makes IAM refuse
     // DeleteRole (DeleteConflict), and the role is then read.
-    if let Some(Some(listed)) = target.listed_role(role_name)
+    if let Some(Some(listed)) = target.last_listed_role(role_name)
         && let Ok(ops) = plan::plan_delete(role_name, &owner, Some(&listed.for_deletion()))
     {
         match execute(target, role_name, &ops, true).await {
