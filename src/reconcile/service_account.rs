@@ -3,7 +3,7 @@
 //! spec no longer names.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::{Api, ResourceExt};
+use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use tracing::info;
 
 use super::{Context, Error};
@@ -36,10 +36,21 @@ pub(super) async fn annotate(
     let namespace = object.namespace().unwrap_or_default();
     let service_account = &object.spec.service_account_name;
     release_others(ctx, &namespace, Some(service_account), &role_arn).await?;
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), &namespace);
-    let annotation = service_account::annotate(&api, service_account, &role_arn)
-        .await
-        .map_err(Error::Kube)?;
+    // Already annotated in the cache: a re-check reads nothing. A change to the
+    // ServiceAccount since is on its way to the cache, and reconciles this object again.
+    let cached = ctx
+        .caches
+        .service_accounts
+        .get(&ObjectRef::new(service_account).within(&namespace));
+    let annotation =
+        if cached.is_some_and(|sa| sa.annotations().get(ROLE_ARN_ANNOTATION) == Some(&role_arn)) {
+            Annotation::Applied
+        } else {
+            let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), &namespace);
+            service_account::annotate(&api, service_account, &role_arn)
+                .await
+                .map_err(Error::Kube)?
+        };
     Ok(match (annotation, target.provider_health(object)) {
         (Annotation::Applied, ProviderHealth::Unhealthy(problem)) => {
             Outcome::OidcProviderUnhealthy {
