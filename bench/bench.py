@@ -18,6 +18,9 @@ import urllib.parse
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The commit measured: read at the start, as commits made meanwhile are not in the binary.
+COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                        capture_output=True, text=True).stdout.strip()
 # The release build bench/run makes.
 BIN = os.environ["BENCH_BINARY"]
 # Short, so the rest phase sees several bulk listings (drift checks go by them).
@@ -353,15 +356,13 @@ def fmt(value):
 
 
 def write_report(results, budget, spread):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     lines = [
         "# Benchmarks",
         "",
         f"`bench/run {' '.join(str(r['n']) for r in results)}` on {datetime.date.today()}, commit "
-        f"`{commit}`, {os.cpu_count()} cores ({cpu}), release build (glibc), on the test bed "
+        f"`{COMMIT}`, {os.cpu_count()} cores ({cpu}), release build (glibc), on the test bed "
         "(kube-apiserver and LocalStack on the same machine). IAM calls are counted by a "
         "recording proxy between the operator and LocalStack. Times are wall-clock on a "
         f"shared machine; call counts are exact. Bulk listing every {LISTING_SECONDS} s, resync "

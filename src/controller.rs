@@ -49,7 +49,7 @@ use crate::{
         trim_for_cache,
         watch_list::role_watch_config,
     },
-    leader::{Election, Role, RoleState},
+    leader::{Election, Role, RoleState, shutdown_requested},
     metrics::{Metrics, Readiness},
     observer::{AccountObserver, Listing},
     oidc::ProviderMode,
@@ -603,7 +603,7 @@ fn controller_for(
         })
         .reconcile_all_on(provider_changes)
         .reconcile_all_on(policy_changes)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop_starting_on_shutdown(ctx.clone()))
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -623,6 +623,14 @@ fn controller_for(
         accounts: accounts_listed,
     };
     (run, caches, listings)
+}
+
+/// Resolves on SIGTERM or Ctrl-C, once no waiting reconcile will start: the Controller
+/// then waits only for the running ones.
+async fn stop_starting_on_shutdown(ctx: Arc<Context>) {
+    let mut requested = shutdown_requested();
+    let _ = requested.wait_for(|requested| *requested).await;
+    ctx.stop_starting();
 }
 
 /// A cache of every object of a cluster-scoped kind that PodIamRoles are judged by

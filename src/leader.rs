@@ -336,8 +336,8 @@ async fn acquired(manager: &LeaseManager) -> Result<(), kube_lease_manager::Leas
     Ok(())
 }
 
-/// Becomes true on SIGTERM or Ctrl-C. The Controllers watch the same signals themselves.
-fn shutdown_requested() -> watch::Receiver<bool> {
+/// Becomes true on SIGTERM or Ctrl-C.
+pub(crate) fn shutdown_requested() -> watch::Receiver<bool> {
     let (sender, receiver) = watch::channel(false);
     tokio::spawn(async move {
         let terminate = async {

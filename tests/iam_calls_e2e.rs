@@ -56,13 +56,7 @@ async fn fresh_listing(operator: &Operator) {
 /// ROLES PodIamRoles, created together, until all are in sync.
 async fn create_synced(s: &Scenario) {
     let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
-    for name in &names {
-        s.bed.create_service_account(&s.namespace, name).await;
-        s.apply(name, dynamo_spec(name)).await;
-    }
-    for name in &names {
-        s.wait_reason(name, "Synced").await;
-    }
+    s.create_synced(&names).await;
 }
 
 /// Drift behind the operator's back: the role loses its inline policy.

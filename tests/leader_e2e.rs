@@ -14,11 +14,7 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::json;
-use support::{
-    Operator, eventually, eventually_matches,
-    scenario::{Scenario, dynamo_spec},
-    sum_metric,
-};
+use support::{Operator, eventually, eventually_matches, scenario::Scenario, sum_metric};
 
 /// Shorter than the defaults so that the failover fits the test: the Lease expires 8s after
 /// the last renewal, renewed every 2s.
@@ -65,16 +61,6 @@ async fn is_leader(operator: &Operator) -> bool {
     text.lines().any(|line| line == "irsa_operator_leader 1")
 }
 
-async fn create_synced(s: &Scenario, names: &[String]) {
-    for name in names {
-        s.bed.create_service_account(&s.namespace, name).await;
-        s.apply(name, dynamo_spec(name)).await;
-    }
-    for name in names {
-        s.wait_reason(name, "Synced").await;
-    }
-}
-
 fn names(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("app-{i}")).collect()
 }
@@ -98,7 +84,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     assert_eq!(holder(&s).await.as_deref(), Some("replica-a"));
 
     let before = names(0..ROLES);
-    create_synced(&s, &before).await;
+    s.create_synced(&before).await;
     let leader_writes = first.iam_writes().await;
     let standby_writes = second.iam_writes().await;
     eprintln!("IAM writes for {ROLES} roles: leader {leader_writes}, standby {standby_writes}");
@@ -124,7 +110,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
     assert_eq!(holder(&s).await.as_deref(), Some("replica-b"));
 
     let after = names(ROLES..ROLES + AFTER_FAILOVER);
-    create_synced(&s, &after).await;
+    s.create_synced(&after).await;
     // Taking over the roles in sync re-read them without writing.
     assert_eq!(
         second.iam_writes().await,
@@ -192,7 +178,7 @@ async fn a_leader_that_loses_the_lease_stands_by_and_leads_again() {
 
     // The intruder never renews: once its Lease expires, the replica leads again and works.
     let name = names(0..1);
-    create_synced(&s, &name).await;
+    s.create_synced(&name).await;
     assert!(is_leader(&operator).await);
     assert_eq!(holder(&s).await.as_deref(), Some("replica-a"));
     assert_eq!(operator.iam_writes().await, WRITES_PER_ROLE);

@@ -196,13 +196,7 @@ async fn an_api_server_outage_during_deletions_causes_no_iam_rereads() {
     // No resync during the test: every role call below is a cleanup.
     let s = s.with_operator(&["--resync-interval", "10m"]).await;
     let names: Vec<String> = (0..ROLES).map(|i| format!("r{i}")).collect();
-    for name in &names {
-        s.bed.create_service_account(&s.namespace, name).await;
-        s.apply(name, dynamo_spec(name)).await;
-    }
-    for name in &names {
-        s.wait_reason(name, "Synced").await;
-    }
+    s.create_synced(&names).await;
     let role_calls = || async {
         let metrics = s.operator().metrics().await.unwrap();
         // Every role operation's name contains `Role`; the OIDC provider's do not.
@@ -255,13 +249,7 @@ async fn a_new_object_goes_before_a_backlog_of_rechecks() {
         ])
         .await;
     let names: Vec<String> = (0..IN_SYNC).map(|i| format!("app{i}")).collect();
-    for name in &names {
-        s.bed.create_service_account(&s.namespace, name).await;
-        s.apply(name, dynamo_spec(name)).await;
-    }
-    for name in &names {
-        s.wait_reason(name, "Synced").await;
-    }
+    s.create_synced(&names).await;
     // Without a listing each re-check reads its role, slowly: 60 a second are due, and
     // one worker runs a few.
     proxy.set_rules(vec![

@@ -150,6 +150,11 @@ impl Context {
         DRIFT_CHECK_MIN_DEFERRAL + spread.mul_f64(jitter_for(&key, attempt))
     }
 
+    /// At shutdown: reconciles waiting for a slot return without running.
+    pub fn stop_starting(&self) {
+        self.gate.close();
+    }
+
     pub(super) fn reset_backoff(&self, object: &PodIamRole) {
         if let Some(uid) = object.uid() {
             self.failures.lock().expect("failures lock").remove(&uid);

@@ -26,6 +26,8 @@ pub struct Gate {
 }
 
 struct Slots {
+    /// At shutdown: nothing more starts, and waiters give up their turn.
+    closed: bool,
     free: usize,
     work: VecDeque<oneshot::Sender<()>>,
     recheck: VecDeque<oneshot::Sender<()>>,
@@ -80,6 +82,7 @@ impl Gate {
     pub fn new(concurrency: usize) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Slots {
+                closed: false,
                 free: concurrency.max(1),
                 work: VecDeque::new(),
                 recheck: VecDeque::new(),
@@ -87,13 +90,17 @@ impl Gate {
         }
     }
 
-    /// Waits for a free slot, behind everyone of the same priority who came before.
-    pub async fn enter(&self, priority: Priority) -> Permit {
+    /// Waits for a free slot, behind everyone of the same priority who came before;
+    /// `None` once the gate is closed.
+    pub async fn enter(&self, priority: Priority) -> Option<Permit> {
         let turn = {
             let mut slots = lock(&self.inner);
+            if slots.closed {
+                return None;
+            }
             if slots.free > 0 {
                 slots.free -= 1;
-                return self.permit();
+                return Some(self.permit());
             }
             let (sender, turn) = oneshot::channel();
             match priority {
@@ -106,9 +113,18 @@ impl Gate {
             turn,
             inner: self.inner.clone(),
         };
-        // The sender is dropped only after a send: the gate outlives its waiters.
-        let _ = (&mut waiting.turn).await;
-        self.permit()
+        // A sender dropped without a send: the gate closed.
+        (&mut waiting.turn).await.ok()?;
+        Some(self.permit())
+    }
+
+    /// Lets nothing more start: the waiting reconciles return at once, so a shutdown
+    /// waits only for those running.
+    pub fn close(&self) {
+        let mut slots = lock(&self.inner);
+        slots.closed = true;
+        slots.work.clear();
+        slots.recheck.clear();
     }
 
     fn permit(&self) -> Permit {
@@ -137,7 +153,7 @@ mod tests {
         let (done, finish) = oneshot::channel::<()>();
         let gate = gate.clone();
         tokio::spawn(async move {
-            let _permit = gate.enter(priority).await;
+            let _permit = gate.enter(priority).await.expect("open");
             started.send(label).unwrap();
             let _ = finish.await;
         });
@@ -199,12 +215,27 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_gives_up_does_not_keep_a_slot() {
         let gate = Gate::new(1);
-        let held = gate.enter(Priority::Work).await;
+        let held = gate.enter(Priority::Work).await.expect("open");
         let gave_up = tokio::time::timeout(Duration::from_millis(10), gate.enter(Priority::Work));
         assert!(gave_up.await.is_err());
         drop(held);
         // The slot went to nobody waiting, so it is free again.
         let again = tokio::time::timeout(Duration::from_secs(1), gate.enter(Priority::Recheck));
-        assert!(again.await.is_ok());
+        assert!(again.await.is_ok_and(|permit| permit.is_some()));
+    }
+
+    #[tokio::test]
+    async fn closing_sends_the_waiting_away_and_lets_none_start() {
+        let gate = Gate::new(1);
+        let running = gate.enter(Priority::Work).await.expect("open");
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter(Priority::Recheck).await.is_none() }
+        });
+        settle().await;
+        gate.close();
+        assert!(waiting.await.unwrap(), "a waiter started after the close");
+        drop(running);
+        assert!(gate.enter(Priority::Work).await.is_none());
     }
 }

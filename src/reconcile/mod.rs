@@ -98,7 +98,10 @@ pub async fn reconcile(object: Arc<PodIamRole>, ctx: Arc<Context>) -> Result<Act
     } else {
         Priority::Work
     };
-    let _slot = ctx.gate.enter(priority).await;
+    // None: shutting down; what has not started stays for the next process.
+    let Some(_slot) = ctx.gate.enter(priority).await else {
+        return Ok(Action::await_change());
+    };
     // The wait may have been long: go by the object as it is now.
     let Some(object) = ctx.caches.roles.get(&ObjectRef::from_obj(&*object)) else {
         return Ok(Action::await_change());

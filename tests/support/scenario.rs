@@ -237,6 +237,18 @@ impl Scenario {
         output.policy().unwrap().arn().unwrap().to_string()
     }
 
+    /// A ServiceAccount and a PodIamRole ([`dynamo_spec`]) for each name, applied
+    /// together, then waited for until all are Synced.
+    pub async fn create_synced(&self, names: &[String]) {
+        for name in names {
+            self.bed.create_service_account(&self.namespace, name).await;
+            self.apply(name, dynamo_spec(name)).await;
+        }
+        for name in names {
+            self.wait_reason(name, "Synced").await;
+        }
+    }
+
     pub async fn delete(&self, name: &str) {
         self.roles()
             .delete(name, &DeleteParams::default())
