@@ -1,0 +1,311 @@
+//! Start-up and the term: resolve the account and issuer, then, while this replica leads
+//! (see `leader`), run one Controller per watched scope ([`watches`]) and what runs beside
+//! them ([`monitors`]) until a signal arrives.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
+
+use futures::future::join_all;
+use kube::{
+    Client,
+    api::PartialObjectMeta,
+    runtime::{
+        events::{Recorder, Reporter},
+        utils::CancelableJoinHandle,
+    },
+};
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+use crate::{
+    accounts::registry::{Accounts, Settings as AccountSettings, Target},
+    config::{self, OperatorConfig, RunArgs},
+    crd::PodIamRole,
+    http,
+    iam::{IamApi, aws::AwsIam, budget::Budgeted},
+    k8s::{FIELD_MANAGER, issuer::discover_issuer, listed::Listed, watch_list::role_watch_config},
+    leader::{Election, Role, RoleState},
+    metrics::Metrics,
+    observer::{AccountObserver, Listing},
+    oidc::ProviderMode,
+    orphan_monitor::OrphanMonitor,
+    orphans::Scope,
+    provider::ProviderMonitor,
+    reconcile::{Shared, guardrails::audiences_in_use},
+    webhook,
+};
+
+mod monitors;
+mod watches;
+
+use self::{
+    monitors::{ReadySourceGuard, object_monitors},
+    watches::{controller_for, scoped},
+};
+
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn run(args: RunArgs) -> Result<(), StartError> {
+    let client = kube_client().await?;
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(aws_timeouts(args.aws_timeout))
+        .load()
+        .await;
+    let identity = aws_sdk_sts::Client::new(&aws)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "STS GetCallerIdentity failed, check the AWS credentials: {}",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            )
+        })?;
+    let issuer = match &args.oidc_issuer {
+        Some(issuer) => issuer.clone(),
+        None => discover_issuer(&client).await?,
+    };
+    let config = config::resolve(
+        &args,
+        &issuer,
+        identity.arn().unwrap_or_default(),
+        identity.account().unwrap_or_default(),
+    )?;
+    info!(
+        cluster = %config.cluster_name,
+        account = %config.account_id,
+        oidc_provider = %config.oidc_provider_arn(),
+        role_path = %config.role_path,
+        "starting"
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    let role = Arc::new(RoleState::new(metrics.clone()));
+    let bound = http::serve(args.metrics_addr, metrics.clone(), role.clone()).await?;
+    info!(address = %bound, "serving /metrics, /livez and /readyz");
+    // Outside `lead()`: every replica admits pods, leader or standby.
+    if args.webhook.serves() {
+        let bound = webhook::start(
+            &args.webhook,
+            client.clone(),
+            &args.namespaces,
+            &config,
+            metrics.clone(),
+        )
+        .await?;
+        info!(address = %bound, pods = args.webhook.enabled, podiamroles = args.webhook.validating, "serving the webhooks");
+    }
+
+    // The budget retries, one token per attempt: SDK retries would hide throttling from it.
+    let iam_client = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&aws)
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .build(),
+    );
+    let iam: Arc<dyn IamApi> = Arc::new(Budgeted::new(
+        AwsIam::new(iam_client, metrics.clone()),
+        args.iam_rate,
+        args.iam_burst,
+        metrics.clone(),
+    ));
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let election = Election::from_args(&args.leader_election, &config.cluster_name).await?;
+    let term = Term {
+        args: &args,
+        client,
+        aws,
+        iam,
+        config,
+        recorder,
+        metrics,
+        issuer,
+        role,
+    };
+    match election {
+        Some(election) => election.run(&term.role, || lead(&term)).await,
+        None => {
+            term.role.set(Role::Leader { synced: false });
+            lead(&term).await;
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// What a term as the writing replica starts from: each term builds its Controllers and
+/// caches afresh, so a replica that lost the Lease and wins it again starts clean.
+struct Term<'a> {
+    args: &'a RunArgs,
+    client: Client,
+    /// The operator's own AWS configuration, which assumes target accounts' management roles.
+    aws: aws_config::SdkConfig,
+    iam: Arc<dyn IamApi>,
+    config: OperatorConfig,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    issuer: String,
+    role: Arc<RoleState>,
+}
+
+/// Runs one Controller per watched scope, and the OIDC provider monitor once the caches
+/// have synced, until a signal stops the Controllers. Dropping it stops all of them.
+async fn lead(term: &Term<'_>) {
+    let Term {
+        args,
+        client,
+        aws,
+        iam,
+        config,
+        recorder,
+        metrics,
+        issuer,
+        role,
+    } = term;
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    let listing_interval = args.listing_interval.unwrap_or(args.resync_interval);
+    let (provider_tx, provider_rx) = watch::channel(None);
+    let poke = Arc::new(Notify::new());
+    let monitor = ProviderMonitor {
+        iam: iam.clone(),
+        metrics: metrics.clone(),
+        mode: args.oidc_provider_mode,
+        arn: config.oidc_provider_arn(),
+        issuer: issuer.clone(),
+        issuer_host_path: config.issuer_host_path.clone(),
+        cluster: config.cluster_name.clone(),
+        ca_file: args.oidc_ca_file.clone(),
+        interval: args.resync_interval,
+        poke: poke.clone(),
+        account: None,
+    };
+    let observer = AccountObserver {
+        iam: iam.clone(),
+        role_path: config.role_path.clone(),
+        interval: listing_interval,
+        orphans: Some(OrphanMonitor {
+            iam: iam.clone(),
+            metrics: metrics.clone(),
+            scope: Scope {
+                cluster: config.cluster_name.clone(),
+                namespaces: (!args.namespaces.is_empty())
+                    .then(|| args.namespaces.iter().cloned().collect()),
+            },
+            delete_after: args.delete_orphans_after,
+        }),
+    };
+    let (account_roles_tx, account_roles) = watch::channel(Listing::Pending);
+    let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
+    let role_watch = role_watch_config(&first_scope).await;
+    let home = Target {
+        iam: iam.clone(),
+        config: config.clone(),
+        provider: provider_rx,
+        provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
+        account_roles,
+        account: None,
+        fingerprint: 0,
+    };
+    let accounts = Arc::new(Accounts::new(
+        home,
+        AccountSettings {
+            client: client.clone(),
+            aws: aws.clone(),
+            metrics: metrics.clone(),
+            iam_rate: args.iam_rate,
+            iam_burst: args.iam_burst,
+            issuer: issuer.clone(),
+            ca_file: args.oidc_ca_file.clone(),
+            resync_interval: args.resync_interval,
+            listing_interval,
+        },
+    ));
+    let shared = Shared {
+        client: client.clone(),
+        config: config.clone(),
+        recorder: recorder.clone(),
+        metrics: metrics.clone(),
+        accounts: accounts.clone(),
+        default_deletion_policy: args.default_deletion_policy,
+        restart_workloads: args.restart_workloads,
+    };
+    let mut controllers = Vec::new();
+    let mut caches = Vec::new();
+    let mut listings = Vec::new();
+    for scope in &scopes {
+        let (controller, cache, listing) =
+            controller_for(scope.as_deref(), &shared, args, role_watch.clone());
+        controllers.push(controller);
+        caches.push(cache);
+        listings.push(listing);
+    }
+    let typed = caches
+        .iter()
+        .zip(&listings)
+        .map(|(cache, listing)| (cache.roles.clone(), listing.roles.clone()))
+        .collect();
+    let handle = tokio::runtime::Handle::current();
+    // Both write (statuses, orphan deletions): they live and die with the term.
+    let _object_monitors = CancelableJoinHandle::spawn(
+        object_monitors(shared.clone(), scopes, typed, observer, account_roles_tx),
+        &handle,
+    );
+    let _ready_source = ReadySourceGuard::install(metrics, &caches);
+    let audience_config = shared.config.clone();
+    let (account_caches, account_config) = (caches.clone(), shared.config.clone());
+    accounts.set_audiences(Box::new(move |account| {
+        audiences_in_use(&account_caches, &account_config, account)
+    }));
+    let role = role.clone();
+    let sync_then_monitor = async move {
+        for (scope, listing) in caches.iter().zip(&listings) {
+            if !Listed::all(&listing.all()).await {
+                return;
+            }
+            scope.synced.store(true, Ordering::Relaxed);
+        }
+        role.set(Role::Leader { synced: true });
+        info!("caches synced, ready");
+        // Only now are the audiences in use known: an earlier check could drop client IDs.
+        monitor
+            .run(
+                move || audiences_in_use(&caches, &audience_config, None),
+                provider_tx,
+            )
+            .await;
+    };
+    // Dropped when the term ends, which stops the monitor too.
+    let _monitor = CancelableJoinHandle::spawn(sync_then_monitor, &handle);
+    join_all(controllers).await;
+}
+
+/// The Kubernetes client with bounded connects and reads. Reads may stay idle as long as
+/// a watch does: the server ends watches after 290 s and kube's watcher gives up at 295 s.
+async fn kube_client() -> Result<Client, StartError> {
+    let mut config = kube::Config::infer().await?;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(300));
+    // Count from the request, not from when the pooled connection went idle.
+    config.reset_reader_on_write = true;
+    Ok(Client::try_from(config)?)
+}
+
+/// Every AWS call attempt ends after `attempt`; STS keeps the SDK's three attempts.
+fn aws_timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(3)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3)
+        .build()
+}

@@ -1,0 +1,253 @@
+//! The Controllers' watches and caches: one Controller per watched scope, woken by its
+//! PodIamRoles, the ServiceAccounts they name, guardrails, target accounts and namespace
+//! labels.
+
+use std::sync::{Arc, atomic::AtomicBool};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::{
+    Api, Client, ResourceExt,
+    api::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Error as ControllerError,
+        predicates, reflector,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tracing::{debug, warn};
+
+use crate::{
+    accounts::PodIamRoleAccount,
+    config::RunArgs,
+    crd::PodIamRole,
+    guardrail::PodIamRoleGuardrail,
+    k8s::{
+        listed::{Listed, flag_listed},
+        service_account::ROLE_ARN_ANNOTATION,
+        trim_for_cache,
+    },
+    leader::shutdown_requested,
+    reconcile::{Caches, Context, Shared, error_policy, reconcile},
+};
+
+pub(super) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Whether each cache of one watched scope has listed.
+pub(super) struct Listings {
+    pub(super) roles: Listed,
+    service_accounts: Listed,
+    namespaces: Listed,
+    guardrails: Listed,
+    accounts: Listed,
+}
+
+impl Listings {
+    pub(super) fn all(&self) -> [Listed; 5] {
+        [
+            self.roles.clone(),
+            self.service_accounts.clone(),
+            self.namespaces.clone(),
+            self.guardrails.clone(),
+            self.accounts.clone(),
+        ]
+    }
+}
+
+/// One Controller for PodIamRoles in `namespace` (or everywhere), woken also by the
+/// ServiceAccounts they name or annotated.
+pub(super) fn controller_for(
+    namespace: Option<&str>,
+    shared: &Shared,
+    args: &RunArgs,
+    role_watch: watcher::Config,
+) -> (impl Future<Output = ()> + use<>, Caches, Listings) {
+    let (sa_store, sa_writer) = reflector::store();
+    let (sa_events, sa_listed) = flag_listed(
+        reflector(
+            sa_writer,
+            watcher(
+                scoped::<PartialObjectMeta<ServiceAccount>>(&shared.client, namespace),
+                watcher::Config::default(),
+            )
+            .modify(trim_for_cache),
+        )
+        .default_backoff(),
+    );
+    let service_accounts = sa_events.touched_objects();
+    // The Controller's own store is fed here, so its listing can be flagged without
+    // waiting on the store (see `k8s::listed`).
+    let (roles, role_writer) = reflector::store();
+    let (role_events, roles_listed) = flag_listed(
+        reflector(
+            role_writer,
+            watcher(scoped::<PodIamRole>(&shared.client, namespace), role_watch)
+                .modify(trim_for_cache),
+        )
+        .default_backoff(),
+    );
+    let controller = Controller::for_stream(role_events.applied_objects(), roles.clone());
+
+    // Guardrails, target accounts and the labels that select namespaces: a change
+    // re-evaluates every role.
+    let (guardrails, guardrails_listed, guardrail_changes) =
+        cluster_wide::<PodIamRoleGuardrail>(&shared.client);
+    let (accounts, accounts_listed, account_changes) =
+        cluster_wide::<PodIamRoleAccount>(&shared.client);
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_config = match namespace {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    };
+    let (namespace_events, namespaces_listed) = flag_listed(
+        reflector(
+            namespace_writer,
+            watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(shared.client.clone()),
+                namespace_config,
+            )
+            .modify(trim_for_cache),
+        )
+        .default_backoff(),
+    );
+    let namespace_changes = namespace_events
+        .touched_objects()
+        .predicate_filter(predicates::labels, Default::default());
+    let policy_changes = futures::stream::select(
+        futures::stream::select(guardrail_changes, namespace_changes.map(|_| ())),
+        account_changes,
+    );
+
+    let caches = Caches {
+        service_accounts: sa_store,
+        namespaces,
+        guardrails,
+        roles: roles.clone(),
+        accounts,
+        synced: Arc::new(AtomicBool::new(false)),
+    };
+    let ctx = Arc::new(Context::new(
+        shared.clone(),
+        args.resync_interval,
+        usize::from(args.concurrency),
+        caches.clone(),
+    ));
+    // A change in the provider's health, at home or in a target account, changes every
+    // PodIamRole's status.
+    let home_provider_changes = futures::stream::unfold(
+        shared.accounts.home().provider.clone(),
+        |mut provider| async move {
+            provider.changed().await.ok()?;
+            Some(((), provider))
+        },
+    );
+    let account_provider_changes =
+        futures::stream::unfold(shared.accounts.changes(), |mut changes| async move {
+            changes.changed().await.ok()?;
+            Some(((), changes))
+        });
+    let provider_changes = futures::stream::select(home_provider_changes, account_provider_changes);
+    let mapper_roles = roles.clone();
+    // kube-runtime's concurrency is left unlimited: the context's gate limits, in order
+    // (see `reconcile::gate`).
+    let run = controller
+        .watches_stream(service_accounts, move |sa| {
+            roles_for_service_account(&mapper_roles, &sa)
+        })
+        .reconcile_all_on(provider_changes)
+        .reconcile_all_on(policy_changes)
+        .graceful_shutdown_on(stop_starting_on_shutdown(ctx.clone()))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                // A retry or resync scheduled for an object deleted since: nothing to do.
+                Err(ControllerError::ObjectNotFound(object)) => {
+                    debug!(%object, "gone before its scheduled reconcile");
+                }
+                Err(error) => warn!(%error, "controller error"),
+                Ok(_) => {}
+            }
+        });
+    let listings = Listings {
+        roles: roles_listed,
+        service_accounts: sa_listed,
+        namespaces: namespaces_listed,
+        guardrails: guardrails_listed,
+        accounts: accounts_listed,
+    };
+    (run, caches, listings)
+}
+
+/// Resolves on SIGTERM or Ctrl-C, once no waiting reconcile will start: the Controller
+/// then waits only for the running ones.
+async fn stop_starting_on_shutdown(ctx: Arc<Context>) {
+    let mut requested = shutdown_requested();
+    let _ = requested.wait_for(|requested| *requested).await;
+    ctx.stop_starting();
+}
+
+/// A cache of every object of a cluster-scoped kind that PodIamRoles are judged by
+/// (guardrails, target accounts), whether it has listed, and its spec changes.
+fn cluster_wide<K>(
+    client: &Client,
+) -> (
+    Store<K>,
+    Listed,
+    impl futures::Stream<Item = ()> + Send + use<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (events, listed) = flag_listed(
+        reflector(
+            writer,
+            watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+                .modify(trim_for_cache),
+        )
+        .default_backoff(),
+    );
+    let changes = events
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default())
+        .map(|_| ());
+    (store, listed, changes)
+}
+
+/// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose
+/// role it is annotated with (so a stale annotation gets released).
+fn roles_for_service_account(
+    roles: &Store<PodIamRole>,
+    sa: &PartialObjectMeta<ServiceAccount>,
+) -> Vec<ObjectRef<PodIamRole>> {
+    let namespace = sa.namespace();
+    let name = sa.name_any();
+    let annotated = sa.annotations().get(ROLE_ARN_ANNOTATION);
+    roles
+        .state()
+        .iter()
+        .filter(|role| role.namespace() == namespace)
+        .filter(|role| {
+            role.spec.service_account_name == name
+                || annotated.is_some()
+                    && role.status.as_ref().and_then(|s| s.role_arn.as_ref()) == annotated
+        })
+        .map(|role| ObjectRef::from_obj(role.as_ref()))
+        .collect()
+}
