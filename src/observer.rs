@@ -21,8 +21,9 @@ pub enum Listing {
     #[default]
     Pending,
     /// The last pass failed: drift checks have none to trust until the next one. The last
-    /// listing that finished, if any, still serves deletions: IAM refuses to delete a role
-    /// that gained a policy since (`DeleteConflict`), and the role is then read.
+    /// listing that finished, if any, still serves creates and deletions: CreateRole never
+    /// overwrites a role that appeared since (`EntityAlreadyExists`), and IAM refuses to
+    /// delete a role that gained a policy since (`DeleteConflict`); the role is then read.
     Failed(Option<Arc<Snapshot>>),
     Done(Arc<Snapshot>),
 }

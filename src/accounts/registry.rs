@@ -113,7 +113,7 @@ impl Target {
     }
 
     /// The role `name` in the last listing that finished, even if a pass failed since:
-    /// for deletions only (see [`Listing::Failed`]).
+    /// for creates and deletions only (see [`Listing::Failed`]).
     pub fn last_listed_role(&self, name: &str) -> Option<Option<KeptRole>> {
         let listing = self.account_roles.borrow();
         (listing.last_finished()).map(|roles| roles.role(name).cloned())

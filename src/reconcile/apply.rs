@@ -193,10 +193,10 @@ async fn sync_role(
     desired: DesiredRole,
 ) -> Result<(String, String), Outcome> {
     // A new PodIamRole (it never got as far as IAM, and adopts nothing) whose name the
-    // latest listing does not have: the name is most likely free, so create the role
-    // without reading it first. If it was taken since, CreateRole says so.
+    // last listing that finished does not have: the name is most likely free, so create
+    // the role without reading it first. If it was taken since, CreateRole says so.
     let new = object.status.as_ref().is_none_or(|s| s.role_name.is_none()) && !object.spec.adopt;
-    let read_first = !(new && target.listed_role(&desired.name) == Some(None));
+    let read_first = !(new && target.last_listed_role(&desired.name) == Some(None));
     converge(object, ctx, target, desired, read_first).await
 }
 
