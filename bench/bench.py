@@ -387,8 +387,8 @@ def write_report(results, budget, spread):
                      f"| {fmt(dc['writes'])} / {fmt(dc['reads'])} | {fmt(rc['total'])} / {fmt(rc['per_role_reads'])} / {fmt(rc['writes'])} "
                      f"| {rs['total']} / {rs['writes']} |")
     lines += ["", "Goals (issue 13): at rest ≤ ⌈roles ÷ 1,000⌉ + 2 calls per pass and 0 writes; create ≤ 2 "
-              "writes + 0.1 reads; delete ≤ 2 writes + 0.1 reads. The pass at rest also holds the OIDC "
-              "provider check (GetOpenIDConnectProvider).", ""]
+              "writes + 0.1 reads; delete ≤ 2 writes + 0.1 reads. The OIDC provider check "
+              "(GetOpenIDConnectProvider) runs at the resync interval, apart from the listing.", ""]
     if budget:
         calls = budget["create_calls"]["writes"] + budget["create_calls"]["reads"]
         needed = calls * budget["n"] / BUDGET_RATE
