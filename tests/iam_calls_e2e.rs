@@ -1,6 +1,7 @@
 //! End-to-end: the IAM calls each change costs, counted by operation from the operator's
 //! metrics (deterministic, so asserted exactly). A create is CreateRole + PutRolePolicy, a
-//! delete DeleteRolePolicy + DeleteRole, with no read when the bulk listing already tells;
+//! policy change the four reads of the role then PutRolePolicy, a delete DeleteRolePolicy and
+//! DeleteRole, with no read when the bulk listing already tells;
 //! at rest each pass is one listing (`GetAccountAuthorizationDetails`) whatever the number
 //! of roles, and drift found in it is repaired with fresh reads; a restart reads no role
 //! its first listing shows in sync, and a failed listing does not make creates or deletions
@@ -10,7 +11,7 @@ mod support;
 
 use irsa_operator::policy::semantically_equal;
 use kube::api::DeleteParams;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{
     Operator, eventually,
     fault_proxy::{Fault, Rule},
@@ -112,10 +113,15 @@ async fn wait_restored(s: &Scenario, role_name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn creates_and_deletes_cost_their_writes_and_no_read() {
-    let Some(s) = Scenario::start("calls").await else {
+async fn creates_updates_and_deletes_cost_their_writes_and_only_updates_read() {
+    let Some(s) = Scenario::prepare("calls").await else {
         return;
     };
+    s.bed.ensure_oidc_provider().await;
+    // No drift checks during the test: every call counted is a change's.
+    let s = s
+        .with_operator(&["--resync-interval", "10m", "--listing-interval", "2s"])
+        .await;
     let operator = s.operator();
     let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
     for name in &names {
@@ -135,20 +141,36 @@ async fn creates_and_deletes_cost_their_writes_and_no_read() {
     assert_eq!(operator.iam_writes().await, 2 * n, "writes per create");
     assert_eq!(per_role_reads(operator).await, 0, "reads per create");
 
+    // A policy change reads the role afresh (a listing is no authority to write), then
+    // writes the one policy.
+    for name in &names {
+        let mut spec = dynamo_spec(name);
+        spec["policy"]["Statement"][0]["Action"] = json!(["dynamodb:Query"]);
+        s.apply(name, spec).await;
+    }
+    for name in &names {
+        s.wait_reason(name, "Synced").await;
+    }
+    assert_eq!(calls(operator, "PutRolePolicy").await, 2 * n);
+    assert_eq!(operator.iam_writes().await, 3 * n, "writes per update");
+    for read in PER_ROLE_READS {
+        assert_eq!(calls(operator, read).await, n, "{read} per update");
+    }
+
     // Deletes once a listing has the roles.
     fresh_listing(operator).await;
     let reads_before = per_role_reads(operator).await;
     delete_all(&s, &names).await;
     assert_eq!(calls(operator, "DeleteRolePolicy").await, n);
     assert_eq!(calls(operator, "DeleteRole").await, n);
-    assert_eq!(operator.iam_writes().await, 4 * n, "writes per delete");
+    assert_eq!(operator.iam_writes().await, 5 * n, "writes per delete");
     assert_eq!(
         per_role_reads(operator).await - reads_before,
         0,
         "reads per delete"
     );
     eprintln!(
-        "{ROLES} creates and deletes: 2 writes and 0 reads each, {} listings",
+        "{ROLES} creates, updates and deletes: 2, 1 and 2 writes, 0, 4 and 0 reads each, {} listings",
         calls(operator, "GetAccountAuthorizationDetails").await
     );
 }
