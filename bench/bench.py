@@ -98,6 +98,21 @@ def start_proxy(upstream, recorder):
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def reset_oidc_provider(endpoint):
+    """Deletes the test bed's IAM OIDC provider, if any: the bench's operators then create
+    their own (`--oidc-provider manage`). One made by the tests carries a placeholder
+    thumbprint, and an operator never changes a provider it did not create."""
+    issuer = urllib.parse.urlparse(os.environ["TESTBED_OIDC_ISSUER"])
+    arn = f"arn:aws:iam::000000000000:oidc-provider/{issuer.netloc}{issuer.path}".rstrip("/")
+    target = urllib.parse.urlparse(endpoint)
+    connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+    body = urllib.parse.urlencode({"Action": "DeleteOpenIDConnectProvider", "Version": "2010-05-08",
+                                   "OpenIDConnectProviderArn": arn})
+    connection.request("POST", "/", body, {"Content-Type": "application/x-www-form-urlencoded"})
+    connection.getresponse().read()
+    connection.close()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -443,6 +458,7 @@ def main():
     # `bench/run 0`: none, only the budget and memory runs.
     sizes = [n for n in ([int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]) if n > 0]
     recorder = Recorder()
+    reset_oidc_provider(os.environ["AWS_ENDPOINT_URL"])
     proxy = start_proxy(os.environ["AWS_ENDPOINT_URL"], recorder)
     results, budget, spread = [], None, None
 
