@@ -15,10 +15,9 @@ use crate::{
 };
 
 /// The latest listing of this term (the observer runs while this replica leads).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum Listing {
     /// None has finished yet.
-    #[default]
     Pending,
     /// The last pass failed: drift checks have none to trust until the next one. The last
     /// listing that finished, if any, still serves creates and deletions: CreateRole never
