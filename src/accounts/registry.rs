@@ -105,14 +105,8 @@ impl Target {
         }
     }
 
-    /// The role `name` in the latest listing: `None` without a listing, `Some(None)` when
-    /// the listing has no such role under the role path.
-    pub fn listed_role(&self, name: &str) -> Option<Option<KeptRole>> {
-        let listing = self.account_roles.borrow();
-        (listing.snapshot()).map(|roles| roles.role(name).cloned())
-    }
-
-    /// The role `name` in the last listing that finished, even if a pass failed since:
+    /// The role `name` in the last listing that finished, even if a pass failed since
+    /// (`None` without one, `Some(None)` when it has no such role under the role path):
     /// for creates and deletions only (see [`Listing::Failed`]).
     pub fn last_listed_role(&self, name: &str) -> Option<Option<KeptRole>> {
         let listing = self.account_roles.borrow();
