@@ -121,6 +121,7 @@ fn every_iam_call_is_allowed_on_the_arns_the_code_builds() {
             issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/ABC".into(),
             role_path: role_path.unwrap_or("/irsa/prod/").into(),
             role_name_prefix: String::new(),
+            baseline: Default::default(),
         };
         for operation in &called {
             let arn = if operation.contains("OpenIDConnectProvider") {
