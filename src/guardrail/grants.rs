@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     BUILT_IN_DENIED_ACTIONS, BUILT_IN_DENIED_GRANTS, BUILT_IN_DENIED_MANAGED_POLICIES, Baseline,
-    Context, Enforced, PodIamRoleGuardrailSpec, Rule, glob_match, matches_any,
+    Context, Enforced, PodIamRoleGuardrailSpec, Rule, glob_match,
 };
 use crate::{
     chain,
@@ -19,42 +19,51 @@ pub(super) fn overlaps(granted: &str, denied: &str) -> bool {
     glob_match(granted, denied) || glob_match(denied, granted)
 }
 
-/// One kind of grant: how a refusal names it, and the guardrail field that grants it.
+/// One kind of grant: how a refusal names it, the guardrail field that grants it, and how
+/// IAM compares its values (actions ignore case; ARNs and audiences do not, so a table
+/// `Payments` is not within a grant of `payments`).
 struct Kind {
     what: &'static str,
     field: &'static str,
     list: fn(&PodIamRoleGuardrailSpec) -> Option<&Vec<String>>,
+    matches: fn(&str, &str) -> bool,
 }
 
 const ACTIONS: Kind = Kind {
     what: "Action",
     field: "allowedActions",
     list: |g| g.allowed_actions.as_ref(),
+    matches: glob_match,
 };
 const RESOURCES: Kind = Kind {
     what: "Resource",
     field: "allowedResources",
     list: |g| g.allowed_resources.as_ref(),
+    matches: crate::glob::matches,
 };
 const MANAGED_POLICIES: Kind = Kind {
     what: "managed policy",
     field: "allowedManagedPolicyArns",
     list: |g| g.allowed_managed_policy_arns.as_ref(),
+    matches: crate::glob::matches,
 };
 const CHAIN_TARGETS: Kind = Kind {
     what: "sts:AssumeRole on",
     field: "allowedChainTargets",
     list: |g| g.allowed_chain_targets.as_ref(),
+    matches: crate::glob::matches,
 };
 const TRUSTED_ROLES: Kind = Kind {
     what: "spec.trustedRoleArns",
     field: "allowedTrustedRoleArns",
     list: |g| g.allowed_trusted_role_arns.as_ref(),
+    matches: crate::glob::matches,
 };
 const AUDIENCES: Kind = Kind {
     what: "spec.audience",
     field: "allowedAudiences",
     list: |g| g.allowed_audiences.as_ref(),
+    matches: crate::glob::matches,
 };
 
 /// The guardrails of one namespace under the operator's baseline.
@@ -86,7 +95,10 @@ impl Grants<'_, '_> {
             ));
         }
         for (name, patterns) in listing {
-            if !matches_any(patterns, value) {
+            if !patterns
+                .iter()
+                .any(|pattern| (kind.matches)(pattern, value))
+            {
                 return Err(format!(
                     "{} `{value}` is not within guardrail {name}'s {} ({})",
                     kind.what,

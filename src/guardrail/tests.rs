@@ -209,6 +209,27 @@ fn each_kind_of_grant_is_explicit() {
 }
 
 #[test]
+fn arns_are_matched_as_iam_does_actions_ignoring_case() {
+    let grant = payments_grant();
+    let rules = [rule("payments", &grant)];
+    assert!(ok(
+        &allow(
+            json!("DynamoDB:getitem"),
+            json!("arn:aws:dynamodb:us-east-1:111122223333:table/payments")
+        ),
+        &rules
+    ));
+    let other_table = allow(
+        json!("dynamodb:GetItem"),
+        json!("arn:aws:dynamodb:us-east-1:111122223333:table/PAYMENTS"),
+    );
+    assert!(
+        err(&other_table, &rules).contains("table/PAYMENTS` is not within"),
+        "another table"
+    );
+}
+
+#[test]
 fn unset_lists_mean_any_only_without_default_deny() {
     let rules_spec = payments_grant();
     let rules = [rule("payments", &rules_spec)];
