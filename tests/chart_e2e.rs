@@ -323,7 +323,7 @@ fn chart_renders_the_webhook_as_config_does() {
     let roles = by_kind_and_name(&chart);
     let cluster_role = &roles[&key("ClusterRole", "edge-irsa-operator-webhook")];
     assert_eq!(
-        cluster_role["rules"][1]["resourceNames"],
+        cluster_role["rules"][0]["resourceNames"],
         serde_json::json!([arg(&args, "webhook-configuration")])
     );
     let role = &roles[&key("Role", "edge-irsa-operator-webhook")];
