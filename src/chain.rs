@@ -23,10 +23,18 @@ pub const DEFAULT_PROFILE: &str = "default";
 const MAX_OBJECT_NAME_LEN: usize = 253;
 const CONFIG_MAP_SUFFIX: &str = "-aws-config";
 
-/// The ConfigMap of a PodIamRole named `name`: `<name>-aws-config`, cut and hashed when
-/// longer than Kubernetes allows.
+/// The label every such ConfigMap carries; with the name suffix, the admission policy
+/// (config/rbac/confinement.yaml) lets the operator write only these ConfigMaps.
+pub const CONFIG_MAP_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "irsa-operator");
+
+/// The ConfigMap of a PodIamRole named `name`: `<name>-aws-config`, the name cut and hashed
+/// when longer than Kubernetes allows. The suffix always stays: the policy requires it.
 pub fn config_map_name(name: &str) -> String {
-    naming::fit(format!("{name}{CONFIG_MAP_SUFFIX}"), MAX_OBJECT_NAME_LEN)
+    let fitted = naming::fit(
+        name.to_string(),
+        MAX_OBJECT_NAME_LEN - CONFIG_MAP_SUFFIX.len(),
+    );
+    format!("{fitted}{CONFIG_MAP_SUFFIX}")
 }
 
 /// Checks what the CRD schema checks too, for objects stored before it did: a clear
@@ -304,6 +312,12 @@ mod tests {
         assert_eq!(config_map_name("payments"), "payments-aws-config");
         let long = config_map_name(&"a".repeat(253));
         assert_eq!(long.len(), 253);
+        assert!(long.ends_with("-aws-config"), "{long}");
         assert_ne!(long, config_map_name(&"a".repeat(252)));
+        let longest_kept = "a".repeat(MAX_OBJECT_NAME_LEN - CONFIG_MAP_SUFFIX.len());
+        assert_eq!(
+            config_map_name(&longest_kept),
+            format!("{longest_kept}-aws-config")
+        );
     }
 }

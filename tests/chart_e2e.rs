@@ -10,7 +10,7 @@ use std::{
     process::Command,
 };
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{
     install_crypto, testbed,
     tools::{
@@ -285,13 +285,19 @@ fn assert_rbac_agrees(chart: &[Value], config_files: &[&str], count: usize) {
 #[test]
 fn chart_and_config_agree_on_rbac() {
     let base = ["config/rbac/role.yaml", "config/rbac/aggregate_roles.yaml"];
-    assert_rbac_agrees(&render(&[]), &base, 6);
+    // config/'s leader Role names the Lease of its placeholder cluster name.
+    let as_config = ["--set", "flags.cluster-name=change-me"];
+    assert_rbac_agrees(&render(&as_config), &base, 6);
     let with_webhook_and_restart = [
         &base[..],
         &["config/webhook/rbac.yaml", "config/restart/rbac.yaml"],
     ]
     .concat();
-    assert_rbac_agrees(&render(WEBHOOK_AND_RESTART), &with_webhook_and_restart, 12);
+    assert_rbac_agrees(
+        &render(&[&as_config[..], WEBHOOK_AND_RESTART].concat()),
+        &with_webhook_and_restart,
+        12,
+    );
 }
 
 /// The webhook's Service, configuration and container port are config/webhook's, and the
@@ -366,7 +372,7 @@ fn chart_renders_the_webhook_as_config_does() {
     let roles = by_kind_and_name(&chart);
     let cluster_role = &roles[&key("ClusterRole", "edge-irsa-operator-webhook")];
     assert_eq!(
-        cluster_role["rules"][1]["resourceNames"],
+        cluster_role["rules"][0]["resourceNames"],
         serde_json::json!([arg(&args, "webhook-configuration")])
     );
     let role = &roles[&key("Role", "edge-irsa-operator-webhook")];
@@ -423,8 +429,9 @@ fn chart_renders_the_validating_webhook_as_config_does() {
             .as_array()
             .unwrap()
             .clone();
+        let own = rbac[0]["rules"].as_array().unwrap().len();
         assert_eq!(
-            serde_json::json!(rules[rules.len() - 2..]),
+            serde_json::json!(rules[rules.len() - own..]),
             rbac[0]["rules"]
         );
         assert_eq!(
@@ -435,6 +442,55 @@ fn chart_renders_the_validating_webhook_as_config_does() {
 }
 
 /// Nothing of the webhook or restarts unless asked for.
+/// The chart ships config/'s ValidatingAdmissionPolicy and binding, matched on the
+/// release's own ServiceAccount and naming its webhook CA Secret.
+#[test]
+fn chart_renders_the_confinement_policy_as_config_does() {
+    let config = config_objects("config/rbac/confinement.yaml");
+    let as_config = render(&[]);
+    let edge = render_release("edge", "other", &[]);
+    for (chart, release, namespace) in [
+        (&as_config, "irsa-operator", "irsa-system"),
+        (&edge, "edge-irsa-operator", "other"),
+    ] {
+        let policy = find(chart, "ValidatingAdmissionPolicy");
+        let binding = find(chart, "ValidatingAdmissionPolicyBinding");
+        let name = format!("{release}-writes");
+        assert_eq!(policy["metadata"]["name"], name.as_str());
+        assert_eq!(binding["metadata"]["name"], name.as_str());
+        assert_eq!(binding["spec"]["policyName"], name.as_str());
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+        let want = serde_json::to_string(&config[0]["spec"])
+            .unwrap()
+            .replace(
+                "system:serviceaccount:irsa-system:irsa-operator",
+                &format!("system:serviceaccount:{namespace}:{release}"),
+            )
+            .replace(
+                "'irsa-operator-webhook-ca'",
+                &format!("'{release}-webhook-ca'"),
+            );
+        assert_eq!(policy["spec"].to_string(), want, "{release}");
+    }
+}
+
+/// The leader Role names the Lease the operator takes for the chart's cluster name.
+#[test]
+fn chart_leader_role_names_the_operators_lease() {
+    for cluster in ["prod", "Prod_EU", "prod-", "a_b-c"] {
+        let chart = render(&["--set", &format!("flags.cluster-name={cluster}")]);
+        let roles = by_kind_and_name(&chart);
+        let rules = &roles[&key("Role", "irsa-operator-leader-election")]["rules"];
+        assert_eq!(
+            rules[1]["resourceNames"],
+            json!([irsa_operator::leader::lease_name(cluster)]),
+            "{cluster}"
+        );
+        assert_eq!(rules[1]["verbs"], json!(["get", "patch"]));
+        assert_eq!(rules[0]["verbs"], json!(["create"]));
+    }
+}
+
 #[test]
 fn chart_renders_no_webhook_or_restart_by_default() {
     let chart = render(&[]);
@@ -663,6 +719,23 @@ async fn chart_installs_upgrades_and_uninstalls_on_the_test_bed() {
     ] {
         assert!(listed.contains(&object), "{object} missing:\n{listed}");
     }
+    let policies = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "validatingadmissionpolicy,validatingadmissionpolicybinding",
+            "-o",
+            "name",
+        ],
+        "",
+    );
+    for kind in [
+        "validatingadmissionpolicy",
+        "validatingadmissionpolicybinding",
+    ] {
+        let object = format!("{kind}.admissionregistration.k8s.io/{release}-writes");
+        assert!(policies.contains(&object), "{object} missing:\n{policies}");
+    }
     // The webhook's and restarts' objects pass the API server's validation. A dry run only:
     // a real MutatingWebhookConfiguration would see the pods of the tests running alongside.
     let mut template = vec![
@@ -735,5 +808,14 @@ async fn chart_installs_upgrades_and_uninstalls_on_the_test_bed() {
     assert!(
         !roles.contains(&release),
         "uninstall leaves no ClusterRole:\n{roles}"
+    );
+    let policies = kubectl(
+        &kubeconfig,
+        &["get", "validatingadmissionpolicy", "-o", "name"],
+        "",
+    );
+    assert!(
+        !policies.contains(&release),
+        "uninstall leaves no ValidatingAdmissionPolicy:\n{policies}"
     );
 }

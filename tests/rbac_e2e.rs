@@ -1,5 +1,6 @@
 //! End-to-end: the operator runs with exactly the shipped RBAC (`config/rbac/`), as it
-//! would in a cluster, through a whole create / late ServiceAccount / delete cycle.
+//! would in a cluster, through a whole create / late ServiceAccount / delete cycle, under
+//! the admission policy that confines its writes (`config/rbac/confinement.yaml`).
 
 mod support;
 
@@ -13,6 +14,7 @@ use support::{
 };
 
 const RBAC: &str = include_str!("../config/rbac/role.yaml");
+const CONFINEMENT: &str = include_str!("../config/rbac/confinement.yaml");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_works_with_exactly_the_shipped_rbac() {
@@ -20,7 +22,7 @@ async fn the_operator_works_with_exactly_the_shipped_rbac() {
         return;
     };
     s.bed.ensure_oidc_provider().await;
-    let kubeconfig = rbac::operator_kubeconfig(&s, &[RBAC]).await;
+    let kubeconfig = rbac::operator_kubeconfig(&s, &[RBAC, CONFINEMENT]).await;
     s.bed.vars.insert("KUBECONFIG".into(), kubeconfig);
     // As the Deployment sets POD_NAMESPACE: the leader Lease lives in the operator's namespace.
     let s = s

@@ -431,6 +431,7 @@ async fn the_webhook_works_with_exactly_the_shipped_rbac() {
     let manifests = [
         include_str!("../config/rbac/role.yaml"),
         include_str!("../config/webhook/rbac.yaml"),
+        include_str!("../config/rbac/confinement.yaml"),
     ];
     let kubeconfig = rbac::operator_kubeconfig(&s, &manifests).await;
     s.bed.vars.insert("KUBECONFIG".into(), kubeconfig);

@@ -10,7 +10,10 @@ use kube::{
 use serde_json::json;
 
 use super::FIELD_MANAGER;
-use crate::{chain::CONFIG_KEY, crd::PodIamRole};
+use crate::{
+    chain::{CONFIG_KEY, CONFIG_MAP_LABEL},
+    crd::PodIamRole,
+};
 
 /// What became of the ConfigMap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +60,7 @@ pub async fn publish(
         "kind": "ConfigMap",
         "metadata": {
             "name": name,
-            "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+            "labels": {CONFIG_MAP_LABEL.0: CONFIG_MAP_LABEL.1},
             "ownerReferences": [reference],
         },
         "data": {CONFIG_KEY: text},

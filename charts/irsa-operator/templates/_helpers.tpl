@@ -85,3 +85,16 @@ name for it: (list $ "webhook-service"). The operator and the objects then alway
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The leader Lease, as the operator names it (src/leader.rs): irsa-operator-<cluster name>,
+or a lowercase form plus a hash for names with capitals, `_` or a trailing `-`.
+*/}}
+{{- define "irsa-operator.leaseName" -}}
+{{- $cluster := index .Values.flags "cluster-name" -}}
+{{- if regexMatch "^[a-z0-9-]*[a-z0-9]$" $cluster -}}
+{{- printf "irsa-operator-%s" $cluster -}}
+{{- else -}}
+{{- printf "irsa-operator-%s-%s" (regexReplaceAll "[^a-z0-9]" (lower $cluster) "-") (sha256sum $cluster | trunc 8) -}}
+{{- end -}}
+{{- end -}}
