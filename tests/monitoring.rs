@@ -109,7 +109,8 @@ fn config_and_chart_ship_the_same_rules_on_exported_metrics() {
             "IrsaIamWritesInSteadyState",
             "IrsaIamUnavailable",
             "IrsaCleanupBlocked",
-            "IrsaOperatorNoLeader"
+            "IrsaOperatorNoLeader",
+            "IrsaOperatorWithoutGuardrails"
         ]
     );
     let exprs: Vec<String> = rules
