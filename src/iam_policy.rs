@@ -48,7 +48,11 @@ pub struct PolicyTarget {
 /// `StringEquals`, and in the Deny statement's Resource it would reach other policies.
 pub fn validate_boundary_arn(arn: &str, partition: Partition) -> Result<(), String> {
     let expected = format!("arn:{}:iam::<account>:policy/<name>", partition.as_str());
-    let bad = |why: &str| Err(format!("`{arn}` is not an IAM managed policy ARN ({expected}): {why}"));
+    let bad = |why: &str| {
+        Err(format!(
+            "`{arn}` is not an IAM managed policy ARN ({expected}): {why}"
+        ))
+    };
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ["arn", arn_partition, "iam", "", account, resource] = parts.as_slice() else {
         return bad("it must have the form");
@@ -74,7 +78,11 @@ pub fn validate_boundary_arn(arn: &str, partition: Partition) -> Result<(), Stri
     }
     if let Some(path) = path {
         // IAM paths: `/`-separated segments of printable ASCII other than `/`.
-        let segment_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic() && c != '*' && c != '?');
+        let segment_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '*' && c != '?')
+        };
         if path.len() + 2 > 512 || !path.split('/').all(segment_ok) {
             return bad("the policy path must be `/` or `/segment/.../`");
         }
@@ -326,7 +334,10 @@ mod tests {
         let text = policy.to_string();
         assert!(!text.contains("iam:PermissionsBoundary"), "{text}");
         assert!(!text.contains("PolicyVersion"), "{text}");
-        assert_eq!(allowing(&policy, "iam:DeleteRolePermissionsBoundary").len(), 1);
+        assert_eq!(
+            allowing(&policy, "iam:DeleteRolePermissionsBoundary").len(),
+            1
+        );
     }
 
     #[test]
@@ -339,7 +350,10 @@ mod tests {
         };
         for (action, condition) in [
             ("iam:CreateRole", boundary_and_tag("RequestTag")),
-            ("iam:PutRolePermissionsBoundary", boundary_and_tag("ResourceTag")),
+            (
+                "iam:PutRolePermissionsBoundary",
+                boundary_and_tag("ResourceTag"),
+            ),
             ("iam:PutRolePolicy", boundary_and_tag("ResourceTag")),
             ("iam:AttachRolePolicy", boundary_and_tag("ResourceTag")),
         ] {
@@ -377,8 +391,14 @@ mod tests {
         assert_eq!(policy_writes["Resource"], BOUNDARY);
         assert_eq!(
             policy_writes["Action"],
-            json!(["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
-                "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"])
+            json!([
+                "iam:CreatePolicyVersion",
+                "iam:DeletePolicy",
+                "iam:DeletePolicyVersion",
+                "iam:SetDefaultPolicyVersion",
+                "iam:TagPolicy",
+                "iam:UntagPolicy"
+            ])
         );
         // Everything else is as without a boundary.
         let unbounded =
@@ -410,9 +430,19 @@ mod tests {
             "arn:aws:iam::aws:policy/PowerUserAccess",
             "arn:aws:iam::111122223333:policy/a/b.c/name+=,.@_-",
         ] {
-            assert_eq!(validate_boundary_arn(good, Partition::Aws), Ok(()), "{good}");
+            assert_eq!(
+                validate_boundary_arn(good, Partition::Aws),
+                Ok(()),
+                "{good}"
+            );
         }
-        assert!(validate_boundary_arn("arn:aws-us-gov:iam::111122223333:policy/b", Partition::AwsUsGov).is_ok());
+        assert!(
+            validate_boundary_arn(
+                "arn:aws-us-gov:iam::111122223333:policy/b",
+                Partition::AwsUsGov
+            )
+            .is_ok()
+        );
         for bad in [
             "",
             "boundary",

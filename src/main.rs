@@ -7,8 +7,7 @@ use irsa_operator::{
         validate::{self, ValidateArgs},
     },
     config::RunArgs,
-    controller, crd, doctor,
-    telemetry, thumbprint,
+    controller, crd, doctor, telemetry, thumbprint,
 };
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.

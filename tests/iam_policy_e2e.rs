@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use support::{
     eventually,
     fault_proxy::{FaultProxy, Outcome},
-    iam_eval::{Account, Confinement, Decision, authorizations, authorizations_of, decide, escalations},
+    iam_eval::{
+        Account, Confinement, Decision, authorizations, authorizations_of, decide, escalations,
+    },
     scenario::{DYNAMO_POLICY, Scenario},
 };
 
@@ -102,7 +104,14 @@ struct RoleState {
 }
 
 async fn role_state(iam: &aws_sdk_iam::Client, name: &str) -> Option<RoleState> {
-    let role = iam.get_role().role_name(name).send().await.ok()?.role?;
+    let role = iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .ok()?
+        .role()
+        .cloned()?;
     let inline = match iam
         .get_role_policy()
         .role_name(name)
@@ -157,7 +166,10 @@ async fn wait_role(
 }
 
 /// The provider's (client IDs, thumbprints).
-async fn provider_state(iam: &aws_sdk_iam::Client, arn: &str) -> Option<(BTreeSet<String>, Vec<String>)> {
+async fn provider_state(
+    iam: &aws_sdk_iam::Client,
+    arn: &str,
+) -> Option<(BTreeSet<String>, Vec<String>)> {
     let output = iam
         .get_open_id_connect_provider()
         .open_id_connect_provider_arn(arn)
@@ -325,7 +337,10 @@ async fn every_request_the_operator_sends_is_allowed_and_escalations_are_denied(
     spec.as_object_mut().unwrap().remove("policy");
     s.apply("app", spec.clone()).await;
     s.wait_reason("app", "Synced").await;
-    wait_role(&iam, &role, "the inline policy deleted", |r| r.inline.is_none()).await;
+    wait_role(&iam, &role, "the inline policy deleted", |r| {
+        r.inline.is_none()
+    })
+    .await;
 
     // Retain: the role is released (re-tagged), kept; then adopted back, then deleted.
     let kept = s.role_name("kept");
@@ -442,9 +457,9 @@ async fn every_request_the_operator_sends_is_allowed_and_escalations_are_denied(
             &authorizations(&escalation.params, escalation.resource.as_ref(), &account),
         );
         eprintln!("escalation: {} -> {decision:?}", escalation.what);
-        let expected = escalation
-            .denied_by
-            .map_or(Decision::ImplicitDeny, |sid| Decision::ExplicitDeny(sid.into()));
+        let expected = escalation.denied_by.map_or(Decision::ImplicitDeny, |sid| {
+            Decision::ExplicitDeny(sid.into())
+        });
         assert_eq!(decision, expected, "{}", escalation.what);
     }
 }

@@ -52,13 +52,22 @@ fn wildcards_are_iams() {
         "arn:aws:iam::*:role/irsa/prod/*",
         "arn:aws:iam::1:role/other/x"
     ));
-    assert!(!arn_matches("arn:aws:iam::*:role/*", "arn:aws-cn:iam::1:role/x"));
+    assert!(!arn_matches(
+        "arn:aws:iam::*:role/*",
+        "arn:aws-cn:iam::1:role/x"
+    ));
     // A wildcard stays in its part of the ARN.
-    assert!(!arn_matches("arn:aws:iam:*:role/*", "arn:aws:iam::1:role/x"));
+    assert!(!arn_matches(
+        "arn:aws:iam:*:role/*",
+        "arn:aws:iam::1:role/x"
+    ));
     assert!(arn_matches("*", "arn:aws:iam::1:role/x"));
     assert!(!arn_matches("arn:aws:iam::*:role/*", "*"));
     // Resources are case-sensitive.
-    assert!(!arn_matches("arn:aws:iam::*:role/X", "arn:aws:iam::1:role/x"));
+    assert!(!arn_matches(
+        "arn:aws:iam::*:role/X",
+        "arn:aws:iam::1:role/x"
+    ));
 }
 
 #[test]
@@ -72,11 +81,23 @@ fn the_evaluator_denies_by_default_and_deny_wins() {
     assert_eq!(get("iam:GetRole", "arn:aws:iam::1:role/x"), allowed("A"));
     // Actions are case-insensitive.
     assert_eq!(get("iam:getrole", "arn:aws:iam::1:role/x"), allowed("A"));
-    assert_eq!(get("iam:GetRolePolicy", "arn:aws:iam::1:role/x"), denied("D"));
-    assert_eq!(get("iam:GetUser", "arn:aws:iam::1:user/x"), Decision::ImplicitDeny);
-    assert_eq!(get("iam:DeleteRole", "arn:aws:iam::1:role/x"), Decision::ImplicitDeny);
+    assert_eq!(
+        get("iam:GetRolePolicy", "arn:aws:iam::1:role/x"),
+        denied("D")
+    );
+    assert_eq!(
+        get("iam:GetUser", "arn:aws:iam::1:user/x"),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        get("iam:DeleteRole", "arn:aws:iam::1:role/x"),
+        Decision::ImplicitDeny
+    );
     assert_eq!(get("s3:GetObject", "arn:aws:s3:::public"), allowed("N"));
-    assert_eq!(get("s3:GetObject", "arn:aws:s3:::secret"), Decision::ImplicitDeny);
+    assert_eq!(
+        get("s3:GetObject", "arn:aws:s3:::secret"),
+        Decision::ImplicitDeny
+    );
     let single = json!({"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}});
     assert!(evaluate(&single, &Authorization::new("s3:x", "y")).is_allowed());
 }
@@ -87,56 +108,182 @@ fn with_condition(condition: Value) -> Value {
 }
 
 fn tag_role(context: &[(&str, &str)]) -> Authorization {
-    context
-        .iter()
-        .fold(Authorization::new("iam:TagRole", "arn:aws:iam::1:role/x"), |a, (k, v)| {
-            a.with(k, v)
-        })
+    context.iter().fold(
+        Authorization::new("iam:TagRole", "arn:aws:iam::1:role/x"),
+        |a, (k, v)| a.with(k, v),
+    )
 }
+
+/// A condition, the request context it is evaluated in, and whether it holds.
+type ConditionCase<'a> = (Value, &'a [(&'a str, &'a str)], bool);
 
 #[test]
 fn conditions_are_iams() {
-    let cases: Vec<(Value, &[(&str, &str)], bool)> = vec![
+    let cases: &[ConditionCase] = &[
         // Key names are case-insensitive, values (for StringEquals) are not.
-        (json!({"StringEquals": {"aws:RequestTag/team": "a"}}), &[("AWS:requesttag/TEAM", "a")], true),
-        (json!({"StringEquals": {"aws:RequestTag/team": "a"}}), &[("aws:RequestTag/team", "A")], false),
-        (json!({"StringEqualsIgnoreCase": {"aws:RequestTag/team": "a"}}), &[("aws:RequestTag/team", "A")], true),
+        (
+            json!({"StringEquals": {"aws:RequestTag/team": "a"}}),
+            &[("AWS:requesttag/TEAM", "a")],
+            true,
+        ),
+        (
+            json!({"StringEquals": {"aws:RequestTag/team": "a"}}),
+            &[("aws:RequestTag/team", "A")],
+            false,
+        ),
+        (
+            json!({"StringEqualsIgnoreCase": {"aws:RequestTag/team": "a"}}),
+            &[("aws:RequestTag/team", "A")],
+            true,
+        ),
         // A missing key makes a positive operator false, a negated one true.
-        (json!({"StringEquals": {"aws:RequestTag/team": "a"}}), &[], false),
-        (json!({"StringNotEquals": {"aws:RequestTag/team": "a"}}), &[], true),
-        (json!({"StringNotEquals": {"aws:RequestTag/team": "a"}}), &[("aws:RequestTag/team", "a")], false),
-        (json!({"StringEqualsIfExists": {"aws:RequestTag/team": "a"}}), &[], true),
-        (json!({"StringEqualsIfExists": {"aws:RequestTag/team": "a"}}), &[("aws:RequestTag/team", "b")], false),
+        (
+            json!({"StringEquals": {"aws:RequestTag/team": "a"}}),
+            &[],
+            false,
+        ),
+        (
+            json!({"StringNotEquals": {"aws:RequestTag/team": "a"}}),
+            &[],
+            true,
+        ),
+        (
+            json!({"StringNotEquals": {"aws:RequestTag/team": "a"}}),
+            &[("aws:RequestTag/team", "a")],
+            false,
+        ),
+        (
+            json!({"StringEqualsIfExists": {"aws:RequestTag/team": "a"}}),
+            &[],
+            true,
+        ),
+        (
+            json!({"StringEqualsIfExists": {"aws:RequestTag/team": "a"}}),
+            &[("aws:RequestTag/team", "b")],
+            false,
+        ),
         // `*` is literal in StringEquals, a wildcard in StringLike.
-        (json!({"StringEquals": {"aws:RequestTag/team": "*"}}), &[("aws:RequestTag/team", "a")], false),
-        (json!({"StringLike": {"aws:RequestTag/team": "pay*"}}), &[("aws:RequestTag/team", "payments")], true),
-        (json!({"StringLike": {"aws:RequestTag/team": ["x", "p?y*"]}}), &[("aws:RequestTag/team", "payments")], true),
-        (json!({"StringNotLike": {"aws:RequestTag/team": "pay*"}}), &[("aws:RequestTag/team", "payments")], false),
+        (
+            json!({"StringEquals": {"aws:RequestTag/team": "*"}}),
+            &[("aws:RequestTag/team", "a")],
+            false,
+        ),
+        (
+            json!({"StringLike": {"aws:RequestTag/team": "pay*"}}),
+            &[("aws:RequestTag/team", "payments")],
+            true,
+        ),
+        (
+            json!({"StringLike": {"aws:RequestTag/team": ["x", "p?y*"]}}),
+            &[("aws:RequestTag/team", "payments")],
+            true,
+        ),
+        (
+            json!({"StringNotLike": {"aws:RequestTag/team": "pay*"}}),
+            &[("aws:RequestTag/team", "payments")],
+            false,
+        ),
         // Several keys and operators: all must hold.
-        (json!({"StringEquals": {"a": "1", "b": "2"}}), &[("a", "1")], false),
-        (json!({"StringEquals": {"a": "1"}, "StringLike": {"b": "2*"}}), &[("a", "1"), ("b", "23")], true),
-        (json!({"ArnEquals": {"iam:PermissionsBoundary": "arn:aws:iam::1:policy/b"}}), &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/b")], true),
-        (json!({"ArnLike": {"iam:PermissionsBoundary": "arn:aws:iam::*:policy/b*"}}), &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/bx")], true),
-        (json!({"ArnLike": {"iam:PermissionsBoundary": "arn:aws:iam::*:policy/b"}}), &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/c")], false),
-        (json!({"ArnNotEquals": {"iam:PermissionsBoundary": "arn:aws:iam::1:policy/b"}}), &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/c")], true),
-        (json!({"Null": {"iam:PermissionsBoundary": "true"}}), &[], true),
-        (json!({"Null": {"iam:PermissionsBoundary": "true"}}), &[("iam:PermissionsBoundary", "x")], false),
-        (json!({"Null": {"iam:PermissionsBoundary": "false"}}), &[("iam:PermissionsBoundary", "x")], true),
-        (json!({"Bool": {"aws:SecureTransport": true}}), &[("aws:SecureTransport", "true")], true),
+        (
+            json!({"StringEquals": {"a": "1", "b": "2"}}),
+            &[("a", "1")],
+            false,
+        ),
+        (
+            json!({"StringEquals": {"a": "1"}, "StringLike": {"b": "2*"}}),
+            &[("a", "1"), ("b", "23")],
+            true,
+        ),
+        (
+            json!({"ArnEquals": {"iam:PermissionsBoundary": "arn:aws:iam::1:policy/b"}}),
+            &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/b")],
+            true,
+        ),
+        (
+            json!({"ArnLike": {"iam:PermissionsBoundary": "arn:aws:iam::*:policy/b*"}}),
+            &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/bx")],
+            true,
+        ),
+        (
+            json!({"ArnLike": {"iam:PermissionsBoundary": "arn:aws:iam::*:policy/b"}}),
+            &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/c")],
+            false,
+        ),
+        (
+            json!({"ArnNotEquals": {"iam:PermissionsBoundary": "arn:aws:iam::1:policy/b"}}),
+            &[("iam:PermissionsBoundary", "arn:aws:iam::1:policy/c")],
+            true,
+        ),
+        (
+            json!({"Null": {"iam:PermissionsBoundary": "true"}}),
+            &[],
+            true,
+        ),
+        (
+            json!({"Null": {"iam:PermissionsBoundary": "true"}}),
+            &[("iam:PermissionsBoundary", "x")],
+            false,
+        ),
+        (
+            json!({"Null": {"iam:PermissionsBoundary": "false"}}),
+            &[("iam:PermissionsBoundary", "x")],
+            true,
+        ),
+        (
+            json!({"Bool": {"aws:SecureTransport": true}}),
+            &[("aws:SecureTransport", "true")],
+            true,
+        ),
         // Multi-valued keys.
-        (json!({"ForAnyValue:StringLike": {"aws:TagKeys": "irsa.dev/*"}}), &[("aws:TagKeys", "team"), ("aws:TagKeys", "irsa.dev/uid")], true),
-        (json!({"ForAnyValue:StringLike": {"aws:TagKeys": "irsa.dev/*"}}), &[("aws:TagKeys", "team")], false),
-        (json!({"ForAnyValue:StringLike": {"aws:TagKeys": "irsa.dev/*"}}), &[], false),
-        (json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]}}), &[("aws:TagKeys", "team"), ("aws:TagKeys", "env")], true),
-        (json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]}}), &[("aws:TagKeys", "team"), ("aws:TagKeys", "owner")], false),
+        (
+            json!({"ForAnyValue:StringLike": {"aws:TagKeys": "irsa.dev/*"}}),
+            &[("aws:TagKeys", "team"), ("aws:TagKeys", "irsa.dev/uid")],
+            true,
+        ),
+        (
+            json!({"ForAnyValue:StringLike": {"aws:TagKeys": "irsa.dev/*"}}),
+            &[("aws:TagKeys", "team")],
+            false,
+        ),
+        (
+            json!({"ForAnyValue:StringLike": {"aws:TagKeys": "irsa.dev/*"}}),
+            &[],
+            false,
+        ),
+        (
+            json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]}}),
+            &[("aws:TagKeys", "team"), ("aws:TagKeys", "env")],
+            true,
+        ),
+        (
+            json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["team", "env"]}}),
+            &[("aws:TagKeys", "team"), ("aws:TagKeys", "owner")],
+            false,
+        ),
         // ForAllValues holds on an empty set: the classic trap.
-        (json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}), &[], true),
-        (json!({"ForAllValues:StringNotLike": {"aws:TagKeys": "irsa.dev/*"}}), &[("aws:TagKeys", "team"), ("aws:TagKeys", "irsa.dev/x")], false),
-        (json!({"ForAnyValue:StringNotEquals": {"aws:TagKeys": "team"}}), &[("aws:TagKeys", "team"), ("aws:TagKeys", "env")], true),
+        (
+            json!({"ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}),
+            &[],
+            true,
+        ),
+        (
+            json!({"ForAllValues:StringNotLike": {"aws:TagKeys": "irsa.dev/*"}}),
+            &[("aws:TagKeys", "team"), ("aws:TagKeys", "irsa.dev/x")],
+            false,
+        ),
+        (
+            json!({"ForAnyValue:StringNotEquals": {"aws:TagKeys": "team"}}),
+            &[("aws:TagKeys", "team"), ("aws:TagKeys", "env")],
+            true,
+        ),
     ];
     for (condition, context, expected) in cases {
         let decision = evaluate(&with_condition(condition.clone()), &tag_role(context));
-        assert_eq!(decision.is_allowed(), expected, "{condition} with {context:?}");
+        assert_eq!(
+            decision.is_allowed(),
+            *expected,
+            "{condition} with {context:?}"
+        );
     }
 }
 
@@ -170,7 +317,11 @@ fn requests_map_to_iams_authorizations() {
     ]);
     let arn = "arn:aws:iam::111122223333:role/irsa/prod/prod.shop.app";
     let auths = authorizations(&create, None, &account());
-    assert_eq!(auths.len(), 2, "CreateRole with tags is also TagRole: {auths:?}");
+    assert_eq!(
+        auths.len(),
+        2,
+        "CreateRole with tags is also TagRole: {auths:?}"
+    );
     assert_eq!(
         auths[0],
         Authorization::new("iam:CreateRole", arn)
@@ -178,7 +329,10 @@ fn requests_map_to_iams_authorizations() {
             .with("aws:TagKeys", "irsa.dev/cluster")
             .with("aws:RequestTag/team", "payments")
             .with("aws:TagKeys", "team")
-            .with("iam:PermissionsBoundary", "arn:aws:iam::111122223333:policy/b")
+            .with(
+                "iam:PermissionsBoundary",
+                "arn:aws:iam::111122223333:policy/b"
+            )
     );
     assert_eq!(auths[1].action, "iam:TagRole");
     assert_eq!(auths[1].get("iam:PermissionsBoundary"), None);
@@ -195,7 +349,10 @@ fn requests_map_to_iams_authorizations() {
         auths,
         [Authorization::new("iam:PutRolePolicy", arn)
             .with("aws:ResourceTag/irsa.dev/cluster", "prod")
-            .with("iam:PermissionsBoundary", "arn:aws:iam::111122223333:policy/current")]
+            .with(
+                "iam:PermissionsBoundary",
+                "arn:aws:iam::111122223333:policy/current"
+            )]
     );
     let untag = iam_request(&[
         ("Action", "UntagRole"),
@@ -204,7 +361,10 @@ fn requests_map_to_iams_authorizations() {
         ("TagKeys.member.2", "b"),
     ]);
     let auths = authorizations(&untag, Some(&facts), &account());
-    assert_eq!(auths[0].get("aws:TagKeys"), Some(&["a".to_string(), "b".into()][..]));
+    assert_eq!(
+        auths[0].get("aws:TagKeys"),
+        Some(&["a".to_string(), "b".into()][..])
+    );
     assert_eq!(auths[0].get("iam:PermissionsBoundary"), None);
     let provider = iam_request(&[
         ("Action", "CreateOpenIDConnectProvider"),
@@ -227,7 +387,12 @@ fn requests_map_to_iams_authorizations() {
     assert!(authorizations(&identity, None, &account()).is_empty());
 }
 
-fn target(role_path: Option<&str>, partition: Partition, mode: ProviderMode, boundary: Option<&str>) -> PolicyTarget {
+fn target(
+    role_path: Option<&str>,
+    partition: Partition,
+    mode: ProviderMode,
+    boundary: Option<&str>,
+) -> PolicyTarget {
     PolicyTarget {
         cluster_name: "prod".into(),
         role_path: role_path.map(str::to_string),
@@ -241,7 +406,11 @@ fn target(role_path: Option<&str>, partition: Partition, mode: ProviderMode, bou
 fn escalations_are_denied_for_every_path_and_partition() {
     let cases = [
         (None, Partition::Aws, ProviderMode::Manage),
-        (Some("/teams/payments/"), Partition::AwsUsGov, ProviderMode::Existing),
+        (
+            Some("/teams/payments/"),
+            Partition::AwsUsGov,
+            ProviderMode::Existing,
+        ),
         (Some("/a/b/c/"), Partition::AwsCn, ProviderMode::Manage),
     ];
     for (role_path, partition, mode) in cases {
@@ -249,7 +418,10 @@ fn escalations_are_denied_for_every_path_and_partition() {
             partition: partition.as_str().into(),
             id: "111122223333".into(),
         };
-        let boundary = format!("arn:{}:iam::111122223333:policy/irsa-boundary", partition.as_str());
+        let boundary = format!(
+            "arn:{}:iam::111122223333:policy/irsa-boundary",
+            partition.as_str()
+        );
         let policy = operator_policy(&target(role_path, partition, mode, Some(&boundary))).unwrap();
         validate_identity_policy(&policy).expect("the rendered policy is itself valid");
         let role_path = role_path.unwrap_or("/irsa/prod/");
@@ -266,10 +438,14 @@ fn escalations_are_denied_for_every_path_and_partition() {
                 &policy,
                 &authorizations(&escalation.params, escalation.resource.as_ref(), &account),
             );
-            let expected = escalation
-                .denied_by
-                .map_or(Decision::ImplicitDeny, |sid| Decision::ExplicitDeny(sid.into()));
-            assert_eq!(decision, expected, "{}: {partition:?} {role_path}", escalation.what);
+            let expected = escalation.denied_by.map_or(Decision::ImplicitDeny, |sid| {
+                Decision::ExplicitDeny(sid.into())
+            });
+            assert_eq!(
+                decision, expected,
+                "{}: {partition:?} {role_path}",
+                escalation.what
+            );
         }
         // Without the boundary, the same policy lets most of them through: the boundary
         // is what stops them.
@@ -277,8 +453,11 @@ fn escalations_are_denied_for_every_path_and_partition() {
         let let_through = escalations(&confinement)
             .iter()
             .filter(|e| {
-                decide(&unbounded, &authorizations(&e.params, e.resource.as_ref(), &account))
-                    .is_allowed()
+                decide(
+                    &unbounded,
+                    &authorizations(&e.params, e.resource.as_ref(), &account),
+                )
+                .is_allowed()
             })
             .count();
         assert!(let_through >= 5, "{let_through}");
@@ -303,7 +482,10 @@ fn provider_writes(account: &Account) -> Vec<(BTreeMap<String, String>, Option<R
         ("Action", "CreateOpenIDConnectProvider"),
         ("Url", "https://oidc.eks.us-east-1.amazonaws.com/id/ABC"),
         ("ClientIDList.member.1", "sts.amazonaws.com"),
-        ("ThumbprintList.member.1", "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"),
+        (
+            "ThumbprintList.member.1",
+            "9e99a48a9960b14926bb7f3b02e22da2b0ab7280",
+        ),
         ("Tags.member.1.Key", "irsa.dev/cluster"),
         ("Tags.member.1.Value", "prod"),
         ("Tags.member.2.Key", "irsa.dev/managed-by"),
@@ -312,15 +494,27 @@ fn provider_writes(account: &Account) -> Vec<(BTreeMap<String, String>, Option<R
     let on_provider = |action: &str, field: &str| {
         iam_request(&[
             ("Action", action),
-            ("OpenIDConnectProviderArn", &arn),
+            ("OpenIDConnectProviderArn", arn.as_str()),
             (field, "x"),
         ])
     };
     vec![
         (create, None),
-        (on_provider("UpdateOpenIDConnectProviderThumbprint", "ThumbprintList.member.1"), Some(tagged.clone())),
-        (on_provider("AddClientIDToOpenIDConnectProvider", "ClientID"), Some(tagged.clone())),
-        (on_provider("RemoveClientIDFromOpenIDConnectProvider", "ClientID"), Some(tagged)),
+        (
+            on_provider(
+                "UpdateOpenIDConnectProviderThumbprint",
+                "ThumbprintList.member.1",
+            ),
+            Some(tagged.clone()),
+        ),
+        (
+            on_provider("AddClientIDToOpenIDConnectProvider", "ClientID"),
+            Some(tagged.clone()),
+        ),
+        (
+            on_provider("RemoveClientIDFromOpenIDConnectProvider", "ClientID"),
+            Some(tagged),
+        ),
     ]
 }
 
@@ -333,18 +527,28 @@ fn only_manage_mode_writes_the_provider_and_only_the_one_it_created() {
         };
         let boundary = format!("arn:{}:iam::111122223333:policy/b", partition.as_str());
         for boundary in [None, Some(boundary.as_str())] {
-            let manage = operator_policy(&target(None, partition, ProviderMode::Manage, boundary)).unwrap();
+            let manage =
+                operator_policy(&target(None, partition, ProviderMode::Manage, boundary)).unwrap();
             let existing =
-                operator_policy(&target(None, partition, ProviderMode::Existing, boundary)).unwrap();
+                operator_policy(&target(None, partition, ProviderMode::Existing, boundary))
+                    .unwrap();
             for (params, resource) in provider_writes(&account) {
                 let auths = authorizations(&params, resource.as_ref(), &account);
                 assert!(decide(&manage, &auths).is_allowed(), "manage: {params:?}");
-                assert_eq!(decide(&existing, &auths), Decision::ImplicitDeny, "existing: {params:?}");
+                assert_eq!(
+                    decide(&existing, &auths),
+                    Decision::ImplicitDeny,
+                    "existing: {params:?}"
+                );
                 // A provider someone else made (EKS, eksctl) is never changed.
                 if let Some(mut foreign) = resource {
                     foreign.tags.clear();
                     let auths = authorizations(&params, Some(&foreign), &account);
-                    assert_eq!(decide(&manage, &auths), Decision::ImplicitDeny, "foreign: {params:?}");
+                    assert_eq!(
+                        decide(&manage, &auths),
+                        Decision::ImplicitDeny,
+                        "foreign: {params:?}"
+                    );
                 }
             }
         }
@@ -381,7 +585,10 @@ fn the_starting_boundary_policy_is_valid_and_grants_no_iam_write() {
         "sts:AssumeRole",
     ] {
         let decision = evaluate(&boundary, &Authorization::new(action, "*"));
-        assert!(!decision.is_allowed(), "the boundary lets {action} through: {decision:?}");
+        assert!(
+            !decision.is_allowed(),
+            "the boundary lets {action} through: {decision:?}"
+        );
     }
     let doc = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operator-iam-policy.md"),
@@ -393,5 +600,8 @@ fn the_starting_boundary_policy_is_valid_and_grants_no_iam_write() {
         .filter_map(|block| block.split("```").next())
         .filter_map(|block| serde_json::from_str::<Value>(block).ok())
         .any(|block| block == boundary);
-    assert!(quoted, "docs/operator-iam-policy.md does not quote config/iam/permissions-boundary.json");
+    assert!(
+        quoted,
+        "docs/operator-iam-policy.md does not quote config/iam/permissions-boundary.json"
+    );
 }

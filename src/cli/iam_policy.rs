@@ -64,9 +64,8 @@ pub fn run(args: &IamPolicyArgs) -> ExitCode {
             operator_role,
             external_id,
         )),
-        _ => iam_policy::operator_policy(&args.target()).and_then(|policy| {
-            iam_policy::with_management_roles(policy, &args.management_roles)
-        }),
+        _ => iam_policy::operator_policy(&args.target())
+            .and_then(|policy| iam_policy::with_management_roles(policy, &args.management_roles)),
     };
     match rendered {
         Ok(policy) => {

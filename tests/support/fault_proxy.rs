@@ -487,7 +487,10 @@ async fn resource_facts(shared: &Shared, seen: &Seen) -> Option<ResourceFacts> {
         if action == Some("CreateRole") {
             return None;
         }
-        (vec![("Action", "GetRole"), ("RoleName", role.as_str())], None)
+        (
+            vec![("Action", "GetRole"), ("RoleName", role.as_str())],
+            None,
+        )
     } else if let Some(arn) = params.get("OpenIDConnectProviderArn") {
         let form = vec![
             ("Action", "GetOpenIDConnectProvider"),
@@ -529,7 +532,7 @@ async fn resource_facts(shared: &Shared, seen: &Seen) -> Option<ResourceFacts> {
         raw.to_vec()
     };
     let xml = String::from_utf8_lossy(&body);
-    let tags = xml_section(&xml, "Tags")
+    let tags: BTreeMap<String, String> = xml_section(&xml, "Tags")
         .map(|tags| {
             tags.split("<member>")
                 .skip(1)

@@ -125,8 +125,8 @@ fn element_matches(
     matches: impl Fn(&str) -> bool,
 ) -> bool {
     match (statement.get(positive), statement.get(negative)) {
-        (Some(patterns), None) => strings(patterns).iter().any(|p| matches(p)),
-        (None, Some(patterns)) => !strings(patterns).iter().any(|p| matches(p)),
+        (Some(patterns), None) => strings(patterns).iter().any(|p| matches(p.as_str())),
+        (None, Some(patterns)) => !strings(patterns).iter().any(|p| matches(p.as_str())),
         _ => panic!("a statement needs exactly one of {positive} and {negative}: {statement}"),
     }
 }
@@ -201,7 +201,12 @@ enum SetOperator {
     ForAllValues,
 }
 
-fn condition_holds(operator: &str, key: &str, expected: &[String], request: &Authorization) -> bool {
+fn condition_holds(
+    operator: &str,
+    key: &str,
+    expected: &[String],
+    request: &Authorization,
+) -> bool {
     let (set, rest) = if let Some(rest) = operator.strip_prefix("ForAnyValue:") {
         (SetOperator::ForAnyValue, rest)
     } else if let Some(rest) = operator.strip_prefix("ForAllValues:") {
@@ -342,7 +347,10 @@ pub fn authorizations(
         // The boundary the request sets.
         "CreateRole" | "PutRolePermissionsBoundary" => param("PermissionsBoundary"),
         // The role's current boundary.
-        "PutRolePolicy" | "DeleteRolePolicy" | "AttachRolePolicy" | "DetachRolePolicy"
+        "PutRolePolicy"
+        | "DeleteRolePolicy"
+        | "AttachRolePolicy"
+        | "DetachRolePolicy"
         | "DeleteRolePermissionsBoundary" => {
             resource.and_then(|facts| facts.permissions_boundary.as_deref())
         }
@@ -395,14 +403,10 @@ fn members(params: &BTreeMap<String, String>, list: &str) -> Vec<(String, String
     found.into_values().collect()
 }
 
-
 /// IAM's decision on a whole request: denied when any of its authorizations is.
 pub fn decide(policy: &Value, authorizations: &[Authorization]) -> Decision {
     assert!(!authorizations.is_empty(), "nothing to decide");
-    let decisions: Vec<Decision> = authorizations
-        .iter()
-        .map(|a| evaluate(policy, a))
-        .collect();
+    let decisions: Vec<Decision> = authorizations.iter().map(|a| evaluate(policy, a)).collect();
     decisions
         .iter()
         .find(|d| !d.is_allowed())
@@ -481,10 +485,13 @@ pub fn escalations(c: &Confinement<'_>) -> Vec<Escalation> {
         "PutRolePolicy",
         &[
             ("PolicyName", "irsa-operator"),
-            ("PolicyDocument", r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#),
+            (
+                "PolicyDocument",
+                r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+            ),
         ],
     );
-    let attach_admin = on_role("AttachRolePolicy", &[("PolicyArn", &admin)]);
+    let attach_admin = on_role("AttachRolePolicy", &[("PolicyArn", admin.as_str())]);
     let on_boundary = |action: &str, extra: &[(&str, &str)]| {
         let mut fields = vec![("Action", action), ("PolicyArn", c.boundary)];
         fields.extend_from_slice(extra);
@@ -505,7 +512,7 @@ pub fn escalations(c: &Confinement<'_>) -> Vec<Escalation> {
         ),
         escalation(
             "CreateRole with another permissions boundary",
-            create(c.role_path, Some(c.cluster), Some(&other_boundary)),
+            create(c.role_path, Some(c.cluster), Some(other_boundary.as_str())),
             None,
             None,
         ),
@@ -529,7 +536,10 @@ pub fn escalations(c: &Confinement<'_>) -> Vec<Escalation> {
         ),
         escalation(
             "PutRolePermissionsBoundary to another policy",
-            on_role("PutRolePermissionsBoundary", &[("PermissionsBoundary", &other_boundary)]),
+            on_role(
+                "PutRolePermissionsBoundary",
+                &[("PermissionsBoundary", other_boundary.as_str())],
+            ),
             Some(owned()),
             None,
         ),
@@ -544,7 +554,10 @@ pub fn escalations(c: &Confinement<'_>) -> Vec<Escalation> {
             on_boundary(
                 "CreatePolicyVersion",
                 &[
-                    ("PolicyDocument", r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#),
+                    (
+                        "PolicyDocument",
+                        r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+                    ),
                     ("SetAsDefault", "true"),
                 ],
             ),
@@ -590,7 +603,10 @@ pub fn escalations(c: &Confinement<'_>) -> Vec<Escalation> {
         escalation(
             "AttachRolePolicy on an owned role with another boundary",
             attach_admin.clone(),
-            Some(role(&[("irsa.dev/cluster", c.cluster)], Some(&other_boundary))),
+            Some(role(
+                &[("irsa.dev/cluster", c.cluster)],
+                Some(other_boundary.as_str()),
+            )),
             None,
         ),
         escalation(
@@ -609,7 +625,10 @@ pub fn escalations(c: &Confinement<'_>) -> Vec<Escalation> {
             "UntagRole of irsa.dev/uid beside a user tag",
             on_role(
                 "UntagRole",
-                &[("TagKeys.member.1", "team"), ("TagKeys.member.2", "irsa.dev/uid")],
+                &[
+                    ("TagKeys.member.1", "team"),
+                    ("TagKeys.member.2", "irsa.dev/uid"),
+                ],
             ),
             Some(owned()),
             Some("NeverStripOwnershipTags"),
