@@ -444,6 +444,69 @@ async fn every_request_the_operator_sends_is_allowed_and_escalations_are_denied(
         "with a boundary the operator never removes one"
     );
 
+    // The same requests under a policy rendered for another cluster, or another boundary:
+    // the writes that depend on the tag, or on the boundary, must now be refused, or the
+    // recorded context was not what the evaluation went by.
+    let refused_under = |target: PolicyTarget, actions: &[&str]| {
+        let policy = operator_policy(&target).expect("the policy renders");
+        let judged: Vec<bool> = records
+            .iter()
+            .filter(|r| actions.contains(&r.call.action.as_str()))
+            .map(|r| !decide(&policy, &authorizations_of(r, &account)).is_allowed())
+            .collect();
+        (
+            judged.len(),
+            judged.iter().filter(|refused| **refused).count(),
+        )
+    };
+    let tagged_writes = [
+        "CreateRole",
+        "PutRolePolicy",
+        "AttachRolePolicy",
+        "UpdateAssumeRolePolicy",
+        "UpdateRole",
+        "UntagRole",
+        "DeleteRolePolicy",
+        "DetachRolePolicy",
+        "DeleteRole",
+        "PutRolePermissionsBoundary",
+        "CreateOpenIDConnectProvider",
+        "AddClientIDToOpenIDConnectProvider",
+        "RemoveClientIDFromOpenIDConnectProvider",
+        "UpdateOpenIDConnectProviderThumbprint",
+    ];
+    let (judged, refused) = refused_under(
+        PolicyTarget {
+            cluster_name: "another".into(),
+            role_path: Some(format!("/irsa/{}/", s.cluster)),
+            ..target.clone()
+        },
+        &tagged_writes,
+    );
+    assert!(judged >= 20, "{judged} tagged writes recorded");
+    assert_eq!(
+        refused, judged,
+        "another cluster's policy allows some of our writes"
+    );
+    let bounded_writes = [
+        "CreateRole",
+        "PutRolePolicy",
+        "AttachRolePolicy",
+        "PutRolePermissionsBoundary",
+    ];
+    let (judged, refused) = refused_under(
+        PolicyTarget {
+            permissions_boundary: Some(other_boundary.clone()),
+            ..target.clone()
+        },
+        &bounded_writes,
+    );
+    assert!(judged >= 8, "{judged} boundary-conditioned writes recorded");
+    assert_eq!(
+        refused, judged,
+        "another boundary's policy allows some of our writes"
+    );
+
     // The escalations, judged by the same evaluator against the same policy.
     let confinement = Confinement {
         account: &account,
