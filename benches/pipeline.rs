@@ -25,6 +25,7 @@ fn config() -> OperatorConfig {
         issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE".into(),
         role_path: "/irsa/prod/".into(),
         role_name_prefix: String::new(),
+        baseline: Default::default(),
     }
 }
 

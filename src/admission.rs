@@ -10,7 +10,7 @@ use crate::{
     config::OperatorConfig,
     crd::{PodIamRole, PodIamRoleSpec},
     desired::{self, DesiredRole},
-    guardrail::{self, Enforced, PodIamRoleGuardrail},
+    guardrail::{self, Context, Enforced, PodIamRoleGuardrail, Rule},
     naming,
     ownership::{Adoption, Owner},
     status::Outcome,
@@ -36,6 +36,26 @@ pub fn admit(
     Ok(desired)
 }
 
+/// The guardrails' decision on one PodIamRole, given the guardrails selecting its
+/// namespace and how many older PodIamRoles the namespace has.
+pub fn decide(
+    role: &PodIamRole,
+    rules: &[Rule<'_>],
+    rank: usize,
+    config: &OperatorConfig,
+) -> Result<Enforced, String> {
+    let namespace = role.namespace().unwrap_or_default();
+    let own_prefix =
+        naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
+    let context = Context {
+        namespace: &namespace,
+        own_prefix: &own_prefix,
+        rank,
+        baseline: &config.baseline,
+    };
+    guardrail::decide(&role.spec, rules, &context)
+}
+
 /// The whole check on one PodIamRole, given what the cluster (or a set of manifests)
 /// holds: the guardrails, its namespace's labels and the PodIamRoles there (for quotas).
 pub fn review<'a>(
@@ -45,12 +65,9 @@ pub fn review<'a>(
     roles: &[Arc<PodIamRole>],
     config: &OperatorConfig,
 ) -> Result<DesiredRole, Outcome> {
-    let namespace = role.namespace().unwrap_or_default();
     let rules = guardrail::rules_for(guardrails, namespace_labels);
     let rank = guardrail::quota_rank(role, roles);
-    let own_prefix =
-        naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
-    let decision = guardrail::decide(&role.spec, &rules, rank, &own_prefix);
+    let decision = decide(role, &rules, rank, config);
     admit(
         decision,
         &role.spec,

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use crate::{crd::DeletionPolicy, naming, oidc::ProviderMode};
+use crate::{crd::DeletionPolicy, guardrail::Baseline, naming, oidc::ProviderMode};
 
 /// Flags of `irsa-operator run`.
 #[derive(Args, Debug, Clone)]
@@ -104,6 +104,21 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_DEFAULT_DELETION_POLICY", default_value = "Delete", value_parser = parse_deletion_policy)]
     pub default_deletion_policy: DeletionPolicy,
 
+    /// The permissions boundary (a managed policy ARN, in this account or AWS-managed)
+    /// put on every role the operator creates, and restored when removed in IAM. It is the
+    /// most any PodIamRole can ever grant; render the operator's IAM policy with the same
+    /// flag so that IAM refuses any role without it. In a target account, the policy of
+    /// the same path and name there.
+    #[arg(long, env = "IRSA_PERMISSIONS_BOUNDARY")]
+    pub permissions_boundary: Option<String>,
+
+    /// Insecure: PodIamRoles in namespaces that no guardrail selects may grant anything
+    /// outside the built-in deny list, and a guardrail's unset allow-list means "any".
+    /// Without it (the default) nothing is granted that no guardrail grants.
+    #[arg(long, env = "IRSA_ALLOW_WITHOUT_GUARDRAIL", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true")]
+    pub allow_without_guardrail: bool,
+
     #[command(flatten)]
     pub leader_election: crate::leader::LeaderElectionArgs,
 
@@ -162,6 +177,8 @@ pub struct OperatorConfig {
     pub issuer_host_path: String,
     pub role_path: String,
     pub role_name_prefix: String,
+    /// Default deny and the operator-wide permissions boundary.
+    pub baseline: Baseline,
 }
 
 impl OperatorConfig {
@@ -201,6 +218,9 @@ pub fn resolve(
         .unwrap_or_else(|| format!("/irsa/{}/", args.cluster_name));
     naming::validate_role_path(&role_path)?;
     naming::validate_prefix(&args.role_name_prefix)?;
+    if let Some(boundary) = &args.permissions_boundary {
+        validate_boundary(boundary, &partition, account_id)?;
+    }
     Ok(OperatorConfig {
         cluster_name: args.cluster_name.clone(),
         partition,
@@ -208,7 +228,43 @@ pub fn resolve(
         issuer_host_path,
         role_path,
         role_name_prefix: args.role_name_prefix.clone(),
+        baseline: Baseline {
+            default_deny: !args.allow_without_guardrail,
+            boundary: args.permissions_boundary.clone(),
+        },
     })
+}
+
+/// A boundary must be a managed policy IAM can attach here: in this partition, and
+/// AWS-managed or in this account.
+fn validate_boundary(arn: &str, partition: &str, account_id: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", p, "iam", "", account, resource]
+            if *p == partition
+                && (*account == "aws" || *account == account_id)
+                && resource.len() > "policy/".len()
+                && resource.starts_with("policy/") =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "--permissions-boundary `{arn}` is not a managed policy ARN in partition {partition}, \
+             AWS-managed or of account {account_id}"
+        )),
+    }
+}
+
+/// The boundary `arn` names, as seen from account `account_id` of `partition`: the
+/// policy of the same path and name there. AWS-managed policies are the same everywhere.
+pub fn boundary_in_account(arn: &str, partition: &str, account_id: &str) -> String {
+    match arn.splitn(6, ':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "iam", "", account, resource] if *account != "aws" => {
+            format!("arn:{partition}:iam::{account_id}:{resource}")
+        }
+        ["arn", _, "iam", "", "aws", resource] => format!("arn:{partition}:iam::aws:{resource}"),
+        _ => arn.to_string(),
+    }
 }
 
 /// `https://host/path` -> `host/path`, as IAM writes provider ARNs and condition keys.
@@ -333,6 +389,53 @@ mod tests {
                 "Keep"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn default_deny_and_the_operator_boundary() {
+        let caller = "arn:aws:sts::111122223333:assumed-role/x/y";
+        let resolved = |extra: &[&str]| resolve(&args(extra), "https://i", caller, "111122223333");
+        let secure = resolved(&[]).unwrap().baseline;
+        assert!(secure.default_deny, "default deny without any flag");
+        assert_eq!(secure.boundary, None);
+        assert!(
+            !resolved(&["--allow-without-guardrail"])
+                .unwrap()
+                .baseline
+                .default_deny
+        );
+        let own = "arn:aws:iam::111122223333:policy/irsa/boundary";
+        let bounded = resolved(&["--permissions-boundary", own]).unwrap();
+        assert_eq!(bounded.baseline.boundary.as_deref(), Some(own));
+        assert!(
+            resolved(&[
+                "--permissions-boundary",
+                "arn:aws:iam::aws:policy/PowerUserAccess"
+            ])
+            .is_ok()
+        );
+        for bad in [
+            "arn:aws:iam::999999999999:policy/elsewhere",
+            "arn:aws-cn:iam::111122223333:policy/b",
+            "arn:aws:iam::111122223333:role/b",
+            "arn:aws:iam::111122223333:policy/",
+            "boundary",
+        ] {
+            let error = resolved(&["--permissions-boundary", bad]).unwrap_err();
+            assert!(error.contains("--permissions-boundary"), "{bad}: {error}");
+        }
+        assert_eq!(
+            boundary_in_account(own, "aws", "444455556666"),
+            "arn:aws:iam::444455556666:policy/irsa/boundary"
+        );
+        assert_eq!(
+            boundary_in_account(
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                "aws",
+                "444455556666"
+            ),
+            "arn:aws:iam::aws:policy/ReadOnlyAccess"
         );
     }
 

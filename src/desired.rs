@@ -525,7 +525,8 @@ mod tests {
         #[test]
         fn accepted_specs_are_within_iam_limits(value in arbitrary_spec()) {
             let Ok(spec) = serde_json::from_value::<PodIamRoleSpec>(value) else { return Ok(()) };
-            let _ = crate::guardrail::evaluate(&spec, &[], 0);
+            let legacy = crate::guardrail::Baseline { default_deny: false, boundary: None };
+            let _ = crate::guardrail::evaluate(&spec, &[], &crate::testing::guardrail_context(&legacy));
             if let Ok(role) = desired_role(&spec, owner(), &test_config()) {
                 prop_assert!(naming::validate_role_name(&role.name).is_ok());
                 prop_assert!(policy::size_without_whitespace(&role.trust_policy) <= policy::MAX_TRUST_POLICY_CHARS);

@@ -112,6 +112,7 @@ pub struct Metrics {
     iam_budget_wait: Histogram,
     iam_budget_rate: Gauge<f64, AtomicU64>,
     leader: Gauge,
+    allow_without_guardrail: Gauge,
     orphan_roles: Gauge,
     orphan_roles_deleted: Counter,
     webhook_admissions: Family<OutcomeLabels, Counter>,
@@ -157,6 +158,12 @@ impl Default for Metrics {
             iam_budget_rate.clone(),
         );
         let leader = Gauge::default();
+        let allow_without_guardrail = Gauge::default();
+        registry.register(
+            "allow_without_guardrail",
+            "1 when started with --allow-without-guardrail: namespaces no guardrail selects may grant anything outside the built-in deny list",
+            allow_without_guardrail.clone(),
+        );
         let webhook_admissions = Family::<OutcomeLabels, Counter>::default();
         // 0.1 ms to 1 s: an admission is a cache lookup and a JSON diff; the API server
         // gives up after the webhook's timeoutSeconds.
@@ -267,6 +274,7 @@ impl Default for Metrics {
             iam_budget_wait,
             iam_budget_rate,
             leader,
+            allow_without_guardrail,
             orphan_roles,
             orphan_roles_deleted,
             webhook_admissions,
@@ -388,6 +396,10 @@ impl Metrics {
         self.webhook_validations
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    pub fn set_allow_without_guardrail(&self, on: bool) {
+        self.allow_without_guardrail.set(i64::from(on));
     }
 
     pub fn set_leader(&self, leading: bool) {

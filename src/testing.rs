@@ -12,6 +12,7 @@ use crate::{
     config::OperatorConfig,
     crd::{ChainLink, PodIamRole, PodIamRoleSpec},
     desired::{DesiredRole, INLINE_POLICY_NAME, desired_role},
+    guardrail::{Baseline, Context},
     observed::{ObservedRole, RoleSummary},
     ownership::Owner,
     policy,
@@ -25,6 +26,17 @@ pub fn test_config() -> OperatorConfig {
         issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/ABC".into(),
         role_path: "/irsa/prod/".into(),
         role_name_prefix: String::new(),
+        baseline: Default::default(),
+    }
+}
+
+/// Where the guardrail tests decide a spec: namespace `shop` of cluster `prod`, no older roles.
+pub fn guardrail_context(baseline: &Baseline) -> Context<'_> {
+    Context {
+        namespace: "shop",
+        own_prefix: "prod.shop.",
+        rank: 0,
+        baseline,
     }
 }
 

@@ -83,6 +83,7 @@ async fn roles_are_created_in_a_granted_target_account_only() {
         .await;
     let other = unique("no-grant");
     s.bed.create_namespace(&other).await;
+    s.bed.grant_everything(&other).await;
 
     // The platform team's side: the management role in account B, trusting the operator.
     let trust_policy = management_trust_policy(OPERATOR_ROLE, EXTERNAL_ID);

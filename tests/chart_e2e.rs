@@ -13,11 +13,15 @@ use std::{
 use serde_json::Value;
 use support::{
     install_crypto, testbed,
-    tools::{install_monitoring_crds, kubectl, repo_root, run, tool, yaml_documents},
+    tools::{
+        install_monitoring_crds, kubectl, output_with_stdin, repo_root, run, tool, yaml_documents,
+    },
     unique,
 };
 
 const CHART: &str = "charts/irsa-operator";
+/// The chart requires the operator-wide permissions boundary.
+const BOUNDARY: &str = "flags.permissions-boundary=arn:aws:iam::111122223333:policy/irsa-boundary";
 
 fn helm(args: &[&str], kubeconfig: Option<&str>) -> String {
     let mut command = Command::new(tool("helm"));
@@ -52,6 +56,8 @@ fn render_release(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> 
         namespace,
         "--set",
         "flags.cluster-name=prod",
+        "--set",
+        BOUNDARY,
         "--set",
         "metrics.serviceMonitor.enabled=true",
         "--set",
@@ -153,6 +159,47 @@ fn numbers_as_floats(value: &Value) -> Value {
 
 /// The manifests and the chart name one image, tagged with the crate's version: never `latest`.
 #[test]
+fn the_chart_requires_a_permissions_boundary_unless_opted_out() {
+    let template = |extra: &[&str]| {
+        let mut command = Command::new(tool("helm"));
+        command
+            .args([
+                "template",
+                "irsa-operator",
+                CHART,
+                "--set",
+                "flags.cluster-name=prod",
+            ])
+            .args(extra)
+            .current_dir(repo_root());
+        output_with_stdin(command, "")
+    };
+    let refused = template(&[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("flags.permissions-boundary is required"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        template(&["--set", "withoutPermissionsBoundary=true"])
+            .status
+            .success()
+    );
+    let bounded = render(&[]);
+    let deployment = bounded
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("a Deployment");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--permissions-boundary=arn:aws:iam::111122223333:policy/irsa-boundary")
+            && args.contains("--allow-without-guardrail=false"),
+        "{args}"
+    );
+}
+
+#[test]
 fn images_are_pinned_to_the_crate_version() {
     let version = env!("CARGO_PKG_VERSION");
     let chart: Value = serde_yaml::from_str(
@@ -194,6 +241,8 @@ fn chart_lints() {
             CHART,
             "--set",
             "flags.cluster-name=prod",
+            "--set",
+            BOUNDARY,
         ];
         args.extend_from_slice(extra);
         let out = helm(&args, None);
@@ -577,6 +626,8 @@ async fn chart_installs_upgrades_and_uninstalls_on_the_test_bed() {
             "--set",
             "flags.cluster-name=chart",
             "--set",
+            BOUNDARY,
+            "--set",
             "metrics.serviceMonitor.enabled=true",
             "--set",
             "metrics.prometheusRule.enabled=true",
@@ -622,6 +673,8 @@ async fn chart_installs_upgrades_and_uninstalls_on_the_test_bed() {
         &namespace,
         "--set",
         "flags.cluster-name=chart",
+        "--set",
+        BOUNDARY,
     ];
     template.extend_from_slice(WEBHOOK_AND_RESTART);
     let show_only: Vec<String> = ["webhook", "rbac-webhook", "rbac-restart"]

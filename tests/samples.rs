@@ -1,12 +1,10 @@
-//! The shipped samples are valid: each PodIamRole builds a role that passes the built-in
-//! guardrails, and the guardrail sample parses.
+//! The shipped samples are valid: under default deny, each PodIamRole passes exactly with
+//! the samples' own guardrails and is refused without them, and the guardrail samples parse.
+
+use std::collections::BTreeMap;
 
 use irsa_operator::{
-    config::OperatorConfig,
-    crd::PodIamRole,
-    desired::desired_role,
-    guardrail::{PodIamRoleGuardrail, evaluate},
-    ownership::Owner,
+    admission, config::OperatorConfig, crd::PodIamRole, guardrail::PodIamRoleGuardrail,
 };
 use kube::ResourceExt;
 use serde::Deserialize;
@@ -28,18 +26,39 @@ fn pod_iam_role_samples_build_valid_roles() {
         issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE".into(),
         role_path: "/irsa/prod/".into(),
         role_name_prefix: String::new(),
+        baseline: Default::default(),
     };
-    for file in ["payments.yaml", "cluster-autoscaler.yaml"] {
-        let role: PodIamRole =
+    let guardrails: Vec<PodIamRoleGuardrail> =
+        serde_yaml::Deserializer::from_str(&sample("guardrails.yaml"))
+            .map(|document| PodIamRoleGuardrail::deserialize(document).unwrap())
+            .collect();
+    for file in [
+        "payments.yaml",
+        "cluster-autoscaler.yaml",
+        "role-chain.yaml",
+    ] {
+        let mut role: PodIamRole =
             serde_yaml::from_str(&sample(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let owner = Owner {
-            cluster: "prod".into(),
-            namespace: role.namespace().unwrap(),
-            name: role.name_any(),
-            uid: "uid".into(),
+        role.metadata.uid = Some("uid".into());
+        // The API server labels every namespace with its name.
+        let labels = BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            role.namespace().unwrap(),
+        )]);
+        let review = |role: &PodIamRole, guardrails: &[PodIamRoleGuardrail]| {
+            admission::review(role, guardrails, &labels, &[], &config)
         };
-        desired_role(&role.spec, owner, &config).unwrap_or_else(|e| panic!("{file}: {e}"));
-        evaluate(&role.spec, &[], 0).unwrap_or_else(|e| panic!("{file}: {e}"));
+        review(&role, &guardrails).unwrap_or_else(|e| panic!("{file}: {}", e.message()));
+        let refused = review(&role, &[]).unwrap_err();
+        assert_eq!(refused.reason(), "PolicyNotAllowed", "{file}: default deny");
+        // Exactly what they use: one more action is refused.
+        if let Some(policy) = role.spec.policy.as_mut() {
+            policy["Statement"][0]["Action"] = serde_json::json!("dynamodb:DeleteTable");
+            assert!(
+                review(&role, &guardrails).is_err(),
+                "{file}: granted more than it uses"
+            );
+        }
     }
 }
 

@@ -31,7 +31,7 @@ fn refusals(stdout: &str) -> Vec<String> {
 fn all_samples_pass() {
     let (ok, stdout) = validate(&["-f", "config/samples"]);
     assert!(ok);
-    assert!(stdout.contains("3 PodIamRoles, 1 guardrails, 0 refused"));
+    assert!(stdout.contains("3 PodIamRoles, 3 guardrails, 0 refused"));
 }
 
 #[test]
@@ -45,12 +45,19 @@ fn good_manifests_pass_under_the_guardrails() {
         "tenant",
     ]);
     assert!(ok);
-    assert!(stdout.contains("2 PodIamRoles, 1 guardrails, 0 refused"));
+    assert!(stdout.contains("2 PodIamRoles, 2 guardrails, 0 refused"));
 }
 
 #[test]
 fn bad_manifests_fail_with_the_status_reasons() {
-    let (ok, stdout) = validate(&["-f", "tests/manifests/bad", "-n", "shop"]);
+    let (ok, stdout) = validate(&[
+        "-f",
+        "tests/manifests/bad",
+        "--guardrails",
+        "tests/manifests/guardrails",
+        "-n",
+        "shop",
+    ]);
     assert!(!ok, "refusals must fail the pipeline");
     assert_eq!(
         refusals(&stdout),
@@ -83,8 +90,26 @@ fn guardrails_from_files_refuse_what_they_do_not_allow() {
     assert!(!ok);
     assert!(stdout.contains(
         "tenant/outside-guardrail: PolicyNotAllowed: not allowed by the guardrails, nothing was written to IAM: \
-         spec.policy Statement[0]: Action `sqs:SendMessage` is not within the actions guardrail tenants allows"
+         spec.policy Statement[0]: Action `sqs:SendMessage` is not within guardrail tenants's allowedActions (dynamodb:*, s3:Get*)"
     ));
+}
+
+#[test]
+fn a_namespace_no_guardrail_selects_is_refused() {
+    let (ok, stdout) = validate(&["-f", "tests/manifests/good", "-n", "elsewhere"]);
+    assert!(!ok);
+    assert!(stdout.contains(
+        "elsewhere/reader: PolicyNotAllowed: not allowed by the guardrails, nothing was written to IAM: \
+         no PodIamRoleGuardrail selects namespace `elsewhere`"
+    ));
+    let (ok, _) = validate(&[
+        "-f",
+        "tests/manifests/good",
+        "-n",
+        "elsewhere",
+        "--allow-without-guardrail",
+    ]);
+    assert!(ok, "the operator's insecure flag, mirrored");
 }
 
 #[test]

@@ -162,8 +162,8 @@ async fn apply_refuses_what_the_operator_would_refuse() {
         assert!(
             refusal.contains(&format!(
                 "PolicyNotAllowed: not allowed by the guardrails, nothing was written to IAM: \
-                 spec.policy Statement[0]: Action `sqs:SendMessage` is not within the actions \
-                 guardrail {} allows",
+                 spec.policy Statement[0]: Action `sqs:SendMessage` is not within guardrail {}'s \
+                 allowedActions",
                 s.namespace
             )),
             "{refusal}"

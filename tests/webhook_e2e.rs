@@ -866,7 +866,7 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
     let message = &status.conditions[0].message;
     assert!(
         message.contains(&format!(
-            "spec.roleChain: sts:AssumeRole on `{external_arn}` is not within what guardrail {} allows",
+            "spec.roleChain: sts:AssumeRole on `{external_arn}` is not within guardrail {}'s allowedChainTargets",
             s.namespace
         )),
         "{message}"

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{config::OperatorConfig, oidc::ProviderMode};
+use crate::{config::OperatorConfig, guardrail::Baseline, oidc::ProviderMode};
 
 /// The session name the operator uses in the account unless the spec names one.
 pub const DEFAULT_SESSION_NAME: &str = "irsa-operator";
@@ -245,9 +245,17 @@ pub fn account_config(
                 && spec.account_id.len() == 12
                 && spec.account_id.bytes().all(|b| b.is_ascii_digit()) =>
         {
+            let boundary =
+                home.baseline.boundary.as_deref().map(|arn| {
+                    crate::config::boundary_in_account(arn, partition, &spec.account_id)
+                });
             Ok(OperatorConfig {
                 partition: partition.to_string(),
                 account_id: spec.account_id.clone(),
+                baseline: Baseline {
+                    boundary,
+                    ..home.baseline.clone()
+                },
                 ..home.clone()
             })
         }

@@ -11,6 +11,9 @@ use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
 
+/// The label the API server puts on every namespace: its name.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 use crate::{
     admission, config::OperatorConfig, crd::PodIamRole, guardrail::PodIamRoleGuardrail,
     status::Outcome,
@@ -78,14 +81,15 @@ impl Manifests {
     /// Each PodIamRole as `namespace/name`, with the outcome that refuses it, if any:
     /// the same guardrail decision and spec validation as the reconciler.
     pub fn check(&self, config: &OperatorConfig) -> Vec<(String, Result<(), Outcome>)> {
-        let no_labels = BTreeMap::new();
         self.roles
             .iter()
             .map(|role| {
                 let namespace = role.namespace().unwrap_or_default();
-                let labels = self.namespaces.get(&namespace).unwrap_or(&no_labels);
+                let mut labels = self.namespaces.get(&namespace).cloned().unwrap_or_default();
+                // The API server labels every namespace with its own name.
+                labels.insert(NAME_LABEL.into(), namespace.clone());
                 let verdict =
-                    admission::review(role, &self.guardrails, labels, &self.roles, config)
+                    admission::review(role, &self.guardrails, &labels, &self.roles, config)
                         .map(drop);
                 (format!("{namespace}/{}", role.name_any()), verdict)
             })
@@ -105,6 +109,19 @@ metadata: {name: tenants}
 spec:
   namespaceSelector: {matchLabels: {tenant: "true"}}
   allowedActions: ["dynamodb:*"]
+  allowedResources: ["*"]
+"#;
+
+    /// Grants namespaces `shop` and `infra` (by the label the API server sets) any action.
+    const GRANT_BY_NAME: &str = r#"
+apiVersion: irsa.dev/v1alpha1
+kind: PodIamRoleGuardrail
+metadata: {name: by-name}
+spec:
+  namespaceSelector:
+    matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [shop, infra]}]
+  allowedActions: ["*"]
+  allowedResources: ["*"]
 "#;
 
     fn role(name: &str, namespace: &str, action: &str) -> String {
@@ -140,6 +157,7 @@ spec:
         ]
         .join("---");
         manifests.add("roles.yaml", &text, "default");
+        manifests.add("grant.yaml", GRANT_BY_NAME, "default");
         assert_eq!(
             reasons(&manifests),
             [
@@ -154,6 +172,7 @@ spec:
     fn guardrails_follow_namespace_labels() {
         let mut manifests = Manifests::default();
         manifests.add("guardrail.yaml", GUARDRAIL, "default");
+        manifests.add("grant.yaml", GRANT_BY_NAME, "default");
         let roles = [
             role("s3", "tenant", "s3:GetObject"),
             role("s3", "infra", "s3:GetObject"),
@@ -167,7 +186,8 @@ spec:
             [
                 ("tenant/s3".to_string(), "PolicyNotAllowed"),
                 ("infra/s3".to_string(), "ok"),
-                ("unknown/s3".to_string(), "ok"),
+                // No guardrail selects it: default deny.
+                ("unknown/s3".to_string(), "PolicyNotAllowed"),
             ]
         );
         assert_eq!(

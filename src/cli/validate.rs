@@ -9,7 +9,7 @@ use std::{
 use clap::Args;
 
 use super::manifests::Manifests;
-use crate::{config::OperatorConfig, naming};
+use crate::{config::OperatorConfig, guardrail::Baseline, naming};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -27,6 +27,13 @@ pub struct ValidateArgs {
     /// The operator's --role-name-prefix.
     #[arg(long, env = "IRSA_ROLE_NAME_PREFIX", default_value = "")]
     pub role_name_prefix: String,
+    /// The operator's --permissions-boundary.
+    #[arg(long, env = "IRSA_PERMISSIONS_BOUNDARY")]
+    pub permissions_boundary: Option<String>,
+    /// The operator's --allow-without-guardrail (insecure).
+    #[arg(long, env = "IRSA_ALLOW_WITHOUT_GUARDRAIL", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true")]
+    pub allow_without_guardrail: bool,
     /// The namespace of PodIamRoles whose manifest names none.
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
@@ -66,6 +73,10 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             .into(),
         role_path: format!("/irsa/{}/", args.cluster_name),
         role_name_prefix: args.role_name_prefix.clone(),
+        baseline: Baseline {
+            default_deny: !args.allow_without_guardrail,
+            boundary: args.permissions_boundary.clone(),
+        },
     };
     for namespace in manifests.unlabelled_namespaces() {
         println!(

@@ -19,7 +19,7 @@ use kube::{
     },
 };
 use tokio::sync::{Notify, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     accounts::registry::{Accounts, Settings as AccountSettings, Target},
@@ -84,6 +84,20 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
     );
 
     let metrics = Arc::new(Metrics::default());
+    metrics.set_allow_without_guardrail(!config.baseline.default_deny);
+    if !config.baseline.default_deny {
+        warn!(
+            "--allow-without-guardrail: PodIamRoles in namespaces no guardrail selects may grant \
+             anything outside the built-in deny list, and unset guardrail allow-lists mean any; \
+             any namespace editor can give their pods the account's data"
+        );
+    }
+    match &config.baseline.boundary {
+        Some(boundary) => info!(%boundary, "every role carries this permissions boundary"),
+        None => warn!(
+            "no --permissions-boundary: nothing in IAM caps what the roles this operator creates may do"
+        ),
+    }
     let role = Arc::new(RoleState::new(metrics.clone()));
     let bound = http::serve(args.metrics_addr, metrics.clone(), role.clone()).await?;
     info!(address = %bound, "serving /metrics, /livez and /readyz");

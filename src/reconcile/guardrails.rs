@@ -11,10 +11,10 @@ use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::{Caches, owner_of};
 use crate::{
-    accounts,
+    accounts, admission,
     config::OperatorConfig,
     crd::{DEFAULT_AUDIENCE, PodIamRole},
-    desired, guardrail, naming,
+    desired, guardrail,
     oidc::within_client_id_limit,
 };
 
@@ -57,11 +57,8 @@ pub fn verdict(
     {
         rank.hash(&mut hasher);
     }
-    let own_prefix =
-        naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
-    let decision = guardrail::decide(&object.spec, &rules, rank, &own_prefix);
     Ok(Verdict {
-        decision,
+        decision: admission::decide(object, &rules, rank, config),
         fingerprint: hasher.finish(),
     })
 }
@@ -164,6 +161,8 @@ mod tests {
             "audiences",
             PodIamRoleGuardrailSpec {
                 allowed_audiences: Some(vec!["vault*".into(), "sts.amazonaws.com".into()]),
+                allowed_actions: Some(vec!["*".into()]),
+                allowed_resources: Some(vec!["*".into()]),
                 ..Default::default()
             },
         );

@@ -243,6 +243,27 @@ impl Testbed {
     }
 
     /// Adds labels to a namespace, for guardrail selectors.
+    /// A guardrail `<namespace>-grants` that grants the namespace every kind of thing, each
+    /// written as `*`: default deny then refuses nothing but the built-in deny list.
+    pub async fn grant_everything(&self, namespace: &str) {
+        let all = json!(["*"]);
+        let manifest = json!({"apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleGuardrail",
+        "metadata": {"name": format!("{namespace}-grants")},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "allowedActions": all, "allowedResources": all, "allowedManagedPolicyArns": all,
+            "allowedChainTargets": all, "allowedTrustedRoleArns": all, "allowedAudiences": all,
+        }});
+        Api::<irsa_operator::guardrail::PodIamRoleGuardrail>::all(self.kube.clone())
+            .patch(
+                &format!("{namespace}-grants"),
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect("apply the namespace's grants");
+    }
+
     pub async fn label_namespace(&self, name: &str, labels: serde_json::Value) {
         let patch = json!({"metadata": {"labels": labels}});
         Api::<Namespace>::all(self.kube.clone())

@@ -45,7 +45,16 @@ impl Scenario {
     }
 
     /// Namespace and cluster name only: the test decides about the provider and operator.
+    /// The operator denies by default, so the namespace gets a guardrail granting every kind
+    /// of thing (`*`), as a platform team would write one; the built-in deny list still holds.
     pub async fn prepare(label: &str) -> Option<Self> {
+        let scenario = Self::prepare_without_grant(label).await?;
+        scenario.bed.grant_everything(&scenario.namespace).await;
+        Some(scenario)
+    }
+
+    /// Like `prepare`, with no guardrail at all: what a fresh install grants a namespace.
+    pub async fn prepare_without_grant(label: &str) -> Option<Self> {
         install_crypto();
         let bed = testbed().await?;
         bed.install_crd().await;

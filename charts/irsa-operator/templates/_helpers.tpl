@@ -65,6 +65,9 @@ name for it: (list $ "webhook-service"). The operator and the objects then alway
 {{- if not (index .Values.flags "cluster-name") -}}
 {{- fail "flags.cluster-name is required: a name unique among the clusters of the AWS account" -}}
 {{- end -}}
+{{- if not (or (index .Values.flags "permissions-boundary") .Values.withoutPermissionsBoundary) -}}
+{{- fail "flags.permissions-boundary is required: the managed policy every role carries, the most any PodIamRole can grant (see docs/security.md); set withoutPermissionsBoundary=true to run without one" -}}
+{{- end -}}
 {{- $flags := deepCopy .Values.flags -}}
 {{- if (or .Values.flags.webhook (index .Values.flags "validating-webhook")) -}}
 {{- range $flag := list "webhook-namespace" "webhook-service" "webhook-configuration" "validating-webhook-configuration" "webhook-ca-secret" -}}
