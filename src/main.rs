@@ -2,13 +2,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use irsa_operator::{
-    accounts,
-    cli::validate::{self, ValidateArgs},
+    cli::{
+        iam_policy::{self, IamPolicyArgs},
+        validate::{self, ValidateArgs},
+    },
     config::RunArgs,
-    controller, crd, doctor,
-    iam_policy::{self, Partition, PolicyTarget},
-    oidc::ProviderMode,
-    telemetry, thumbprint,
+    controller, crd, doctor, telemetry, thumbprint,
 };
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.
@@ -30,35 +29,11 @@ enum Command {
     /// PodIamRoleAccount) as YAML.
     Crd,
     /// Print the IAM policy the operator's own role needs, as JSON: pass the same cluster
-    /// name, role path and OIDC provider mode as to `run`. The management role of a target
-    /// account (PodIamRoleAccount) needs the same policy (with that account's
-    /// `oidcProvider` mode); `--management-trust` prints its trust policy instead.
-    IamPolicy {
-        /// The operator's `--cluster-name`.
-        #[arg(long)]
-        cluster_name: String,
-        /// The operator's `--role-path`. Default: `/irsa/<cluster-name>/`.
-        #[arg(long)]
-        role_path: Option<String>,
-        /// The AWS partition of the account.
-        #[arg(long, value_enum, default_value = "aws")]
-        partition: Partition,
-        /// The operator's `--oidc-provider`: `manage` adds the rights to create and update
-        /// the cluster's provider.
-        #[arg(long = "oidc-provider", value_enum, default_value = "existing")]
-        oidc_provider_mode: ProviderMode,
-        /// The management role of a target account the operator assumes (repeatable):
-        /// adds `sts:AssumeRole` on it to the operator's own policy.
-        #[arg(long = "management-role")]
-        management_roles: Vec<String>,
-        /// Print the trust policy of a target account's management role instead: the
-        /// operator's own role, given here by ARN, may assume it with `--external-id`.
-        #[arg(long, value_name = "OPERATOR_ROLE_ARN", requires = "external_id")]
-        management_trust: Option<String>,
-        /// The PodIamRoleAccount's `externalId`, for `--management-trust`.
-        #[arg(long)]
-        external_id: Option<String>,
-    },
+    /// name, role path, OIDC provider mode and permissions boundary as to `run`. The
+    /// management role of a target account (PodIamRoleAccount) needs the same policy (with
+    /// that account's `oidcProvider` mode); `--management-trust` prints its trust policy
+    /// instead.
+    IamPolicy(IamPolicyArgs),
     /// Print the IAM OIDC provider thumbprint of an issuer: the SHA-1 of the top
     /// certificate its host serves, as 40 lowercase hex characters.
     Thumbprint {
@@ -87,42 +62,7 @@ fn main() -> ExitCode {
             print!("{}", documents.join("---\n"));
             ExitCode::SUCCESS
         }
-        Command::IamPolicy {
-            cluster_name,
-            role_path,
-            partition,
-            oidc_provider_mode,
-            management_roles,
-            management_trust,
-            external_id,
-        } => {
-            let target = PolicyTarget {
-                cluster_name,
-                role_path,
-                partition,
-                provider_mode: oidc_provider_mode,
-            };
-            let rendered = match (management_trust, external_id) {
-                (Some(operator_role), Some(external_id)) => Ok(accounts::management_trust_policy(
-                    &operator_role,
-                    &external_id,
-                )),
-                _ => iam_policy::operator_policy(&target).and_then(|policy| {
-                    iam_policy::with_management_roles(policy, &management_roles)
-                }),
-            };
-            match rendered {
-                Ok(policy) => {
-                    let text = serde_json::to_string_pretty(&policy).expect("JSON always prints");
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::IamPolicy(args) => iam_policy::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Thumbprint { issuer, ca_file } => {
             let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");

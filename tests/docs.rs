@@ -107,6 +107,7 @@ fn readme_shows_the_rendered_management_role_policies() {
         role_path: None,
         partition: Partition::Aws,
         provider_mode: ProviderMode::Existing,
+        permissions_boundary: None,
     })
     .unwrap();
     let management = vec!["arn:aws:iam::222222222222:role/irsa-management".to_string()];

@@ -1,6 +1,7 @@
 //! The CloudFormation snippet for the operator's role (config/iam/cloudformation/) passes
 //! cfn-lint, and its policy, resolved for a parameter set, is exactly what
-//! `irsa-operator iam-policy` renders for the same cluster name, role path, partition and mode.
+//! `irsa-operator iam-policy` renders for the same cluster name, role path, partition, mode
+//! and permissions boundary.
 
 mod support;
 
@@ -100,15 +101,28 @@ fn cloudformation_policy_is_the_rendered_policy() {
         serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(TEMPLATE)).unwrap())
             .unwrap();
     let cases = [
-        ("", Partition::Aws, ProviderMode::Existing),
+        ("", Partition::Aws, ProviderMode::Existing, ""),
         (
             "/teams/payments/",
             Partition::AwsUsGov,
             ProviderMode::Manage,
+            "",
         ),
-        ("", Partition::AwsCn, ProviderMode::Manage),
+        ("", Partition::AwsCn, ProviderMode::Manage, ""),
+        (
+            "",
+            Partition::Aws,
+            ProviderMode::Existing,
+            "arn:aws:iam::111122223333:policy/irsa-boundary",
+        ),
+        (
+            "/teams/payments/",
+            Partition::AwsUsGov,
+            ProviderMode::Manage,
+            "arn:aws-us-gov:iam::111122223333:policy/boundaries/irsa",
+        ),
     ];
-    for (role_path, partition, mode) in cases {
+    for (role_path, partition, mode, boundary) in cases {
         let mode_name = if mode == ProviderMode::Manage {
             "manage"
         } else {
@@ -123,6 +137,7 @@ fn cloudformation_policy_is_the_rendered_policy() {
                 ),
                 ("RolePath", role_path.into()),
                 ("OidcProviderMode", mode_name.into()),
+                ("PermissionsBoundaryArn", boundary.into()),
                 ("OperatorNamespace", "irsa-system".into()),
                 ("OperatorServiceAccount", "irsa-operator".into()),
                 ("AWS::Partition", partition.as_str().into()),
@@ -138,11 +153,12 @@ fn cloudformation_policy_is_the_rendered_policy() {
             role_path: (!role_path.is_empty()).then(|| role_path.to_string()),
             partition,
             provider_mode: mode,
+            permissions_boundary: (!boundary.is_empty()).then(|| boundary.to_string()),
         })
         .unwrap();
         assert_eq!(
             role["Policies"][0]["PolicyDocument"], rendered,
-            "{role_path:?} {partition:?} {mode:?}"
+            "{role_path:?} {partition:?} {mode:?} {boundary:?}"
         );
         let trust: Value =
             serde_json::from_str(role["AssumeRolePolicyDocument"].as_str().unwrap()).unwrap();

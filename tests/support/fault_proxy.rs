@@ -2,9 +2,13 @@
 //! (a POST whose form body says `Action=GetRole&RoleName=...`), so the proxy reads the
 //! action and role of each request and, per a fault plan the test may change at any time,
 //! forwards it or answers with a fault. Every request is recorded, so a test can count the
-//! calls IAM actually served apart from the failures the proxy made up.
+//! calls IAM actually served apart from the failures the proxy made up, with its decoded
+//! form fields; with [`FaultProxy::record_resources`], also what IAM would know of the role
+//! or provider it acts on (its ARN, tags and permissions boundary), so a test can evaluate
+//! the request as IAM authorizes it (`iam_eval`).
 
 use std::{
+    collections::BTreeMap,
     fmt,
     sync::{Arc, Mutex},
     time::Duration,
@@ -161,6 +165,24 @@ pub struct Call {
 pub struct Record {
     pub call: Call,
     pub outcome: Outcome,
+    /// The request's form fields, decoded: `Action`, `RoleName`, `Tags.member.1.Key`, ...
+    pub params: BTreeMap<String, String>,
+    /// The role or provider the request acts on, as it was just before the request was
+    /// decided; only with [`FaultProxy::record_resources`], and `None` for a create or when
+    /// it does not exist.
+    pub resource: Option<ResourceFacts>,
+}
+
+/// What IAM's authorization knows about an existing role or OIDC provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceFacts {
+    /// The full ARN, with the role's path.
+    pub arn: String,
+    /// For `aws:ResourceTag/<key>`.
+    pub tags: BTreeMap<String, String>,
+    /// The role's current boundary: `iam:PermissionsBoundary` of PutRolePolicy and
+    /// AttachRolePolicy.
+    pub permissions_boundary: Option<String>,
 }
 
 struct State {
@@ -169,6 +191,8 @@ struct State {
     records: Vec<Record>,
     /// Requests held by `Fault::Hold` right now.
     held: usize,
+    /// Whether to look up the role or provider of each request (see [`Record::resource`]).
+    record_resources: bool,
 }
 
 impl State {
@@ -244,6 +268,7 @@ impl FaultProxy {
                 rng: seed,
                 records: Vec::new(),
                 held: 0,
+                record_resources: false,
             }),
             plan: watch::channel(0).0,
         });
@@ -269,6 +294,13 @@ impl FaultProxy {
     /// Forwards everything from now on.
     pub fn clear(&self) {
         self.set_rules(Vec::new());
+    }
+
+    /// From now on, looks up the role or provider of each request in LocalStack before
+    /// deciding it, directly and not through the proxy (no call is counted), and records
+    /// it in [`Record::resource`].
+    pub fn record_resources(&self) {
+        self.shared.state().record_resources = true;
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -346,8 +378,17 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     while let Some(request) = read_request(&mut reader, &mut write).await {
-        let call = parse_call(&request.body);
-        let Some(answer) = answer(&shared, &call, &request, &mut reader).await else {
+        let params = parse_form(&request.body);
+        let call = Call {
+            action: params.get("Action").cloned().unwrap_or_default(),
+            role: params.get("RoleName").cloned(),
+        };
+        let seen = Seen {
+            call,
+            params,
+            request,
+        };
+        let Some(answer) = answer(&shared, &seen, &mut reader).await else {
             return;
         };
         if write.write_all(&answer).await.is_err() {
@@ -356,13 +397,20 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
+/// One request as read from the client.
+struct Seen {
+    call: Call,
+    params: BTreeMap<String, String>,
+    request: Request,
+}
+
 /// The bytes to send back, or `None` to close the connection.
 async fn answer<R: AsyncRead + Unpin>(
     shared: &Shared,
-    call: &Call,
-    request: &Request,
+    seen: &Seen,
     client: &mut R,
 ) -> Option<Vec<u8>> {
+    let (call, request) = (&seen.call, &seen.request);
     let mut plan = shared.plan.subscribe();
     let mut probe = [0u8; 1];
     loop {
@@ -376,44 +424,177 @@ async fn answer<R: AsyncRead + Unpin>(
                     // A client that gives up closes the connection; the request must then
                     // never reach IAM.
                     _ = client.read(&mut probe) => {
-                        record(shared, call, Outcome::Injected("Hang".into()));
+                        let facts = resource_facts(shared, seen).await;
+                        record(shared, seen, Outcome::Injected("Hang".into()), facts);
                         return None;
                     }
                 }
             }
             Some(Fault::Drop) => {
-                record(shared, call, Outcome::Injected(Fault::Drop.label()));
+                let facts = resource_facts(shared, seen).await;
+                record(shared, seen, Outcome::Injected(Fault::Drop.label()), facts);
                 return None;
             }
             Some(Fault::Delay(delay)) => {
                 tokio::time::sleep(delay).await;
-                forward(shared, request).await
+                let facts = resource_facts(shared, seen).await;
+                (forward(shared, request).await, facts)
             }
             Some(Fault::Hold) => {
                 shared.state().held += 1;
                 let _ = plan.changed().await;
                 shared.state().held -= 1;
-                forward(shared, request).await
+                let facts = resource_facts(shared, seen).await;
+                (forward(shared, request).await, facts)
             }
             Some(fault) => {
                 let request_id = format!("{:032x}", u128::from(shared.state().next_u64()));
                 let answer = fault.error_answer(&request_id)?;
-                record(shared, call, Outcome::Injected(fault.label()));
+                let facts = resource_facts(shared, seen).await;
+                record(shared, seen, Outcome::Injected(fault.label()), facts);
                 return Some(answer);
             }
-            None => forward(shared, request).await,
+            None => {
+                // Looked up before forwarding: IAM authorizes on the state before the write.
+                let facts = resource_facts(shared, seen).await;
+                (forward(shared, request).await, facts)
+            }
         };
-        let (status, answer) = outcome?;
-        record(shared, call, Outcome::Served(status));
+        let ((status, answer), facts) = (outcome.0?, outcome.1);
+        record(shared, seen, Outcome::Served(status), facts);
         return Some(answer);
     }
 }
 
-fn record(shared: &Shared, call: &Call, outcome: Outcome) {
+fn record(shared: &Shared, seen: &Seen, outcome: Outcome, resource: Option<ResourceFacts>) {
     shared.state().records.push(Record {
-        call: call.clone(),
+        call: seen.call.clone(),
         outcome,
+        params: seen.params.clone(),
+        resource,
     });
+}
+
+/// The role or OIDC provider `seen` acts on, asked of LocalStack directly, when
+/// [`FaultProxy::record_resources`] is on and it exists.
+async fn resource_facts(shared: &Shared, seen: &Seen) -> Option<ResourceFacts> {
+    if !shared.state().record_resources {
+        return None;
+    }
+    let params = &seen.params;
+    let action = params.get("Action").map(String::as_str);
+    let (form, provider_arn) = if let Some(role) = params.get("RoleName") {
+        if action == Some("CreateRole") {
+            return None;
+        }
+        (
+            vec![("Action", "GetRole"), ("RoleName", role.as_str())],
+            None,
+        )
+    } else if let Some(arn) = params.get("OpenIDConnectProviderArn") {
+        let form = vec![
+            ("Action", "GetOpenIDConnectProvider"),
+            ("OpenIDConnectProviderArn", arn.as_str()),
+        ];
+        (form, Some(arn.clone()))
+    } else {
+        return None;
+    };
+    let body: String = form
+        .iter()
+        .chain(&[("Version", "2010-05-08")])
+        .map(|(key, value)| format!("{key}={}", form_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&");
+    // The original credentials: LocalStack picks the account from the access key.
+    let authorization = header(&seen.request.head, "authorization")
+        .map(|value| format!("Authorization: {value}\r\n"))
+        .unwrap_or_default();
+    let lookup = Request {
+        head: format!(
+            "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
+             Content-Length: {}\r\n{authorization}",
+            shared.upstream,
+            body.len()
+        ),
+        body: body.into_bytes(),
+    };
+    let (status, answer) = forward(shared, &lookup).await?;
+    if status != 200 {
+        return None;
+    }
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let raw = &answer[split + 4..];
+    let body = if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        dechunk(raw)
+    } else {
+        raw.to_vec()
+    };
+    let xml = String::from_utf8_lossy(&body);
+    let tags: BTreeMap<String, String> = xml_section(&xml, "Tags")
+        .map(|tags| {
+            tags.split("<member>")
+                .skip(1)
+                .filter_map(|member| Some((xml_text(member, "Key")?, xml_text(member, "Value")?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ResourceFacts {
+        arn: provider_arn.or_else(|| xml_text(&xml, "Arn"))?,
+        tags,
+        permissions_boundary: xml_text(&xml, "PermissionsBoundaryArn"),
+    })
+}
+
+/// The text of the first `<tag>` element, unescaped.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    xml_section(xml, tag).map(|text| {
+        text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
+    })
+}
+
+/// What lies between the first `<tag>` and the next `</tag>`.
+fn xml_section<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(&xml[start..end])
+}
+
+/// A chunked HTTP/1.1 body, joined.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
+            break;
+        };
+        let start = line_end + 2;
+        if size == 0 || raw.len() < start + size {
+            break;
+        }
+        body.extend_from_slice(&raw[start..start + size]);
+        raw = raw.get(start + size + 2..).unwrap_or_default();
+    }
+    body
+}
+
+/// Percent-encodes a form value (RFC 3986 unreserved characters stay).
+fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Reads one request; `None` at the end of the connection or on a malformed request.
@@ -461,23 +642,20 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// `Action` and `RoleName` of a query-protocol form body.
-fn parse_call(body: &[u8]) -> Call {
+/// The fields of a query-protocol form body, decoded; the first of a repeated name wins.
+fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
     let form = String::from_utf8_lossy(body);
-    let field = |name: &str| {
-        form.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            (key == name).then(|| {
-                percent_decode_str(&value.replace('+', " "))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-        })
+    let decode = |text: &str| {
+        percent_decode_str(&text.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
     };
-    Call {
-        action: field("Action").unwrap_or_default(),
-        role: field("RoleName"),
+    let mut fields = BTreeMap::new();
+    for pair in form.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        fields.entry(decode(key)).or_insert_with(|| decode(value));
     }
+    fields
 }
 
 /// Sends `request` upstream on a fresh connection and returns (status, answer for the client).

@@ -4,6 +4,7 @@
 
 pub mod fault_proxy;
 pub mod gitops;
+pub mod iam_eval;
 pub mod rbac;
 pub mod scenario;
 pub mod tcp_switch;

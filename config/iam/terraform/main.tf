@@ -1,7 +1,9 @@
 # The operator's own IAM role on EKS (IRSA). The policy is the one `irsa-operator iam-policy`
-# renders; write it next to this file first, with the flags the operator runs with:
+# renders; write it next to this file first, with the flags the operator runs with
+# (the boundary policy must exist: docs/operator-iam-policy.md):
 #
-#   irsa-operator iam-policy --cluster-name my-cluster > operator-policy.json
+#   irsa-operator iam-policy --cluster-name my-cluster \
+#     --permissions-boundary arn:aws:iam::111122223333:policy/irsa-boundary > operator-policy.json
 #   terraform apply -var cluster_name=my-cluster -var oidc_provider_arn=arn:aws:iam::111122223333:oidc-provider/oidc.eks...
 
 variable "cluster_name" {
