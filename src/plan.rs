@@ -107,6 +107,18 @@ pub fn plan_apply(
     let current = &observed.summary;
     let mut ops = Vec::new();
 
+    // Tags first: the operator's IAM policy lets it change only roles tagged for its
+    // cluster, so an adopted or released role must carry the tag before anything else.
+    let changed_tags: BTreeMap<String, String> = desired
+        .tags
+        .iter()
+        .filter(|(key, value)| current.tags.get(*key) != Some(value))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !changed_tags.is_empty() {
+        ops.push(IamOp::TagRole(changed_tags));
+    }
+
     if !semantically_equal(&desired.trust_policy, &current.trust_policy) {
         ops.push(IamOp::UpdateTrustPolicy(desired.trust_policy.clone()));
     }
@@ -134,15 +146,6 @@ pub fn plan_apply(
         .collect();
     if !stale_tags.is_empty() {
         ops.push(IamOp::UntagRole(stale_tags));
-    }
-    let changed_tags: BTreeMap<String, String> = desired
-        .tags
-        .iter()
-        .filter(|(key, value)| current.tags.get(*key) != Some(value))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if !changed_tags.is_empty() {
-        ops.push(IamOp::TagRole(changed_tags));
     }
 
     // Extra inline policies go first, so the size quota has room for ours.
@@ -333,6 +336,20 @@ mod tests {
     }
 
     #[test]
+    fn a_released_role_is_tagged_before_any_other_write() {
+        let mut want = desired();
+        want.adoption = crate::ownership::Adoption::Retained;
+        let mut have = in_sync(&want);
+        have.summary
+            .tags
+            .insert("irsa.dev/cluster".into(), "released-from-prod".into());
+        have.summary.description = "changed meanwhile".into();
+        let ops = plan_apply(&want, Some(&have)).unwrap();
+        assert!(matches!(ops[0], IamOp::TagRole(_)), "{ops:?}");
+        assert!(ops.len() > 1, "{ops:?}");
+    }
+
+    #[test]
     fn boundary_and_changed_tag_values() {
         let mut want = desired();
         let have = in_sync(&want);
@@ -341,8 +358,8 @@ mod tests {
         assert_eq!(
             plan_apply(&want, Some(&have)).unwrap(),
             vec![
-                IamOp::PutPermissionsBoundary("arn:aws:iam::aws:policy/Boundary".into()),
                 IamOp::TagRole(BTreeMap::from([("team".into(), "payments".into())])),
+                IamOp::PutPermissionsBoundary("arn:aws:iam::aws:policy/Boundary".into()),
             ]
         );
     }
