@@ -147,7 +147,7 @@ async fn a_required_boundary_is_forced_onto_the_role() {
     assert!(
         status.conditions[0]
             .message
-            .contains("which the guardrails require")
+            .contains("which a guardrail puts on every role")
     );
 }
 
