@@ -19,7 +19,11 @@ async fn podiamroles_are_counted_by_ready_status_and_reason() {
     // Objects that exist before the operator starts meet its caches while they list.
     s.apply("ready", dynamo_spec("ready-sa")).await;
     s.apply("waiting", dynamo_spec("missing-sa")).await;
-    let s = s.with_operator(&[]).await;
+    // As installed (the chart requires a boundary): without one the operator warns.
+    let boundary = s.create_managed_policy("boundary").await;
+    let s = s
+        .with_operator(&["--permissions-boundary", boundary.as_str()])
+        .await;
     s.wait_reason("ready", "Synced").await;
     s.wait_reason("waiting", "ServiceAccountNotFound").await;
 

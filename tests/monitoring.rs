@@ -73,7 +73,7 @@ fn rules_pass_prometheus_rule_parser() {
         String::from_utf8_lossy(&checked.stderr)
     );
     let summary = String::from_utf8_lossy(&checked.stdout);
-    assert!(summary.contains("1 groups, 6 rules"), "{summary}");
+    assert!(summary.contains("1 groups, 7 rules"), "{summary}");
 }
 
 #[test]
