@@ -26,8 +26,17 @@ fn the_one_grant() -> Value {
     with_policy(allow(json!("s3:GetObject"), json!(BUCKET_OBJECTS)))
 }
 
-/// Each attempt: its name, its spec, and a phrase its refusal must carry.
+/// Each attempt: its name, its spec (with a ServiceAccount of its own, as one PodIamRole
+/// owns a ServiceAccount), and a phrase its refusal must carry.
 fn attempts(account: &str, other_boundary: &str) -> Vec<(&'static str, Value, String)> {
+    let mut attempts = tenant_attempts(account, other_boundary);
+    for (name, spec, _) in &mut attempts {
+        spec["serviceAccountName"] = json!(name);
+    }
+    attempts
+}
+
+fn tenant_attempts(account: &str, other_boundary: &str) -> Vec<(&'static str, Value, String)> {
     let admin = format!("arn:aws:iam::{account}:role/Admin");
     let chain = |arn: &str| json!({"serviceAccountName": "app", "roleChain": [{"profile": "p", "roleArn": arn}]});
     let managed = |arn: &str| json!({"serviceAccountName": "app", "managedPolicyArns": [arn]});
@@ -146,13 +155,13 @@ fn attempts(account: &str, other_boundary: &str) -> Vec<(&'static str, Value, St
         ),
         (
             "trust-other-account",
-            json!({"serviceAccountName": "app", "trustedRoleArns": ["arn:aws:iam::999999999999:role/ci"]}),
+            json!({"serviceAccountName": "app", "trustedRoleArns": ["arn:aws:iam::999999999999:role/ci"], "policy": allow(json!("s3:GetObject"), json!(BUCKET_OBJECTS))}),
             "spec.trustedRoleArns `arn:aws:iam::999999999999:role/ci` is granted by no guardrail"
                 .into(),
         ),
         (
             "audience",
-            json!({"serviceAccountName": "app", "audience": "vault"}),
+            json!({"serviceAccountName": "app", "audience": "vault", "policy": allow(json!("s3:GetObject"), json!(BUCKET_OBJECTS))}),
             "spec.audience `vault` is granted by no guardrail".into(),
         ),
         (
@@ -258,7 +267,7 @@ async fn a_tenant_gets_exactly_what_a_guardrail_grants_and_every_role_carries_th
         let refused = try_apply(
             &s,
             name,
-            json!({"serviceAccountName": "app", "trustedRoleArns": [arn]}),
+            json!({"serviceAccountName": "app", "trustedRoleArns": [arn], "policy": allow(json!("s3:GetObject"), json!(BUCKET_OBJECTS))}),
         )
         .await
         .unwrap_or_else(|| panic!("{name}: the API server stored it"));
