@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use irsa_operator::{
     cli::{
         iam_policy::{self, IamPolicyArgs},
+        plugin,
         validate::{self, ValidateArgs},
     },
     config::RunArgs,
@@ -49,8 +50,22 @@ enum Command {
     Doctor(doctor::DoctorArgs),
 }
 
+/// Parses the command line. Started as `kubectl-irsa` (kubectl's `irsa` plugin), the usage
+/// lines say `kubectl irsa`; the commands are the same.
+fn parse() -> Cli {
+    let mut command = Cli::command();
+    if let Some(name) = std::env::args_os()
+        .next()
+        .and_then(|argv0| plugin::plugin_bin_name(&argv0))
+    {
+        command = command.bin_name(name);
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // kube and the AWS SDK share rustls; pin its one crypto provider before either starts.
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
