@@ -8,10 +8,6 @@
 
 mod support;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_iam::config::Credentials;
 use irsa_operator::{
     accounts::{PodIamRoleAccount, PodIamRoleAccountStatus, management_trust_policy},
     trust,
@@ -24,6 +20,7 @@ use serde_json::{Value, json};
 use support::{
     Operator, eventually, eventually_matches,
     fault_proxy::{Fault, FaultProxy, Rule},
+    fresh_account_id,
     rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
     sum_metric, trust_admits, unique,
@@ -34,27 +31,6 @@ const EXTERNAL_ID: &str = "irsa-e2e-external-id";
 /// The operator's own role, as the management role trusts it. LocalStack runs every
 /// caller as its account's root; STS would see a session of this role.
 const OPERATOR_ROLE: &str = "arn:aws:iam::000000000000:role/irsa-operator";
-
-/// A fresh 12-digit account per run: LocalStack creates it on first use, and no earlier
-/// run's roles or provider are found there.
-fn fresh_account_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:012}", 100_000_000_000 + nanos % 800_000_000_000)
-}
-
-/// An IAM client acting in `account_id`, as LocalStack tells accounts apart.
-async fn iam_in(s: &Scenario, account_id: &str) -> aws_sdk_iam::Client {
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&s.bed.vars["AWS_ENDPOINT_URL"])
-        .region(Region::new(s.bed.vars["AWS_REGION"].clone()))
-        .credentials_provider(Credentials::new(account_id, "test", None, None, "account"))
-        .load()
-        .await;
-    aws_sdk_iam::Client::new(&aws)
-}
 
 /// Sums the write calls the operator made at home and in target accounts.
 async fn writes(operator: &Operator) -> (u64, u64) {
@@ -76,7 +52,7 @@ async fn roles_are_created_in_a_granted_target_account_only() {
     };
     s.bed.ensure_oidc_provider().await;
     let account_id = fresh_account_id();
-    let target = iam_in(&s, &account_id).await;
+    let target = s.bed.iam_in(&account_id).await;
     let grant = unique("grant");
     s.bed
         .label_namespace(&s.namespace, json!({"irsa-e2e/account": grant}))
@@ -296,7 +272,9 @@ async fn declare_account(
     trust_policy: &Value,
     grant: &str,
 ) -> String {
-    let management_role = iam_in(s, account_id)
+    let management_role = s
+        .bed
+        .iam_in(account_id)
         .await
         .create_role()
         .role_name(unique("irsa-management"))

@@ -11,12 +11,8 @@
 
 mod support;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 use irsa_operator::{
     iam_policy::{Partition, PolicyTarget, operator_policy},
     oidc::ProviderMode,
@@ -26,6 +22,7 @@ use serde_json::{Value, json};
 use support::{
     eventually,
     fault_proxy::{FaultProxy, Outcome},
+    fresh_account_id,
     iam_eval::{
         Account, Confinement, Decision, authorizations, authorizations_of, decide, escalations,
     },
@@ -59,27 +56,6 @@ const EXPECTED_ACTIONS: [&str; 21] = [
     "RemoveClientIDFromOpenIDConnectProvider",
     "UpdateOpenIDConnectProviderThumbprint",
 ];
-
-/// A fresh 12-digit account per run: LocalStack creates it on first use, so the operator
-/// finds no OIDC provider there and creates its own.
-fn fresh_account_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:012}", 100_000_000_000 + (nanos * 7) % 800_000_000_000)
-}
-
-/// An IAM client acting in `account_id` straight at LocalStack (not through the proxy).
-async fn iam_in(s: &Scenario, account_id: &str) -> aws_sdk_iam::Client {
-    let aws = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(&s.bed.vars["AWS_ENDPOINT_URL"])
-        .region(Region::new(s.bed.vars["AWS_REGION"].clone()))
-        .credentials_provider(Credentials::new(account_id, "test", None, None, "account"))
-        .load()
-        .await;
-    aws_sdk_iam::Client::new(&aws)
-}
 
 async fn create_policy(iam: &aws_sdk_iam::Client, name: &str, document: &str) -> String {
     let output = iam
@@ -193,7 +169,7 @@ async fn every_request_the_operator_sends_is_allowed_and_escalations_are_denied(
         return;
     };
     let account_id = fresh_account_id();
-    let iam = iam_in(&s, &account_id).await;
+    let iam = s.bed.iam_in(&account_id).await;
     let boundary = create_policy(&iam, &s.cluster, BOUNDARY_DOC).await;
     let other_boundary = create_policy(&iam, &format!("{}-other", s.cluster), BOUNDARY_DOC).await;
     let managed = |label: &str| format!("{}-{label}", s.cluster);

@@ -114,6 +114,17 @@ pub async fn testbed() -> Option<Testbed> {
     })
 }
 
+/// A 12-digit account no other test uses: LocalStack creates it, empty, on first use.
+pub fn fresh_account_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    // The process ID keeps test binaries started in the same nanosecond apart.
+    let salted = nanos ^ (u128::from(std::process::id()) << 40);
+    format!("{:012}", 100_000_000_000 + salted % 800_000_000_000)
+}
+
 /// Installs rustls' provider once per test process; kube and the AWS SDK both need it.
 pub fn install_crypto() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -262,6 +273,18 @@ impl Testbed {
             )
             .await
             .expect("apply the namespace's grants");
+    }
+
+    /// An IAM client acting in `account_id` straight at LocalStack, which tells accounts
+    /// apart by the access key.
+    pub async fn iam_in(&self, account_id: &str) -> aws_sdk_iam::Client {
+        let aws = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.vars["AWS_ENDPOINT_URL"])
+            .region(Region::new(self.vars["AWS_REGION"].clone()))
+            .credentials_provider(Credentials::new(account_id, "test", None, None, "account"))
+            .load()
+            .await;
+        aws_sdk_iam::Client::new(&aws)
     }
 
     pub async fn label_namespace(&self, name: &str, labels: serde_json::Value) {
