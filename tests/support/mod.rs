@@ -345,12 +345,23 @@ where
     }
 }
 
+/// A port for a test's own listener, below the kernel's ephemeral range (32768 and up on
+/// Linux). A port from `bind(0)` is ephemeral: between the probe and the listener's own
+/// bind, an outgoing connection of any process may take it as its local port, and the
+/// listener then fails with "address in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Test binaries run one after another; each starts at its own offset.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7_919) % SPAN;
+    loop {
+        let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The operator binary, run as a user runs it, watching one namespace.
@@ -438,11 +449,40 @@ impl Operator {
         http_get(&format!("http://127.0.0.1:{}/readyz", self.metrics_port)).await
     }
 
+    /// Waits for `/readyz` to say `ok`; fails at once, with the log's end, if the process
+    /// has exited.
     pub async fn wait_ready(&self) {
-        eventually("operator /readyz", || async {
-            self.readyz().await.filter(|body| body == "ok")
+        let started = Instant::now();
+        loop {
+            if self.readyz().await.is_some_and(|body| body == "ok") {
+                return;
+            }
+            let exited = !self.is_running();
+            assert!(
+                !exited && started.elapsed() < DEADLINE,
+                "the operator is not ready after {:?}{}; its log ends with:\n{}",
+                started.elapsed(),
+                if exited { " and has exited" } else { "" },
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether the process is alive (not gone, not a zombie), read from /proc.
+    fn is_running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).is_ok_and(|stat| {
+            stat.rsplit(") ")
+                .next()
+                .is_some_and(|rest| !rest.starts_with('Z'))
         })
-        .await;
+    }
+
+    /// The last `lines` lines of the operator's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Sends SIGTERM, as the kubelet does, and waits until the process has exited.
