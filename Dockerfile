@@ -9,6 +9,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin irsa-operator \
  && strip target/x86_64-unknown-linux-musl/release/irsa-operator

@@ -4,9 +4,9 @@
 
 use std::{collections::BTreeMap, hint::black_box, time::Instant};
 
-use irsa_operator::{
+use irsa_api::PodIamRoleSpec;
+use irsa_core::{
     config::OperatorConfig,
-    crd::PodIamRoleSpec,
     desired::{INLINE_POLICY_NAME, desired_role},
     observed::{ObservedRole, RoleSummary},
     ownership::Owner,
@@ -92,9 +92,8 @@ fn main() {
         return;
     }
     for statements in [1, 10, 40] {
-        let size = irsa_operator::policy::size_without_whitespace(
-            spec(statements).policy.as_ref().unwrap(),
-        );
+        let size =
+            irsa_core::policy::size_without_whitespace(spec(statements).policy.as_ref().unwrap());
         println!(
             "in-sync reconcile, pure part: {statements:>2} statements ({size:>5} chars): median {:.1} µs",
             median_micros(statements)

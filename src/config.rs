@@ -5,7 +5,12 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use crate::{crd::DeletionPolicy, guardrail::Baseline, naming, oidc::ProviderMode};
+use irsa_api::{DeletionPolicy, ProviderMode};
+use irsa_core::{
+    config::{OperatorConfig, issuer_host_path, parse_duration, validate_boundary},
+    guardrail::Baseline,
+    naming,
+};
 
 /// Flags of `irsa-operator run`.
 #[derive(Args, Debug, Clone)]
@@ -132,7 +137,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Parses `90s`, `10m`, `1h` or a bare number of seconds.
 fn parse_deletion_policy(text: &str) -> Result<DeletionPolicy, String> {
     match text {
         "Delete" => Ok(DeletionPolicy::Delete),
@@ -141,59 +145,11 @@ fn parse_deletion_policy(text: &str) -> Result<DeletionPolicy, String> {
     }
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (digits, unit_seconds) = match text.char_indices().last() {
-        Some((i, 's')) => (&text[..i], 1),
-        Some((i, 'm')) => (&text[..i], 60),
-        Some((i, 'h')) => (&text[..i], 3600),
-        _ => (text, 1),
-    };
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 30s, 10m or 1h"))?;
-    if amount == 0 {
-        return Err("the duration must be positive".into());
-    }
-    Ok(Duration::from_secs(amount * unit_seconds))
-}
-
 /// A positive, finite number of calls (per second).
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
         _ => Err(format!("`{text}` is not a positive number")),
-    }
-}
-
-/// Everything the pure steps need to know about where they run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorConfig {
-    pub cluster_name: String,
-    /// The AWS partition (`aws`, `aws-cn`, ...), taken from the caller identity.
-    pub partition: String,
-    pub account_id: String,
-    /// The issuer without its scheme, as IAM names the provider: `oidc.eks.../id/ABC`.
-    pub issuer_host_path: String,
-    pub role_path: String,
-    pub role_name_prefix: String,
-    /// Default deny and the operator-wide permissions boundary.
-    pub baseline: Baseline,
-}
-
-impl OperatorConfig {
-    pub fn oidc_provider_arn(&self) -> String {
-        format!(
-            "arn:{}:iam::{}:oidc-provider/{}",
-            self.partition, self.account_id, self.issuer_host_path
-        )
-    }
-
-    pub fn role_arn(&self, role_name: &str) -> String {
-        format!(
-            "arn:{}:iam::{}:role{}{}",
-            self.partition, self.account_id, self.role_path, role_name
-        )
     }
 }
 
@@ -235,56 +191,11 @@ pub fn resolve(
     })
 }
 
-/// A boundary must be a managed policy IAM can attach here: in this partition, and
-/// AWS-managed or in this account.
-fn validate_boundary(arn: &str, partition: &str, account_id: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", p, "iam", "", account, resource]
-            if *p == partition
-                && (*account == "aws" || *account == account_id)
-                && resource.len() > "policy/".len()
-                && resource.starts_with("policy/") =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "--permissions-boundary `{arn}` is not a managed policy ARN in partition {partition}, \
-             AWS-managed or of account {account_id}"
-        )),
-    }
-}
-
-/// The boundary `arn` names, as seen from account `account_id` of `partition`: the
-/// policy of the same path and name there. AWS-managed policies are the same everywhere.
-pub fn boundary_in_account(arn: &str, partition: &str, account_id: &str) -> String {
-    match arn.splitn(6, ':').collect::<Vec<_>>().as_slice() {
-        ["arn", _, "iam", "", account, resource] if *account != "aws" => {
-            format!("arn:{partition}:iam::{account_id}:{resource}")
-        }
-        ["arn", _, "iam", "", "aws", resource] => format!("arn:{partition}:iam::aws:{resource}"),
-        _ => arn.to_string(),
-    }
-}
-
-/// `https://host/path` -> `host/path`, as IAM writes provider ARNs and condition keys.
-pub fn issuer_host_path(issuer: &str) -> Result<String, String> {
-    let rest = issuer
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("the OIDC issuer `{issuer}` must be an https:// URL"))?;
-    let trimmed = rest.trim_end_matches('/');
-    if trimmed.is_empty() || trimmed.contains(['?', '#', ' ']) {
-        return Err(format!(
-            "the OIDC issuer `{issuer}` is not a valid issuer URL"
-        ));
-    }
-    Ok(trimmed.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use irsa_core::config::boundary_in_account;
 
     #[derive(Parser)]
     struct Wrapper {
@@ -317,7 +228,7 @@ mod tests {
             "111122223333",
         )
         .unwrap();
-        assert_eq!(config, crate::testing::test_config());
+        assert_eq!(config, irsa_core::testing::test_config());
         assert_eq!(
             config.oidc_provider_arn(),
             "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::{config::parse_duration, k8s::FIELD_MANAGER, metrics::Metrics};
+use crate::{k8s::FIELD_MANAGER, metrics::Metrics};
+use irsa_core::config::parse_duration;
 
 /// How long to wait before reading the Lease again after the API server failed us.
 const RETRY: Duration = Duration::from_secs(2);

@@ -8,7 +8,7 @@ use irsa_operator::{
         validate::{self, ValidateArgs},
     },
     config::RunArgs,
-    controller, crd, doctor, telemetry, thumbprint,
+    controller, doctor, telemetry, thumbprint,
 };
 
 /// Kubernetes operator that turns PodIamRole objects into IAM roles for service accounts.
@@ -72,8 +72,10 @@ fn main() -> ExitCode {
         .expect("no other crypto provider is installed this early");
     match cli.command {
         Command::Crd => {
-            let documents: Vec<String> =
-                crd::crd_files().into_iter().map(|(_, yaml)| yaml).collect();
+            let documents: Vec<String> = irsa_api::crd_files()
+                .into_iter()
+                .map(|(_, yaml)| yaml)
+                .collect();
             print!("{}", documents.join("---\n"));
             ExitCode::SUCCESS
         }

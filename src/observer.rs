@@ -10,6 +10,8 @@ use tracing::{debug, warn};
 use crate::{
     iam::{IamApi, list_all_roles},
     orphan_monitor::OrphanMonitor,
+};
+use irsa_core::{
     orphans::{LiveObject, OrphanTracker},
     snapshot::Snapshot,
 };

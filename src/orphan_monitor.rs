@@ -10,6 +10,8 @@ use tracing::{info, warn};
 use crate::{
     iam::{IamApi, observe_role},
     metrics::Metrics,
+};
+use irsa_core::{
     orphans::{LiveObject, Orphan, OrphanTracker, Scope},
     plan::{RoleConflict, plan_delete},
     snapshot::Snapshot,
@@ -89,8 +91,8 @@ impl OrphanMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        iam::{fake::FakeIam, list_all_roles},
+    use crate::iam::{fake::FakeIam, list_all_roles};
+    use irsa_core::{
         plan::plan_apply,
         testing::{desired, owner},
     };
@@ -185,7 +187,7 @@ mod tests {
         let m = monitor(iam.clone(), Some(Duration::ZERO));
         let orphan = Orphan {
             role_name: name.clone(),
-            owner: crate::ownership::Owner {
+            owner: irsa_core::ownership::Owner {
                 uid: "an-older-uid".into(),
                 ..owner()
             },

@@ -11,11 +11,10 @@ use std::{
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::{
-    iam::IamApi,
-    metrics::Metrics,
-    oidc::{ProviderCheck, ProviderInputs, ProviderMode, ProviderProblem, check_provider},
-    thumbprint::fetch_thumbprint,
+use crate::{iam::IamApi, metrics::Metrics, thumbprint::fetch_thumbprint};
+use irsa_api::ProviderMode;
+use irsa_core::{
+    oidc::ProviderCheck, oidc::ProviderInputs, oidc::ProviderProblem, oidc::check_provider,
 };
 
 /// A check that could not reach IAM keeps the last definite verdict this long: one IAM
@@ -145,7 +144,8 @@ impl ProviderMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{iam::fake::FakeIam, oidc::ProviderOp};
+    use crate::iam::fake::FakeIam;
+    use irsa_core::oidc::ProviderOp;
 
     fn monitor(iam: Arc<FakeIam>, mode: ProviderMode) -> ProviderMonitor {
         ProviderMonitor {

@@ -23,7 +23,8 @@ use kube::{
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::{crd::PodIamRole, k8s::FIELD_MANAGER};
+use crate::k8s::FIELD_MANAGER;
+use irsa_api::PodIamRole;
 
 /// The Ready reason the operator uses for a spec it refuses.
 const REASON: &str = "InvalidSpec";
@@ -148,7 +149,7 @@ fn status_patch(name: &str, generation: Option<i64>, message: &str, now: Time) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::PodIamRoleStatus;
+    use irsa_api::PodIamRoleStatus;
 
     #[test]
     fn a_policy_nested_too_deep_is_explained() {

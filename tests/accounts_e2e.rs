@@ -8,10 +8,8 @@
 
 mod support;
 
-use irsa_operator::{
-    accounts::{PodIamRoleAccount, PodIamRoleAccountStatus, management_trust_policy},
-    trust,
-};
+use irsa_api::{PodIamRoleAccount, PodIamRoleAccountStatus};
+use irsa_core::{account::management_trust_policy, trust};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams},

@@ -522,7 +522,7 @@ fn chart_and_config_agree_on_crds_and_alerts() {
         .iter()
         .filter(|o| o["kind"] == "CustomResourceDefinition")
         .collect();
-    assert_eq!(crds.len(), irsa_operator::crd::crd_files().len());
+    assert_eq!(crds.len(), irsa_api::crd_files().len());
     for crd in crds {
         let name = crd["metadata"]["name"].as_str().unwrap();
         let shipped = &config_objects(&format!("crds/{name}.yaml"))[0];

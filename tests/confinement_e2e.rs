@@ -17,14 +17,12 @@ use support::{
     scenario::Scenario,
 };
 
-use irsa_operator::{
-    chain::CONFIG_MAP_ANNOTATION,
-    crd::PodIamRole,
-    k8s::{
-        FIELD_MANAGER,
-        aws_config::{self, Published},
-        service_account::{self, Annotation},
-    },
+use irsa_api::PodIamRole;
+use irsa_core::chain::CONFIG_MAP_ANNOTATION;
+use irsa_operator::k8s::{
+    FIELD_MANAGER,
+    aws_config::{self, Published},
+    service_account::{self, Annotation},
 };
 
 const MANIFESTS: [&str; 3] = [

@@ -4,12 +4,9 @@
 use std::process::Command;
 
 use clap::Parser;
-use irsa_operator::{
-    chain::{CONFIG_MAP_ANNOTATION, CONFIG_MAP_LABEL, config_map_name},
-    crd::ROLE_ARN_ANNOTATION,
-    leader::lease_name,
-    webhook::WebhookArgs,
-};
+use irsa_api::ROLE_ARN_ANNOTATION;
+use irsa_core::chain::{CONFIG_MAP_ANNOTATION, CONFIG_MAP_LABEL, config_map_name};
+use irsa_operator::{leader::lease_name, webhook::WebhookArgs};
 use serde::Deserialize;
 use serde_json::Value;
 

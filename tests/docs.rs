@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 
 const TROUBLESHOOTING: &str = include_str!("../docs/troubleshooting.md");
-const STATUS: &str = include_str!("../src/status.rs");
-const FAILURE: &str = include_str!("../src/failure.rs");
-const OIDC: &str = include_str!("../src/oidc.rs");
+const STATUS: &str = include_str!("../crates/core/src/status.rs");
+const FAILURE: &str = include_str!("../crates/core/src/failure.rs");
+const OIDC: &str = include_str!("../crates/core/src/oidc.rs");
 const PROVIDER: &str = include_str!("../src/provider.rs");
-const ACCOUNTS: &str = include_str!("../src/accounts/mod.rs");
+const ACCOUNTS: &str = include_str!("../crates/core/src/account.rs");
 
 /// Code without its unit tests.
 fn code(source: &str) -> &str {
@@ -81,10 +81,10 @@ fn every_status_reason_has_a_troubleshooting_section() {
 /// The README's cross-account section shows what `irsa-operator iam-policy` renders.
 #[test]
 fn readme_shows_the_rendered_management_role_policies() {
-    use irsa_operator::{
-        accounts::management_trust_policy,
+    use irsa_api::ProviderMode;
+    use irsa_core::{
+        account::management_trust_policy,
         iam_policy::{Partition, PolicyTarget, operator_policy, with_management_roles},
-        oidc::ProviderMode,
     };
     use serde_json::Value;
     let section = include_str!("../README.md")

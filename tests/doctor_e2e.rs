@@ -9,7 +9,7 @@ mod support;
 use std::{collections::BTreeSet, process::Command};
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
-use irsa_operator::webhook::mutate::{InjectionDefaults, identity, inject};
+use irsa_core::pod_identity::{InjectionDefaults, identity, inject};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api,
@@ -189,7 +189,7 @@ async fn doctor_passes_a_healthy_chain_and_names_each_broken_link() {
 
     // A trust policy for another ServiceAccount (wrong `sub`).
     let role = iam.get_role().role_name(&role_name).send().await.unwrap();
-    let trust = irsa_operator::policy::decode_iam_document(
+    let trust = irsa_core::policy::decode_iam_document(
         role.role().unwrap().assume_role_policy_document().unwrap(),
     )
     .unwrap();

@@ -502,7 +502,7 @@ async fn a_retained_role_is_readopted_with_its_arn_and_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_role_is_adopted_only_with_the_opt_in_and_a_guardrail() {
-    use irsa_operator::guardrail::PodIamRoleGuardrail;
+    use irsa_api::PodIamRoleGuardrail;
     use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
     let Some(s) = Scenario::start("adopt").await else {

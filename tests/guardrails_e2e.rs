@@ -3,7 +3,7 @@
 
 mod support;
 
-use irsa_operator::policy::semantically_equal;
+use irsa_core::policy::semantically_equal;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
 use support::scenario::{Scenario, dynamo_spec};

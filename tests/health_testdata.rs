@@ -8,13 +8,13 @@ mod support;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use irsa_operator::{
-    crd::PodIamRoleStatus,
+use irsa_api::PodIamRoleStatus;
+use irsa_core::{
     failure::classify,
-    iam::{IamError, IamErrorKind},
     oidc::ProviderProblem,
     status::{AccountProblem, Outcome, Progress, ProviderHealth, next_status},
 };
+use irsa_operator::iam::{IamError, IamErrorKind};
 use serde_json::{Value, json};
 use support::gitops::{flux_health, kstatus};
 

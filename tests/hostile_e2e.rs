@@ -8,7 +8,7 @@ mod support;
 use std::{collections::BTreeMap, time::Instant};
 
 use futures::future::join_all;
-use irsa_operator::crd::PodIamRole;
+use irsa_api::PodIamRole;
 use k8s_openapi::{
     api::events::v1::Event,
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -159,7 +159,7 @@ async fn wait_undecodable_reported(s: &Scenario) {
 
 /// Applies the CRD with `spec.policy` free-form, as it was before the schema bounded it.
 async fn install_unbounded_crd(s: &Scenario) {
-    let (_, yaml) = &irsa_operator::crd::crd_files()[0];
+    let (_, yaml) = &irsa_api::crd_files()[0];
     let mut crd: Value = serde_yaml::from_str(yaml).unwrap();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["policy"] =
         json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});

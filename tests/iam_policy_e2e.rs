@@ -13,9 +13,9 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use irsa_operator::{
+use irsa_api::ProviderMode;
+use irsa_core::{
     iam_policy::{Partition, PolicyTarget, operator_policy},
-    oidc::ProviderMode,
     policy::{decode_iam_document, semantically_equal},
 };
 use serde_json::{Value, json};

@@ -7,10 +7,8 @@ mod support;
 
 use std::{collections::HashMap, process::Command};
 
-use irsa_operator::{
-    iam_policy::{Partition, PolicyTarget, operator_policy},
-    oidc::ProviderMode,
-};
+use irsa_api::ProviderMode;
+use irsa_core::iam_policy::{Partition, PolicyTarget, operator_policy};
 use serde_json::{Map, Value};
 use support::tools::{repo_root, tool};
 

@@ -90,7 +90,7 @@ async fn delete_provider(s: &Scenario) {
         .await;
 }
 
-fn provider_condition(status: &irsa_operator::crd::PodIamRoleStatus) -> (String, String) {
+fn provider_condition(status: &irsa_api::PodIamRoleStatus) -> (String, String) {
     let condition = status
         .conditions
         .iter()

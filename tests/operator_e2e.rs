@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use irsa_operator::policy::{decode_iam_document, semantically_equal};
+use irsa_core::policy::{decode_iam_document, semantically_equal};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use support::{

@@ -9,9 +9,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use irsa_operator::{
+use irsa_api::ProviderMode;
+use irsa_core::{
     iam_policy::{Partition, PolicyTarget, operator_policy},
-    oidc::ProviderMode,
     policy::validate_identity_policy,
 };
 use serde_json::{Value, json};

@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use irsa_operator::{
-    admission, config::OperatorConfig, crd::PodIamRole, guardrail::PodIamRoleGuardrail,
-};
+use irsa_api::{PodIamRole, PodIamRoleGuardrail};
+use irsa_core::{admission, config::OperatorConfig};
 use kube::ResourceExt;
 use serde::Deserialize;
 

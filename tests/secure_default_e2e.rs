@@ -6,7 +6,7 @@
 
 mod support;
 
-use irsa_operator::policy::semantically_equal;
+use irsa_core::policy::semantically_equal;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use support::{eventually, eventually_matches, scenario::Scenario, sum_metric};

@@ -93,11 +93,11 @@ async fn localstack_stores_iam_roles() {
         .send()
         .await
         .expect("GetRole");
-    let document = irsa_operator::policy::decode_iam_document(
+    let document = irsa_core::policy::decode_iam_document(
         read.role().unwrap().assume_role_policy_document().unwrap(),
     )
     .unwrap();
-    assert!(irsa_operator::policy::semantically_equal(&document, &trust));
+    assert!(irsa_core::policy::semantically_equal(&document, &trust));
     bed.iam
         .delete_role()
         .role_name(&name)

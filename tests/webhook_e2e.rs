@@ -10,7 +10,9 @@ mod support;
 use std::{collections::BTreeMap, path::Path, process::Command};
 
 use base64::Engine;
-use irsa_operator::{guardrail::PodIamRoleGuardrail, trust, webhook::certs};
+use irsa_api::PodIamRoleGuardrail;
+use irsa_core::trust;
+use irsa_operator::webhook::certs;
 use k8s_openapi::api::{
     admissionregistration::v1::MutatingWebhookConfiguration,
     authentication::v1::TokenRequest,
@@ -593,7 +595,7 @@ async fn botocore_in_the_admitted_pod_becomes_the_role() {
     // LocalStack accepts any token: STS's own check, against the stored trust policy.
     let role = w.s.role(role_name).await.expect("role in IAM");
     let trust_policy =
-        irsa_operator::policy::decode_iam_document(role.assume_role_policy_document().unwrap())
+        irsa_core::policy::decode_iam_document(role.assume_role_policy_document().unwrap())
             .unwrap();
     let claims = claims(&token);
     assert_eq!(trust::evaluate(&trust_policy, &claims), Ok(()));
@@ -610,7 +612,7 @@ async fn botocore_in_the_admitted_pod_becomes_the_role() {
 /// targets and extends a PodIamRole target's trust (`spec.trustedRoleArns`); the webhook
 /// mounts the file; botocore, with the pod's env, the file and a kubelet token, becomes
 /// each target through its profile. LocalStack does not check trust, so every hop is
-/// checked as STS would (`irsa_operator::trust`). A guardrail refuses a target outside
+/// checked as STS would (`irsa_core::trust`). A guardrail refuses a target outside
 /// `allowedChainTargets` with no IAM write, and an object in sync costs none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_chain_resolves_with_botocore_through_each_profile() {
@@ -821,10 +823,8 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
     // STS's checks, which LocalStack skips: the token may assume the source role, and
     // the source role may assume each target.
     let trust_of = |role: Option<aws_sdk_iam::types::Role>| {
-        irsa_operator::policy::decode_iam_document(
-            role.unwrap().assume_role_policy_document().unwrap(),
-        )
-        .unwrap()
+        irsa_core::policy::decode_iam_document(role.unwrap().assume_role_policy_document().unwrap())
+            .unwrap()
     };
     let source_trust = trust_of(s.role(&s.role_name("source")).await);
     assert_eq!(trust::evaluate(&source_trust, &claims(&token)), Ok(()));

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::{
-    accounts,
+use irsa_api::ProviderMode;
+use irsa_core::{
+    account,
     iam_policy::{self, Partition, PolicyTarget},
-    oidc::ProviderMode,
 };
 
 #[derive(Args, Debug)]
@@ -60,10 +60,9 @@ impl IamPolicyArgs {
 
 pub fn run(args: &IamPolicyArgs) -> ExitCode {
     let rendered = match (&args.management_trust, &args.external_id) {
-        (Some(operator_role), Some(external_id)) => Ok(accounts::management_trust_policy(
-            operator_role,
-            external_id,
-        )),
+        (Some(operator_role), Some(external_id)) => {
+            Ok(account::management_trust_policy(operator_role, external_id))
+        }
         _ => iam_policy::operator_policy(&args.target())
             .and_then(|policy| iam_policy::with_management_roles(policy, &args.management_roles)),
     };

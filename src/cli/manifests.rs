@@ -14,10 +14,8 @@ use serde_json::Value;
 /// The label the API server puts on every namespace: its name.
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-use crate::{
-    admission, config::OperatorConfig, crd::PodIamRole, guardrail::PodIamRoleGuardrail,
-    status::Outcome,
-};
+use irsa_api::{PodIamRole, PodIamRoleGuardrail};
+use irsa_core::{admission, config::OperatorConfig, status::Outcome};
 
 /// Everything relevant found in a set of manifests.
 #[derive(Default)]
@@ -100,7 +98,7 @@ impl Manifests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::test_config;
+    use irsa_core::testing::test_config;
 
     const GUARDRAIL: &str = r#"
 apiVersion: irsa.dev/v1alpha1

@@ -9,7 +9,7 @@ use std::{
 use clap::Args;
 
 use super::manifests::Manifests;
-use crate::{config::OperatorConfig, guardrail::Baseline, naming};
+use irsa_core::{config::OperatorConfig, guardrail::Baseline, naming};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {

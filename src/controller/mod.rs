@@ -22,22 +22,22 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::{
-    accounts::registry::{Accounts, Settings as AccountSettings, Target},
-    config::{self, OperatorConfig, RunArgs},
-    crd::PodIamRole,
+    accounts::{Accounts, Settings as AccountSettings, Target},
+    config,
+    config::RunArgs,
     http,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, listed::Listed, watch_list::role_watch_config},
     leader::{Election, Role, RoleState},
     metrics::Metrics,
     observer::{AccountObserver, Listing},
-    oidc::ProviderMode,
     orphan_monitor::OrphanMonitor,
-    orphans::Scope,
     provider::ProviderMonitor,
     reconcile::{Shared, guardrails::audiences_in_use},
     webhook,
 };
+use irsa_api::{PodIamRole, ProviderMode};
+use irsa_core::{config::OperatorConfig, orphans::Scope};
 
 mod monitors;
 mod watches;

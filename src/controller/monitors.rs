@@ -12,19 +12,17 @@ use kube::{
 use tokio::sync::watch;
 
 use crate::{
-    config::OperatorConfig,
-    crd::{PodIamRole, RoleMode},
-    desired,
     k8s::{
         listed::{Listed, flag_listed},
         trim_for_cache,
     },
     metrics::{Metrics, Readiness},
     observer::{AccountObserver, Listing},
-    orphans::LiveObject,
     reconcile::{Caches, Shared},
     undecodable::UndecodableMonitor,
 };
+use irsa_api::{PodIamRole, RoleMode};
+use irsa_core::{config::OperatorConfig, desired, orphans::LiveObject};
 
 use super::watches::scoped;
 

@@ -20,10 +20,7 @@ use kube::{
 use tracing::{debug, warn};
 
 use crate::{
-    accounts::PodIamRoleAccount,
     config::RunArgs,
-    crd::PodIamRole,
-    guardrail::PodIamRoleGuardrail,
     k8s::{
         listed::{Listed, flag_listed},
         service_account::ROLE_ARN_ANNOTATION,
@@ -32,6 +29,7 @@ use crate::{
     leader::shutdown_requested,
     reconcile::{Caches, Context, Shared, error_policy, reconcile},
 };
+use irsa_api::{PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
 
 pub(super) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where

@@ -6,10 +6,10 @@ use k8s_openapi::{
 use serde_json::Value;
 
 use super::report::Check;
-use crate::{
+use irsa_core::{
     oidc::ObservedProvider,
+    pod_identity::{ROLE_ARN_ANNOTATION, VOLUME_NAME, lacking_identity},
     trust,
-    webhook::mutate::{ROLE_ARN_ANNOTATION, VOLUME_NAME, lacking_identity},
 };
 
 /// A PodIamRole naming the ServiceAccount, as far as `doctor` cares.

@@ -28,13 +28,13 @@ use checks::Owner;
 use report::{Check, Report};
 
 use crate::{
-    crd::PodIamRole,
     iam::{IamApi, aws::AwsIam},
     k8s::FIELD_MANAGER,
     metrics::Metrics,
     thumbprint::fetch_thumbprint,
-    webhook::mutate::{AUDIENCE_ANNOTATION, DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION},
 };
+use irsa_api::PodIamRole;
+use irsa_core::pod_identity::{AUDIENCE_ANNOTATION, DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION};
 
 /// The freshly minted token lives only for this check.
 const TOKEN_SECONDS: i64 = 600;

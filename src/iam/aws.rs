@@ -14,12 +14,9 @@ use aws_sdk_iam::{
 use serde_json::Value;
 
 use super::{IamApi, IamError, IamErrorKind, ListedRole, RolePage, RoleSummary};
-use crate::{
-    failure::REJECTED_CODES,
-    metrics::Metrics,
-    oidc::{ObservedProvider, ProviderOp},
-    plan::IamOp,
-    policy,
+use crate::metrics::Metrics;
+use irsa_core::{
+    failure::REJECTED_CODES, oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp, policy,
 };
 
 pub struct AwsIam {
@@ -69,17 +66,6 @@ impl AwsIam {
                 .record_account_iam_call(account, operation, outcome),
         }
         result
-    }
-}
-
-impl IamErrorKind {
-    fn label(self) -> &'static str {
-        match self {
-            IamErrorKind::NotFound => "not_found",
-            IamErrorKind::AlreadyExists => "already_exists",
-            IamErrorKind::Terminal => "terminal",
-            IamErrorKind::Retryable => "retryable",
-        }
     }
 }
 

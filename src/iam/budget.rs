@@ -16,10 +16,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{IamApi, IamError, RolePage, RoleSummary};
-use crate::{
+use crate::metrics::Metrics;
+use irsa_core::{
     failure::{is_throttling, worth_another_attempt},
-    metrics::Metrics,
-    oidc::{ObservedProvider, ProviderOp},
+    oidc::ObservedProvider,
+    oidc::ProviderOp,
     plan::IamOp,
 };
 

@@ -9,10 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{IamApi, IamError, IamErrorKind, ListedRole, ObservedRole, RolePage, RoleSummary};
-use crate::{
-    oidc::{ObservedProvider, ProviderOp},
-    plan::IamOp,
-};
+use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp};
 
 #[derive(Default)]
 pub struct FakeIam {

@@ -6,38 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub use crate::observed::{ListedRole, ObservedRole, RolePage, RoleSummary};
-use crate::{
-    oidc::{ObservedProvider, ProviderOp},
-    plan::IamOp,
-};
+pub use irsa_core::failure::{IamError, IamErrorKind};
+pub use irsa_core::observed::{ListedRole, ObservedRole, RolePage, RoleSummary};
+use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp};
 
 pub mod aws;
 pub mod budget;
 #[cfg(test)]
 pub mod fake;
-
-/// How an IAM call failed, in the terms the reconciler acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IamErrorKind {
-    /// `NoSuchEntity`: for deletions this counts as success.
-    NotFound,
-    /// `EntityAlreadyExists`: someone else took the name in the meantime.
-    AlreadyExists,
-    /// IAM rejected the request itself; retrying the same request cannot help.
-    Terminal,
-    /// Throttling, 5xx, transport errors, `DeleteConflict` races: back off and retry.
-    Retryable,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("IAM {operation} failed: {code}: {message}")]
-pub struct IamError {
-    pub operation: &'static str,
-    pub kind: IamErrorKind,
-    pub code: String,
-    pub message: String,
-}
 
 #[async_trait]
 pub trait IamApi: Send + Sync {
@@ -110,7 +86,7 @@ pub async fn observe_role(
 #[cfg(test)]
 mod tests {
     use super::{fake::FakeIam, *};
-    use crate::{
+    use irsa_core::{
         plan::{plan_apply, plan_delete},
         testing::{desired, owner},
     };

@@ -10,10 +10,8 @@ use kube::{
 use serde_json::json;
 
 use super::FIELD_MANAGER;
-use crate::{
-    chain::{CONFIG_KEY, CONFIG_MAP_LABEL},
-    crd::PodIamRole,
-};
+use irsa_api::PodIamRole;
+use irsa_core::chain::{CONFIG_KEY, CONFIG_MAP_LABEL};
 
 /// What became of the ConfigMap.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use kube::{
     runtime::events::{Event, EventType, Recorder},
 };
 
-use crate::crd::PodIamRole;
+use irsa_api::PodIamRole;
 
 pub async fn publish(
     recorder: &Recorder,

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::FIELD_MANAGER;
 
-pub use crate::crd::ROLE_ARN_ANNOTATION;
+pub use irsa_api::ROLE_ARN_ANNOTATION;
 
 /// What became of the annotation.
 #[derive(Debug, Clone, PartialEq, Eq)]

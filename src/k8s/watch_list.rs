@@ -13,7 +13,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::crd::PodIamRole;
+use irsa_api::PodIamRole;
 
 /// The annotation of the bookmark that ends a watch's initial events.
 const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";

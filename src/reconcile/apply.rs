@@ -16,13 +16,15 @@ use super::{
     restart, service_account,
 };
 use crate::{
-    accounts::registry::Target,
-    admission,
-    crd::{PodIamRole, RoleMode},
-    desired::DesiredRole,
-    failure::{self, Retry},
+    accounts::Target,
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
+};
+use irsa_api::{PodIamRole, RoleMode};
+use irsa_core::{
+    admission,
+    desired::DesiredRole,
+    failure::{self, Retry},
     plan::{self, IamOp, RoleConflict},
     snapshot::Drift,
     status::{Outcome, READY},

@@ -8,15 +8,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{Api, ResourceExt};
 
 use super::{Context, Error, service_account::release};
-use crate::{
+use crate::k8s::{
+    aws_config::{self, Published},
+    service_account::{self, Annotation},
+};
+use irsa_api::PodIamRole;
+use irsa_core::{
     chain::{self, CONFIG_MAP_ANNOTATION},
-    crd::PodIamRole,
-    k8s::{
-        aws_config::{self, Published},
-        service_account::{self, Annotation},
-    },
+    pod_identity::{DEFAULT_MOUNT_PATH, TOKEN_FILE},
     status::Outcome,
-    webhook::mutate::{DEFAULT_MOUNT_PATH, TOKEN_FILE},
 };
 
 /// The field manager of the config annotation: the role ARN annotation's manager

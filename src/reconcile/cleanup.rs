@@ -16,12 +16,13 @@ use super::{
     service_account::release_others,
 };
 use crate::{
-    accounts::registry::Target,
-    crd::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION, RoleMode},
-    desired, failure,
+    accounts::Target,
     iam::{IamError, observe_role},
     k8s::{events, service_account},
-    orphans,
+};
+use irsa_api::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION, RoleMode};
+use irsa_core::{
+    desired, failure, orphans,
     plan::{self, RoleConflict},
     status::Outcome,
 };

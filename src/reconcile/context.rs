@@ -19,15 +19,15 @@ use kube::{
 
 use super::{gate::Gate, memo::Memos};
 use crate::{
-    accounts::{
-        self, AccountProblem, PodIamRoleAccount,
-        registry::{Accounts, Target},
-    },
-    config::OperatorConfig,
-    crd::{DeletionPolicy, PodIamRole},
-    failure::{jitter_for, transient_delay},
-    guardrail::PodIamRoleGuardrail,
+    accounts::{Accounts, Target},
     metrics::Metrics,
+};
+use irsa_api::{DeletionPolicy, PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
+use irsa_core::{
+    account,
+    account::AccountProblem,
+    config::OperatorConfig,
+    failure::{jitter_for, transient_delay},
     status::Outcome,
 };
 
@@ -118,7 +118,7 @@ impl Context {
             self.shared.accounts.forget(account).await;
         }
         let granted =
-            accounts::admit(account, |_| declared.as_deref(), &labels).map_err(|refusal| {
+            account::admit(account, |_| declared.as_deref(), &labels).map_err(|refusal| {
                 Outcome::AccountUnavailable(AccountProblem::new(refusal, account, &namespace))
             })?;
         self.shared

@@ -10,12 +10,9 @@ use std::{
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::{Caches, owner_of};
-use crate::{
-    accounts, admission,
-    config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, PodIamRole},
-    desired, guardrail,
-    oidc::within_client_id_limit,
+use irsa_api::{DEFAULT_AUDIENCE, PodIamRole};
+use irsa_core::{
+    account, admission, config::OperatorConfig, desired, guardrail, oidc::within_client_id_limit,
 };
 
 /// The object's namespace is not cached yet: guessing its labels could skip a guardrail.
@@ -90,7 +87,7 @@ fn granted(caches: &Caches, object: &PodIamRole, account: &str) -> bool {
         return false;
     };
     let declared = caches.accounts.get(&ObjectRef::new(account));
-    accounts::admit(account, |_| declared.as_deref(), labels.labels()).is_ok()
+    account::admit(account, |_| declared.as_deref(), labels.labels()).is_ok()
 }
 
 /// Every accepted audience in these scopes of the PodIamRoles whose role lives in
@@ -126,10 +123,8 @@ mod tests {
     };
 
     use super::*;
-    use crate::{
-        guardrail::{PodIamRoleGuardrail, PodIamRoleGuardrailSpec},
-        testing::{account, pod_iam_role, test_config},
-    };
+    use irsa_api::{PodIamRoleGuardrail, PodIamRoleGuardrailSpec};
+    use irsa_core::testing::{account, pod_iam_role, test_config};
 
     fn cached<K>(objects: Vec<K>) -> reflector::Store<K>
     where

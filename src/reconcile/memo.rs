@@ -10,7 +10,8 @@ use std::{
 
 use kube::ResourceExt;
 
-use crate::{crd::PodIamRole, status::Outcome};
+use irsa_api::PodIamRole;
+use irsa_core::status::Outcome;
 
 /// Entries this old are dropped: their objects are gone, or a resync renews them.
 const PRUNE_AFTER: Duration = Duration::from_secs(3600);
@@ -141,7 +142,7 @@ impl Memos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::pod_iam_role;
+    use irsa_core::testing::pod_iam_role;
 
     fn synced() -> Memo {
         Memo::Synced {

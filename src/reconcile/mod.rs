@@ -10,7 +10,7 @@
 //!   annotations and delete the AWS config ConfigMap.
 //!
 //! The memo ([`memo`]) lets triggers that cannot have changed IAM skip it; failures are
-//! classified by the pure table in `crate::failure`.
+//! classified by the pure table in `irsa_core::failure`.
 
 mod apply;
 mod aws_config;
@@ -39,13 +39,9 @@ use tracing::{debug, instrument, warn};
 pub use context::{Caches, Context, Shared};
 
 use self::gate::Priority;
-use crate::{
-    config::OperatorConfig,
-    crd::{FINALIZER, PodIamRole},
-    failure,
-    iam::IamError,
-    ownership::Owner,
-};
+use crate::iam::IamError;
+use irsa_api::{FINALIZER, PodIamRole};
+use irsa_core::{config::OperatorConfig, failure, ownership::Owner};
 
 /// No single reconcile may hold a worker longer than this, whatever hangs below it;
 /// the IAM and Kubernetes clients have shorter timeouts of their own.

@@ -7,14 +7,9 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Context, Error, service_account};
-use crate::{
-    accounts::registry::Target,
-    crd::{DEFAULT_AUDIENCE, PodIamRole},
-    desired::DesiredRole,
-    failure,
-    status::Outcome,
-    trust,
-};
+use crate::accounts::Target;
+use irsa_api::{DEFAULT_AUDIENCE, PodIamRole};
+use irsa_core::{desired::DesiredRole, failure, status::Outcome, trust};
 
 pub(super) async fn observe(
     object: &PodIamRole,

@@ -13,10 +13,13 @@ use tracing::warn;
 
 use super::{Context, Error};
 use crate::{
-    accounts::{AccountProblem, registry::Target},
-    crd::PodIamRole,
-    failure::{ACCESS_DENIED_RETRY, Retry},
+    accounts::Target,
     k8s::{FIELD_MANAGER, events},
+};
+use irsa_api::PodIamRole;
+use irsa_core::{
+    account::AccountProblem,
+    failure::{ACCESS_DENIED_RETRY, Retry},
     status::{Outcome, ProviderHealth, next_status},
 };
 

@@ -21,11 +21,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
-use crate::{
-    crd::PodIamRole,
-    k8s::events,
-    restart::{self, Workload},
-};
+use crate::k8s::events;
+use irsa_api::PodIamRole;
+use irsa_core::restart::{self, Workload};
 
 /// Its own field manager: the status writer never claims `status.stalePods`.
 const FIELD_MANAGER: &str = "irsa-operator-restarts";

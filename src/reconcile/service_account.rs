@@ -1,5 +1,5 @@
 //! Step: the ServiceAccount. One PodIamRole owns its role annotation (see
-//! `crate::sa_owner`); the owner applies it, and releases it from ServiceAccounts the
+//! `irsa_core::sa_owner`); the owner applies it, and releases it from ServiceAccounts the
 //! spec no longer names.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -8,9 +8,11 @@ use tracing::info;
 
 use super::{Context, Error};
 use crate::{
-    accounts::registry::Target,
-    crd::PodIamRole,
+    accounts::Target,
     k8s::service_account::{self, Annotation, ROLE_ARN_ANNOTATION},
+};
+use irsa_api::PodIamRole;
+use irsa_core::{
     sa_owner,
     status::{Outcome, ProviderHealth},
 };

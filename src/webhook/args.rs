@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{ArgAction, Args};
 
-use super::mutate::{DEFAULT_AUDIENCE, DEFAULT_MOUNT_PATH, InjectionDefaults};
+use irsa_core::pod_identity::{DEFAULT_AUDIENCE, DEFAULT_MOUNT_PATH, InjectionDefaults};
 
 /// Every flag has an explicit `webhook-` id: ids are shared with all of `run`'s flags.
 #[derive(Args, Debug, Clone)]

@@ -11,7 +11,6 @@ pub mod admission;
 pub mod args;
 pub mod cache;
 pub mod certs;
-pub mod mutate;
 pub mod server;
 pub mod tls;
 pub mod validate;
@@ -22,7 +21,8 @@ use kube::Client;
 
 pub use args::WebhookArgs;
 
-use crate::{config::OperatorConfig, metrics::Metrics};
+use crate::metrics::Metrics;
+use irsa_core::config::OperatorConfig;
 use tls::CertSource;
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;

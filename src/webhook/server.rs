@@ -30,12 +30,12 @@ use tracing::{debug, warn};
 use super::{
     admission::{self, Outcome},
     cache::ServiceAccountCache,
-    mutate::InjectionDefaults,
     validate,
 };
-use crate::{
-    admission::review, config::OperatorConfig, crd::PodIamRole, guardrail::PodIamRoleGuardrail,
-    metrics::Metrics, status,
+use crate::metrics::Metrics;
+use irsa_api::{PodIamRole, PodIamRoleGuardrail};
+use irsa_core::{
+    admission::review, config::OperatorConfig, pod_identity::InjectionDefaults, status,
 };
 
 /// A client that opens a connection and stalls must not hold a task forever.

@@ -5,7 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
-use crate::{crd::PodIamRole, status::Outcome};
+use irsa_api::PodIamRole;
+use irsa_core::status::Outcome;
 
 /// The characters the API server appends to a `generateName`.
 const GENERATED_SUFFIX: &str = "xxxxx";
@@ -73,7 +74,7 @@ pub fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{admission_request, pod_iam_role};
+    use irsa_core::testing::{admission_request, pod_iam_role};
     use jiff::Timestamp;
     use serde_json::{Value, json};
 

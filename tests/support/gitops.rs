@@ -12,7 +12,7 @@ use std::{
     sync::OnceLock,
 };
 
-use irsa_operator::crd::PodIamRole;
+use irsa_api::PodIamRole;
 use kube::{
     Api,
     api::{ApiResource, DynamicObject},

@@ -200,7 +200,7 @@ impl Testbed {
     /// Applies the committed CRDs, as `kubectl apply -f crds/` would, and waits until they are served.
     pub async fn install_crd(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.kube.clone());
-        for (_, yaml) in irsa_operator::crd::crd_files() {
+        for (_, yaml) in irsa_api::crd_files() {
             let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD YAML");
             let name = crd.metadata.name.clone().unwrap();
             crds.patch(
@@ -265,7 +265,7 @@ impl Testbed {
             "allowedActions": all, "allowedResources": all, "allowedManagedPolicyArns": all,
             "allowedChainTargets": all, "allowedTrustedRoleArns": all, "allowedAudiences": all,
         }});
-        Api::<irsa_operator::guardrail::PodIamRoleGuardrail>::all(self.kube.clone())
+        Api::<irsa_api::PodIamRoleGuardrail>::all(self.kube.clone())
             .patch(
                 &format!("{namespace}-grants"),
                 &PatchParams::apply("e2e").force(),
@@ -297,9 +297,9 @@ impl Testbed {
 }
 
 /// Whether STS would let a token with these claims assume a role with this trust policy:
-/// LocalStack does not check, so the tests do (see `irsa_operator::trust`).
+/// LocalStack does not check, so the tests do (see `irsa_core::trust`).
 pub fn trust_admits(trust: &Value, claims: &Value) -> bool {
-    irsa_operator::trust::evaluate(trust, claims).is_ok()
+    irsa_core::trust::evaluate(trust, claims).is_ok()
 }
 
 /// Polls `probe` until it yields a value; on timeout, fails with what it last saw.

@@ -2,11 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use irsa_operator::{
-    crd::{PodIamRole, PodIamRoleStatus},
-    guardrail::PodIamRoleGuardrail,
-    policy::decode_iam_document,
-};
+use irsa_api::{PodIamRole, PodIamRoleGuardrail, PodIamRoleStatus};
+use irsa_core::policy::decode_iam_document;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     Api, ResourceExt,

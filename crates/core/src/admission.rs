@@ -8,13 +8,16 @@ use kube::ResourceExt;
 
 use crate::{
     config::OperatorConfig,
-    crd::{PodIamRole, PodIamRoleSpec},
     desired::{self, DesiredRole},
-    guardrail::{self, Context, Enforced, PodIamRoleGuardrail, Rule},
+    guardrail,
+    guardrail::Context,
+    guardrail::Enforced,
+    guardrail::Rule,
     naming,
     ownership::{Adoption, Owner},
     status::Outcome,
 };
+use irsa_api::{PodIamRole, PodIamRoleGuardrail, PodIamRoleSpec};
 
 /// The role to converge to, or the outcome that refuses the spec (nothing is written).
 pub fn admit(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::crd::PodIamRole;
+use irsa_api::PodIamRole;
 
 /// The sort key: older first, name breaks ties within the same second.
 fn seniority(role: &PodIamRole) -> (Option<jiff::Timestamp>, String) {

@@ -2,21 +2,23 @@
 
 use kube::{
     Resource,
-    api::ObjectMeta,
-    core::admission::{AdmissionRequest, AdmissionReview},
+    core::{
+        ObjectMeta,
+        admission::{AdmissionRequest, AdmissionReview},
+    },
 };
 use serde_json::{Value, json};
 
 use crate::{
-    accounts::{PodIamRoleAccount, PodIamRoleAccountSpec},
     config::OperatorConfig,
-    crd::{ChainLink, PodIamRole, PodIamRoleSpec},
     desired::{DesiredRole, INLINE_POLICY_NAME, desired_role},
-    guardrail::{Baseline, Context},
+    guardrail::Baseline,
+    guardrail::Context,
     observed::{ObservedRole, RoleSummary},
     ownership::Owner,
     policy,
 };
+use irsa_api::{ChainLink, PodIamRole, PodIamRoleAccount, PodIamRoleAccountSpec, PodIamRoleSpec};
 
 pub fn test_config() -> OperatorConfig {
     OperatorConfig {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::crd::PodIamRole;
+use irsa_api::PodIamRole;
 
 pub const TAG_CLUSTER: &str = "irsa.dev/cluster";
 pub const TAG_NAMESPACE: &str = "irsa.dev/namespace";

@@ -6,8 +6,9 @@
 
 use serde_json::{Value, json};
 
-use crate::guardrail::{
-    BUILT_IN_DENIED_ACTIONS, BUILT_IN_DENIED_GRANTS, BUILT_IN_DENIED_MANAGED_POLICIES,
+use crate::{
+    guardrail::BUILT_IN_DENIED_ACTIONS, guardrail::BUILT_IN_DENIED_GRANTS,
+    guardrail::BUILT_IN_DENIED_MANAGED_POLICIES,
 };
 
 pub const POLICY_NAME: &str = "podiamroles.irsa.dev";
@@ -177,15 +178,16 @@ mod tests {
 
     #[test]
     fn committed_policy_matches_the_guardrail_lists() {
+        // The repository root, two levels above this crate.
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("config/admission/validating-admission-policy.yaml");
+            .join("../../config/admission/validating-admission-policy.yaml");
         if std::env::var("IRSA_UPDATE_TESTDATA").is_ok_and(|v| v == "1") {
             std::fs::write(&path, yaml()).unwrap();
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == yaml(),
-            "{} is stale: run `IRSA_UPDATE_TESTDATA=1 cargo test --lib admission_policy`",
+            "{} is stale: run `IRSA_UPDATE_TESTDATA=1 cargo test -p irsa-core admission_policy`",
             path.display()
         );
     }

@@ -25,18 +25,21 @@ use serde_json::json;
 use tokio::sync::{Mutex, Notify, watch};
 use tracing::{debug, info, warn};
 
-use super::{AccountProblem, DEFAULT_SESSION_NAME, PodIamRoleAccount, account_config};
 use crate::{
-    config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, PodIamRole},
-    desired::DesiredRole,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::FIELD_MANAGER,
     metrics::Metrics,
     observer::{AccountObserver, AccountRoles, Listing},
-    oidc::problem_for_audience,
-    oidc::{ProviderCheck, ProviderMode},
     provider::ProviderMonitor,
+};
+use irsa_api::{DEFAULT_AUDIENCE, PodIamRole, ProviderMode};
+use irsa_api::{DEFAULT_SESSION_NAME, PodIamRoleAccount};
+use irsa_core::account::{AccountProblem, account_config};
+use irsa_core::{
+    config::OperatorConfig,
+    desired::DesiredRole,
+    oidc::ProviderCheck,
+    oidc::problem_for_audience,
     snapshot::{self, Drift, KeptRole, ObservedListing},
     status::ProviderHealth,
 };
@@ -294,7 +297,7 @@ async fn connect(
         settings.metrics.clone(),
         &name,
     ));
-    let mode = ProviderMode::from(spec.oidc_provider);
+    let mode = spec.oidc_provider;
     let poke = Arc::new(Notify::new());
     let monitor = ProviderMonitor {
         iam: iam.clone(),
@@ -352,7 +355,7 @@ async fn connect(
     Ok((target, tasks))
 }
 
-fn fingerprint(spec: &super::PodIamRoleAccountSpec) -> u64 {
+fn fingerprint(spec: &irsa_api::PodIamRoleAccountSpec) -> u64 {
     let mut hasher = DefaultHasher::new();
     serde_json::to_string(spec)
         .unwrap_or_default()
@@ -422,7 +425,7 @@ async fn patch_status(
     {
         ready.last_transition_time = previous.last_transition_time.clone();
     }
-    let status = super::PodIamRoleAccountStatus {
+    let status = irsa_api::PodIamRoleAccountStatus {
         observed_generation: account.metadata.generation,
         oidc_provider_arn: provider_arn.map(str::to_string),
         conditions: vec![ready],

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::{crd::ChainLink, naming};
+use crate::naming;
+use irsa_api::ChainLink;
 
 /// The ServiceAccount annotation naming the ConfigMap that holds the rendered file; the
 /// pod identity webhook mounts that ConfigMap and sets `AWS_CONFIG_FILE`.

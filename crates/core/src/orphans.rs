@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    iam::RoleSummary,
+    observed::RoleSummary,
     ownership::{Owner, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID, released_cluster_tag},
     plan::IamOp,
     snapshot::Snapshot,
@@ -145,7 +145,7 @@ fn live_key(owner: &Owner) -> LiveObject {
 mod tests {
     use super::*;
     use crate::{
-        iam::ListedRole,
+        observed::ListedRole,
         testing::{desired, owner},
     };
 

@@ -3,7 +3,39 @@
 
 use std::time::Duration;
 
-use crate::iam::{IamError, IamErrorKind};
+/// How an IAM call failed, in the terms the reconciler acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamErrorKind {
+    /// `NoSuchEntity`: for deletions this counts as success.
+    NotFound,
+    /// `EntityAlreadyExists`: someone else took the name in the meantime.
+    AlreadyExists,
+    /// IAM rejected the request itself; retrying the same request cannot help.
+    Terminal,
+    /// Throttling, 5xx, transport errors, `DeleteConflict` races: back off and retry.
+    Retryable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("IAM {operation} failed: {code}: {message}")]
+pub struct IamError {
+    pub operation: &'static str,
+    pub kind: IamErrorKind,
+    pub code: String,
+    pub message: String,
+}
+
+impl IamErrorKind {
+    /// The metric label of a failed call's outcome.
+    pub fn label(self) -> &'static str {
+        match self {
+            IamErrorKind::NotFound => "not_found",
+            IamErrorKind::AlreadyExists => "already_exists",
+            IamErrorKind::Terminal => "terminal",
+            IamErrorKind::Retryable => "retryable",
+        }
+    }
+}
 
 /// First retry after a transient failure; doubles per consecutive failure.
 const TRANSIENT_BASE: Duration = Duration::from_secs(1);

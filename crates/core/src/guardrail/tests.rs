@@ -1,5 +1,6 @@
 use super::{grants::overlaps, *};
 use crate::testing::{guardrail_context, spec};
+use irsa_api::PodIamRoleGuardrailSpec;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -6,10 +6,11 @@
 
 use serde_json::{Value, json};
 
-use crate::{naming, oidc::ProviderMode};
+use crate::naming;
+use irsa_api::ProviderMode;
 
 /// The AWS partitions IAM lives in.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Partition {
     /// Commercial regions.
     Aws,
@@ -26,6 +27,17 @@ impl Partition {
             Partition::AwsUsGov => "aws-us-gov",
             Partition::AwsCn => "aws-cn",
         }
+    }
+}
+
+impl std::str::FromStr for Partition {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [Partition::Aws, Partition::AwsUsGov, Partition::AwsCn]
+            .into_iter()
+            .find(|partition| partition.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not aws, aws-us-gov or aws-cn"))
     }
 }
 

@@ -18,7 +18,7 @@ pub const VOLUME_NAME: &str = "aws-iam-token";
 pub const TOKEN_FILE: &str = "token";
 pub const DEFAULT_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 pub use crate::chain::{CONFIG_KEY, CONFIG_MAP_ANNOTATION};
-pub use crate::crd::{DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION};
+pub use irsa_api::{DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION};
 /// The volume, mount and env that carry a role chain's AWS config file (`spec.roleChain`).
 pub const CONFIG_VOLUME_NAME: &str = "irsa-aws-config";
 pub const CONFIG_MOUNT_PATH: &str = "/etc/irsa/aws";

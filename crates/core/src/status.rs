@@ -3,12 +3,12 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub use crate::accounts::AccountProblem;
+pub use crate::account::AccountProblem;
 use crate::{
-    crd::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION},
     failure::{Classified, Retry},
     oidc::ProviderProblem,
 };
+use irsa_api::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION};
 
 pub const READY: &str = "Ready";
 /// kstatus's "abnormal-true" condition: the operator is still working towards the spec.

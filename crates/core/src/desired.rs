@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use crate::{
     chain,
     config::OperatorConfig,
-    crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec, RoleMode},
     naming,
     ownership::{Adoption, OWNERSHIP_TAG_PREFIX, Owner},
     policy,
 };
+use irsa_api::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec, RoleMode};
 
 /// The name of the single inline policy that carries `spec.policy`.
 pub const INLINE_POLICY_NAME: &str = "irsa-operator";

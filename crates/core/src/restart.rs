@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use crate::webhook::mutate::lacking_identity;
+use crate::pod_identity::lacking_identity;
 
 /// `kubectl rollout restart` sets this; the rollout replaces every pod.
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";

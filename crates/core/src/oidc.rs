@@ -5,20 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ownership::TAG_CLUSTER;
+use irsa_api::ProviderMode;
 
 /// Marks a provider as created by this operator; only such providers are ever changed.
 pub const TAG_MANAGED_BY: &str = "irsa.dev/managed-by";
 const MANAGED_BY: &str = "irsa-operator";
 /// IAM's limit on client IDs per OIDC provider.
 pub const MAX_CLIENT_IDS: usize = 100;
-
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderMode {
-    /// Verify a provider created elsewhere (EKS, eksctl, Terraform); never write to it.
-    Existing,
-    /// Create the provider and keep its thumbprint and client IDs right.
-    Manage,
-}
 
 /// A provider as `GetOpenIDConnectProvider` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use serde_json::Value;
 
 use super::{
     BUILT_IN_DENIED_ACTIONS, BUILT_IN_DENIED_GRANTS, BUILT_IN_DENIED_MANAGED_POLICIES, Baseline,
-    Context, Enforced, PodIamRoleGuardrailSpec, Rule, glob_match,
+    Context, Enforced, Rule, glob_match,
 };
-use crate::{
-    chain,
-    crd::{DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleSpec},
+use crate::chain;
+use irsa_api::{
+    DEFAULT_AUDIENCE, DEFAULT_MAX_SESSION_DURATION, PodIamRoleGuardrailSpec, PodIamRoleSpec,
 };
 
 /// A granted action pattern overlaps a denied one when either could match the other:

@@ -131,7 +131,7 @@ mod tests {
     use kube::CustomResourceExt;
     use serde_json::{Value, json};
 
-    use crate::crd::PodIamRole;
+    use crate::PodIamRole;
 
     /// The deepest nesting a value valid for `schema` can have, or `None` when unbounded.
     fn max_depth(schema: &Value) -> Option<usize> {
