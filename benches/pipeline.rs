@@ -8,7 +8,7 @@ use irsa_api::PodIamRoleSpec;
 use irsa_core::{
     config::OperatorConfig,
     desired::{INLINE_POLICY_NAME, desired_role},
-    observed::{ObservedRole, RoleSummary},
+    iam_role::{ObservedRole, RoleSummary},
     ownership::Owner,
     plan::plan_apply,
 };

@@ -28,8 +28,8 @@ use tracing::{debug, info, warn};
 use crate::{
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::FIELD_MANAGER,
+    listing::{AccountObserver, AccountRoles, Listing},
     metrics::Metrics,
-    observer::{AccountObserver, AccountRoles, Listing},
     provider::ProviderMonitor,
 };
 use irsa_api::{DEFAULT_AUDIENCE, PodIamRole, ProviderMode};

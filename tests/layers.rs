@@ -52,7 +52,10 @@ fn no_crate_has_an_import_cycle() {
         let graph = module_graph(&Path::new(ROOT).join(src));
         assert!(graph.len() > 3, "{src}: too few modules read: {graph:?}");
         if let Some(cycle) = find_cycle(&graph) {
-            panic!("{src}: modules import each other in a circle: {}", cycle.join(" -> "));
+            panic!(
+                "{src}: modules import each other in a circle: {}",
+                cycle.join(" -> ")
+            );
         }
     }
 }
@@ -75,7 +78,12 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in rust_files(src) {
         let relative = file.strip_prefix(src).unwrap();
-        let first = relative.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_string();
         // Test code and fixtures (`testing`, `tests.rs`) may use anything.
         if ["lib", "main", "testing"].contains(&module.as_str()) || file.ends_with("tests.rs") {

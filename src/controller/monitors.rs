@@ -16,8 +16,8 @@ use crate::{
         listed::{Listed, flag_listed},
         trim_for_cache,
     },
+    listing::{AccountObserver, Listing},
     metrics::{Metrics, Readiness},
-    observer::{AccountObserver, Listing},
     reconcile::{Caches, Shared},
     undecodable::UndecodableMonitor,
 };

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 pub use irsa_core::failure::{IamError, IamErrorKind};
-pub use irsa_core::observed::{ListedRole, ObservedRole, RolePage, RoleSummary};
+pub use irsa_core::iam_role::{ListedRole, ObservedRole, RolePage, RoleSummary};
 use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp};
 
 pub mod aws;

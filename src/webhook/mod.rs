@@ -7,7 +7,6 @@
 //! signs certificates; `cache`, `tls` and `server` are the IO around them. Every replica
 //! serves, leader or not: admission must not wait for an election.
 
-pub mod admission;
 pub mod args;
 pub mod cache;
 pub mod certs;

@@ -27,15 +27,17 @@ use tokio::{net::TcpListener, time::Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use super::{
-    admission::{self, Outcome},
-    cache::ServiceAccountCache,
-    validate,
-};
+use super::{cache::ServiceAccountCache, validate};
 use crate::metrics::Metrics;
 use irsa_api::{PodIamRole, PodIamRoleGuardrail};
 use irsa_core::{
-    admission::review, config::OperatorConfig, pod_identity::InjectionDefaults, status,
+    admission::review,
+    config::OperatorConfig,
+    pod_identity::{
+        InjectionDefaults,
+        review::{self, Outcome},
+    },
+    status,
 };
 
 /// A client that opens a connection and stalls must not hold a task forever.
@@ -143,12 +145,11 @@ async fn mutate(State(admitter): State<Arc<Admitter>>, body: Bytes) -> Response 
             return bad_request(error);
         }
     };
-    let annotations = match admission::service_account(&request) {
+    let annotations = match review::service_account(&request) {
         Some((namespace, name)) => admitter.cache.annotations(&namespace, &name).await,
         None => None,
     };
-    let (response, outcome) =
-        admission::respond(&request, annotations.as_ref(), &admitter.defaults);
+    let (response, outcome) = review::respond(&request, annotations.as_ref(), &admitter.defaults);
     admitter
         .metrics
         .record_admission(started.elapsed(), outcome.label());

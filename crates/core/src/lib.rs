@@ -11,16 +11,16 @@
 
 pub mod account;
 pub mod admission;
-pub mod admission_policy;
 pub mod chain;
 pub mod config;
+pub mod deny_list_policy;
 pub mod desired;
 pub mod failure;
 pub mod glob;
 pub mod guardrail;
 pub mod iam_policy;
+pub mod iam_role;
 pub mod naming;
-pub mod observed;
 pub mod oidc;
 pub mod orphans;
 pub mod ownership;

@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    observed::RoleSummary,
+    iam_role::RoleSummary,
     ownership::{Owner, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID, released_cluster_tag},
     plan::IamOp,
     snapshot::Snapshot,
@@ -145,7 +145,7 @@ fn live_key(owner: &Owner) -> LiveObject {
 mod tests {
     use super::*;
     use crate::{
-        observed::ListedRole,
+        iam_role::ListedRole,
         testing::{desired, owner},
     };
 

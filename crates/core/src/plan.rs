@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::{
     desired::{DesiredRole, INLINE_POLICY_NAME},
-    observed::ObservedRole,
+    iam_role::ObservedRole,
     ownership::{Adoption, Owner},
     policy::semantically_equal,
 };

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     desired::{DesiredRole, INLINE_POLICY_NAME},
-    observed::{ListedRole, ObservedRole, RoleSummary},
+    iam_role::{ListedRole, ObservedRole, RoleSummary},
     ownership::OWNERSHIP_TAG_PREFIX,
     policy::normalize,
 };
@@ -262,7 +262,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        observed::ListedRole,
+        iam_role::ListedRole,
         plan::plan_delete,
         testing::{desired, in_sync, owner},
     };

@@ -14,7 +14,7 @@ use crate::{
     desired::{DesiredRole, INLINE_POLICY_NAME, desired_role},
     guardrail::Baseline,
     guardrail::Context,
-    observed::{ObservedRole, RoleSummary},
+    iam_role::{ObservedRole, RoleSummary},
     ownership::Owner,
     policy,
 };

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 
-use irsa_core::pod_identity::{InjectionDefaults, identity, inject, patch};
+use super::{InjectionDefaults, identity, inject, patch};
 
 /// How an admission ended, as the `outcome` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use irsa_core::testing::admission_request;
+    use crate::testing::admission_request;
     use serde_json::{Value, json};
 
     fn request(pod: Value) -> AdmissionRequest<Pod> {

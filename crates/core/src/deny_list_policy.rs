@@ -187,7 +187,7 @@ mod tests {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == yaml(),
-            "{} is stale: run `IRSA_UPDATE_TESTDATA=1 cargo test -p irsa-core admission_policy`",
+            "{} is stale: run `IRSA_UPDATE_TESTDATA=1 cargo test -p irsa-core deny_list_policy`",
             path.display()
         );
     }

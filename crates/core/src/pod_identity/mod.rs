@@ -2,6 +2,8 @@
 //! (aws/amazon-eks-pod-identity-webhook, `pkg/handler`): same env names, volume, paths,
 //! defaults and annotations, so a pod spec behaves the same on EKS and elsewhere. Pure.
 
+pub mod review;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
