@@ -12,7 +12,7 @@ use super::{
     Context, Error, aws_config, guardrails,
     memo::Memo,
     observe, owner_of,
-    publish::{finish, next_action, publish},
+    publish::{next_action, publish},
     restart, service_account,
 };
 use crate::{
@@ -25,9 +25,10 @@ use irsa_core::{
     admission,
     desired::DesiredRole,
     failure::{self, Retry},
+    guardrail::Enforced,
     plan::{self, IamOp, RoleConflict},
-    snapshot::Drift,
     status::{Outcome, READY},
+    sync_check::{self, Decision, Facts, Hint, Known},
 };
 
 /// How often an object re-checks while the caches list at start-up: a normal wait,
@@ -41,6 +42,8 @@ const ENTITY_ALREADY_EXISTS: &str = "EntityAlreadyExists";
 /// its attached policies.
 const DRIFT_CHECK_CALLS: u32 = 4;
 
+/// One reconcile of a live PodIamRole: admit it, sync its role, bind the role to the
+/// ServiceAccount, then publish the status once.
 pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
     if !ctx.caches.synced.load(Ordering::Relaxed) {
         debug!("waiting for the caches to list");
@@ -50,105 +53,203 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         debug!("waiting for the namespace to be cached");
         return Ok(Action::requeue(CACHE_WAIT));
     };
-    let target = match ctx.target(object).await {
-        Ok(target) => target,
-        Err(outcome) => {
+    let (target, ending) = match admit(object, ctx, verdict.decision).await {
+        Err((target, outcome)) => {
             ctx.memos.forget(object);
-            return finish(object, ctx, None, outcome).await;
+            (target, Ending::of(outcome))
+        }
+        Ok((target, desired)) if object.spec.mode == RoleMode::Observe => {
+            ctx.memos.forget(object);
+            let outcome = observe::observe(object, ctx, &target, &desired).await?;
+            (Some(target), Ending::of(outcome))
+        }
+        Ok((target, desired)) => {
+            let fingerprint = verdict.fingerprint ^ target.fingerprint;
+            let ending = match sync(object, ctx, &target, desired, fingerprint).await {
+                Synced::Role(role_name, role_arn) => {
+                    Ending::of(bind(object, ctx, &target, role_name, role_arn).await?)
+                }
+                Synced::Failed(ending) => *ending,
+                Synced::Later(action) => return Ok(action),
+            };
+            (Some(target), ending)
         }
     };
-    let target = &target;
-    let fingerprint = verdict.fingerprint ^ target.fingerprint;
+    publish(object, ctx, target.as_ref(), &ending.outcome).await?;
+    let action = next_action(&ending.outcome, ending.retry_at, ctx);
+    // Only once the status says why: a failed status write retries in full.
+    if let Some((fingerprint, memo)) = ending.memo {
+        ctx.memos.remember(object, fingerprint, memo);
+    }
+    Ok(action)
+}
+
+/// How a reconcile ends: the outcome the status shows, when to retry without a change,
+/// and what the memo learns once the status is written.
+struct Ending {
+    outcome: Outcome,
+    retry_at: Option<Instant>,
+    memo: Option<(u64, Memo)>,
+}
+
+impl Ending {
+    fn of(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            retry_at: None,
+            memo: None,
+        }
+    }
+}
+
+/// What syncing the role came to.
+enum Synced {
+    /// The role (name, ARN) matches the spec.
+    Role(String, String),
+    /// IAM refused or failed: the status says why.
+    Failed(Box<Ending>),
+    /// Nothing to do or publish now: look again then.
+    Later(Action),
+}
+
+/// Step: the account the role lives in, the guardrails' decision and the spec's own
+/// checks, and the ServiceAccount's single owner. On refusal, the target when known.
+async fn admit(
+    object: &PodIamRole,
+    ctx: &Context,
+    decision: Result<Enforced, String>,
+) -> Result<(Target, DesiredRole), (Option<Target>, Outcome)> {
+    let target = ctx
+        .target(object)
+        .await
+        .map_err(|outcome| (None, outcome))?;
     let owner = owner_of(object, &ctx.shared.config);
-    let desired = match admission::admit(verdict.decision, &object.spec, owner, &target.config) {
+    let desired = match admission::admit(decision, &object.spec, owner, &target.config) {
         Ok(desired) => desired,
-        Err(outcome) => {
-            ctx.memos.forget(object);
-            return finish(object, ctx, Some(target), outcome).await;
-        }
+        Err(outcome) => return Err((Some(target), outcome)),
     };
-    if let Some(outcome) = service_account::claim(object, ctx) {
-        ctx.memos.forget(object);
-        return finish(object, ctx, Some(target), outcome).await;
+    match service_account::claim(object, ctx) {
+        Some(outcome) => Err((Some(target), outcome)),
+        None => Ok((target, desired)),
     }
-    if object.spec.mode == RoleMode::Observe {
-        ctx.memos.forget(object);
-        let outcome = observe::observe(object, ctx, target, &desired).await?;
-        return finish(object, ctx, Some(target), outcome).await;
-    }
-    let mut memo = ctx.memos.lookup(object, fingerprint);
-    let check = match memo {
-        Some(_) => None,
-        None => ctx
-            .memos
-            .drift_check_due(object, fingerprint)
-            .map(|(synced, synced_at)| (synced, synced_at, false))
-            .or_else(|| synced_before_start(object, ctx, &desired).map(|s| (s, ctx.started, true))),
+}
+
+/// Step: bring the IAM role in line with `desired`, with as few calls as what is
+/// already known allows (`sync_check`).
+async fn sync(
+    object: &PodIamRole,
+    ctx: &Context,
+    target: &Target,
+    desired: DesiredRole,
+    fingerprint: u64,
+) -> Synced {
+    let memo = ctx.memos.lookup(object, fingerprint);
+    let known = match &memo {
+        Some(Memo::Synced { .. }) => Known::Synced,
+        Some(Memo::Failed { .. }) => Known::Failed,
+        Some(Memo::CleanedUp) => Known::CleanedUp,
+        None => Known::Nothing,
     };
-    if let Some((synced, synced_at, restarted)) = check {
-        if restarted {
-            target.first_listing().await;
-        }
-        match target.drift(&desired, synced_at) {
-            // The bulk listing shows no drift, or cannot tell yet after a sync of this
-            // term: no per-role reads.
-            Some(Drift::None) => memo = Some(synced),
-            Some(Drift::Unknown) if !restarted => memo = Some(synced),
-            Some(Drift::Suspected | Drift::Unknown) => {
-                debug!("the listing suggests drift: reading the role")
+    let hinted = if memo.is_some() {
+        None
+    } else if let Some((synced, synced_at)) = ctx.memos.drift_check_due(object, fingerprint) {
+        Some((synced, synced_at, Hint::SyncExpired))
+    } else {
+        synced_before_start(object, ctx, &desired)
+            .map(|synced| (synced, ctx.started, Hint::SyncedBeforeStart))
+    };
+    let listing = match &hinted {
+        Some((_, synced_at, hint)) => {
+            if *hint == Hint::SyncedBeforeStart {
+                target.first_listing().await;
             }
-            // No listing: read the role, once the budget is not spoken for; a drift check
-            // can wait, work that changes IAM cannot.
-            None if !target.iam.has_spare_calls(DRIFT_CHECK_CALLS) => {
-                debug!("IAM budget busy, drift check deferred");
-                return Ok(Action::requeue(ctx.drift_check_deferral(object)));
-            }
-            None => {}
+            target.drift(&desired, *synced_at)
         }
-        if let Some(synced) = &memo {
+        None => None,
+    };
+    // A new PodIamRole, that never got as far as IAM and adopts nothing.
+    let new = object.status.as_ref().is_none_or(|s| s.role_name.is_none()) && !object.spec.adopt;
+    let facts = Facts {
+        known,
+        hint: hinted.as_ref().map(|(_, _, hint)| *hint),
+        listing,
+        spare_budget: target.iam.has_spare_calls(DRIFT_CHECK_CALLS),
+        name_free: new && target.last_listed_role(&desired.name) == Some(None),
+    };
+    match (sync_check::decide(&facts), memo, hinted) {
+        (
+            Decision::InSync { remember: false },
+            Some(Memo::Synced {
+                role_name,
+                role_arn,
+            }),
+            _,
+        ) => Synced::Role(role_name, role_arn),
+        (Decision::InSync { remember: true }, _, Some((synced, _, _))) => {
             ctx.memos.remember(object, fingerprint, synced.clone());
+            match synced {
+                Memo::Synced {
+                    role_name,
+                    role_arn,
+                } => Synced::Role(role_name, role_arn),
+                _ => Synced::Role(desired.name, desired.arn),
+            }
+        }
+        (Decision::RetryLater, Some(Memo::Failed { outcome, retry_at }), _) => {
+            Synced::Later(next_action(&outcome, retry_at, ctx))
+        }
+        (Decision::DeferCheck, _, _) => {
+            debug!("IAM budget busy, drift check deferred");
+            Synced::Later(Action::requeue(ctx.drift_check_deferral(object)))
+        }
+        // Converge; also what any other combination would safely come to.
+        (decision, _, _) => {
+            let read_first = !matches!(decision, Decision::Converge { read_first: false });
+            if facts.hint.is_some() {
+                debug!("the listing suggests drift, or there is none: reading the role");
+            }
+            match converge(object, ctx, target, desired, read_first).await {
+                Ok((role_name, role_arn)) => {
+                    let synced = Memo::Synced {
+                        role_name: role_name.clone(),
+                        role_arn: role_arn.clone(),
+                    };
+                    ctx.memos.remember(object, fingerprint, synced);
+                    Synced::Role(role_name, role_arn)
+                }
+                Err(outcome) => {
+                    let retry_at = retry_time(object, ctx, &outcome);
+                    let memo = Memo::Failed {
+                        outcome: outcome.clone(),
+                        retry_at,
+                    };
+                    Synced::Failed(Box::new(Ending {
+                        outcome,
+                        retry_at,
+                        memo: Some((fingerprint, memo)),
+                    }))
+                }
+            }
         }
     }
-    let (role_name, role_arn) = match memo {
-        Some(Memo::Synced {
-            role_name,
-            role_arn,
-        }) => (role_name, role_arn),
-        // The status already says why; only the retry time or a change may call IAM.
-        Some(Memo::Failed { outcome, retry_at }) => {
-            return Ok(next_action(&outcome, retry_at, ctx));
-        }
-        Some(Memo::CleanedUp) | None => match sync_role(object, ctx, target, desired).await {
-            Ok(synced) => {
-                let (role_name, role_arn) = synced.clone();
-                ctx.memos.remember(
-                    object,
-                    fingerprint,
-                    Memo::Synced {
-                        role_name,
-                        role_arn,
-                    },
-                );
-                synced
-            }
-            Err(outcome) => {
-                let retry_at = retry_time(object, ctx, &outcome);
-                publish(object, ctx, Some(target), &outcome).await?;
-                // Only once the status says why: a failed status write retries in full.
-                let action = next_action(&outcome, retry_at, ctx);
-                ctx.memos
-                    .remember(object, fingerprint, Memo::Failed { outcome, retry_at });
-                return Ok(action);
-            }
-        },
-    };
+}
+
+/// Step: annotate the ServiceAccount with the role, publish its AWS config for role
+/// chains, and restart stale pods once it is ready.
+async fn bind(
+    object: &PodIamRole,
+    ctx: &Context,
+    target: &Target,
+    role_name: String,
+    role_arn: String,
+) -> Result<Outcome, Error> {
     let outcome =
         service_account::annotate(object, ctx, target, role_name, role_arn.clone()).await?;
     let outcome = aws_config::publish(object, ctx, outcome).await?;
     if outcome.is_ready() {
         restart::restart_stale(object, ctx, &role_arn).await;
     }
-    finish(object, ctx, Some(target), outcome).await
+    Ok(outcome)
 }
 
 /// The first reconcile of this term of an object whose status says its role was in sync
@@ -186,22 +287,8 @@ fn retry_time(object: &PodIamRole, ctx: &Context, outcome: &Outcome) -> Option<I
     }
 }
 
-/// Brings the IAM role in line with `desired`: `(role name, role ARN)`, or the
-/// reported reason it could not.
-async fn sync_role(
-    object: &PodIamRole,
-    ctx: &Context,
-    target: &Target,
-    desired: DesiredRole,
-) -> Result<(String, String), Outcome> {
-    // A new PodIamRole (it never got as far as IAM, and adopts nothing) whose name the
-    // last listing that finished does not have: the name is most likely free, so create
-    // the role without reading it first. If it was taken since, CreateRole says so.
-    let new = object.status.as_ref().is_none_or(|s| s.role_name.is_none()) && !object.spec.adopt;
-    let read_first = !(new && target.last_listed_role(&desired.name) == Some(None));
-    converge(object, ctx, target, desired, read_first).await
-}
-
+/// Converges IAM with `desired`: `(role name, role ARN)`, or the reported reason it
+/// could not.
 async fn converge(
     object: &PodIamRole,
     ctx: &Context,

@@ -94,17 +94,6 @@ pub(super) async fn publish(
     Ok(())
 }
 
-/// Publishes the status for `outcome` and picks the next action.
-pub(super) async fn finish(
-    object: &PodIamRole,
-    ctx: &Context,
-    target: Option<&Target>,
-    outcome: Outcome,
-) -> Result<Action, Error> {
-    publish(object, ctx, target, &outcome).await?;
-    Ok(next_action(&outcome, None, ctx))
-}
-
 /// When to look at the object again, if nothing changes before.
 pub(super) fn next_action(outcome: &Outcome, retry_at: Option<Instant>, ctx: &Context) -> Action {
     if let Some(at) = retry_at {

@@ -31,6 +31,7 @@ pub mod restart;
 pub mod sa_owner;
 pub mod snapshot;
 pub mod status;
+pub mod sync_check;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trust;
