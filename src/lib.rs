@@ -1,8 +1,7 @@
 //! irsa-operator: turns `PodIamRole` objects into IAM roles for service accounts (IRSA).
 //!
-//! One reconcile runs `desired` (pure) -> observe (IO) -> `plan` (pure) -> execute (IO)
-//! -> annotate (IO) -> `status` (pure + one patch). The pure steps hold the logic and
-//! most of the tests; `iam`, `k8s` and `reconcile` are thin IO glue.
+//! This crate is the IO around the pure core (`irsa_core`): it watches Kubernetes, calls
+//! IAM and writes statuses. ARCHITECTURE.md has the map and the pipeline.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
