@@ -14,7 +14,7 @@ use irsa_core::{
     oidc::ProviderProblem,
     status::{AccountProblem, Outcome, Progress, ProviderHealth, next_status},
 };
-use irsa_operator::iam::{IamError, IamErrorKind};
+use irsa_operator::iam::IamError;
 use serde_json::{Value, json};
 use support::gitops::{flux_health, kstatus};
 
@@ -25,12 +25,7 @@ const PROVIDER: &str =
     "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC";
 
 fn iam(operation: &'static str, code: &str, message: &str) -> Outcome {
-    let error = IamError {
-        operation,
-        kind: IamErrorKind::Retryable,
-        code: code.into(),
-        message: message.into(),
-    };
+    let error = IamError::new(operation, code, message);
     Outcome::IamFailed {
         role_name: ROLE.into(),
         failure: classify(&error),
@@ -70,12 +65,11 @@ fn every_reason() -> Vec<Outcome> {
         ),
         Outcome::CleanupBlocked {
             role_name: ROLE.into(),
-            failure: classify(&IamError {
-                operation: "DeleteRole",
-                kind: IamErrorKind::Terminal,
-                code: "AccessDenied".into(),
-                message: "denied by an SCP".into(),
-            }),
+            failure: classify(&IamError::new(
+                "DeleteRole",
+                "AccessDenied",
+                "denied by an SCP",
+            )),
         },
         Outcome::ObservedRoleNotFound {
             role_name: "payments-by-terraform".into(),

@@ -15,9 +15,7 @@ use serde_json::Value;
 
 use super::{IamApi, IamError, IamErrorKind, ListedRole, RolePage, RoleSummary};
 use crate::metrics::Metrics;
-use irsa_core::{
-    failure::REJECTED_CODES, oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp, policy,
-};
+use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp, policy};
 
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
@@ -57,7 +55,7 @@ impl AwsIam {
         let result = request.await.map_err(|error| classify(operation, &error));
         let outcome = match &result {
             Ok(_) => "success",
-            Err(error) => error.kind.label(),
+            Err(error) => error.kind().label(),
         };
         match &self.account {
             None => self.metrics.record_iam_call(operation, outcome),
@@ -74,33 +72,20 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    let code = error.code().unwrap_or_default().to_string();
-    let kind = match code.as_str() {
-        "NoSuchEntity" => IamErrorKind::NotFound,
-        "EntityAlreadyExists" => IamErrorKind::AlreadyExists,
-        c if REJECTED_CODES.contains(&c) => IamErrorKind::Terminal,
-        _ => IamErrorKind::Retryable,
-    };
-    // A timeout is not retried by the budget: the attempt already waited its full time.
     let code = match error {
-        SdkError::TimeoutError(_) => "Timeout".to_string(),
-        _ => code,
+        // A timeout is not retried by the budget: the attempt already waited its full time.
+        SdkError::TimeoutError(_) => "Timeout",
+        _ => error
+            .code()
+            .filter(|code| !code.is_empty())
+            .unwrap_or("Unavailable"),
     };
     let message = match error.message() {
         Some(message) => message.to_string(),
         // Transport errors carry no IAM message; the source chain says what went wrong.
         None => error_chain(error),
     };
-    IamError {
-        operation,
-        kind,
-        code: if code.is_empty() {
-            "Unavailable".into()
-        } else {
-            code
-        },
-        message,
-    }
+    IamError::new(operation, code, message)
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -127,7 +112,7 @@ impl IamApi for AwsIam {
         let request = self.client.get_role().role_name(role).send();
         let output = match self.call("GetRole", request).await {
             Ok(output) => output,
-            Err(error) if error.kind == IamErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == IamErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
         let Some(found) = output.role() else {
@@ -135,12 +120,7 @@ impl IamApi for AwsIam {
         };
         let trust_policy =
             policy::decode_iam_document(found.assume_role_policy_document().unwrap_or("{}"))
-                .map_err(|message| IamError {
-                    operation: "GetRole",
-                    kind: IamErrorKind::Retryable,
-                    code: "UnreadableDocument".into(),
-                    message,
-                })?;
+                .map_err(|message| IamError::new("GetRole", "UnreadableDocument", message))?;
         Ok(Some(RoleSummary {
             arn: found.arn().to_string(),
             path: found.path().to_string(),
@@ -179,12 +159,8 @@ impl IamApi for AwsIam {
             .policy_name(policy_name)
             .send();
         let output = self.call("GetRolePolicy", request).await?;
-        policy::decode_iam_document(output.policy_document()).map_err(|message| IamError {
-            operation: "GetRolePolicy",
-            kind: IamErrorKind::Retryable,
-            code: "UnreadableDocument".into(),
-            message,
-        })
+        policy::decode_iam_document(output.policy_document())
+            .map_err(|message| IamError::new("GetRolePolicy", "UnreadableDocument", message))
     }
 
     async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError> {
@@ -323,7 +299,7 @@ impl IamApi for AwsIam {
             .send();
         let output = match self.call("GetOpenIDConnectProvider", request).await {
             Ok(output) => output,
-            Err(error) if error.kind == IamErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == IamErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
         Ok(Some(ObservedProvider {

@@ -8,7 +8,7 @@ use std::{
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{IamApi, IamError, IamErrorKind, ListedRole, ObservedRole, RolePage, RoleSummary};
+use super::{IamApi, IamError, ListedRole, ObservedRole, RolePage, RoleSummary};
 use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp};
 
 #[derive(Default)]
@@ -40,12 +40,11 @@ impl FakeIam {
     }
 
     fn not_found(operation: &'static str, role: &str) -> IamError {
-        IamError {
+        IamError::new(
             operation,
-            kind: IamErrorKind::NotFound,
-            code: "NoSuchEntity".into(),
-            message: format!("The role with name {role} cannot be found."),
-        }
+            "NoSuchEntity",
+            format!("The role with name {role} cannot be found."),
+        )
     }
 }
 
@@ -101,12 +100,11 @@ impl IamApi for FakeIam {
         } = op
         {
             if roles.contains_key(role) {
-                return Err(IamError {
-                    operation: "CreateRole",
-                    kind: IamErrorKind::AlreadyExists,
-                    code: "EntityAlreadyExists".into(),
-                    message: format!("Role with name {role} already exists."),
-                });
+                return Err(IamError::new(
+                    "CreateRole",
+                    "EntityAlreadyExists",
+                    format!("Role with name {role} already exists."),
+                ));
             }
             let summary = RoleSummary {
                 arn: format!("arn:aws:iam::111122223333:role{path}{role}"),
@@ -160,12 +158,11 @@ impl IamApi for FakeIam {
             }
             IamOp::DeleteRole => {
                 if !found.inline_policies.is_empty() || !found.managed_policy_arns.is_empty() {
-                    return Err(IamError {
-                        operation: "DeleteRole",
-                        kind: IamErrorKind::Retryable,
-                        code: "DeleteConflict".into(),
-                        message: "Cannot delete entity, must remove policies first.".into(),
-                    });
+                    return Err(IamError::new(
+                        "DeleteRole",
+                        "DeleteConflict",
+                        "Cannot delete entity, must remove policies first.",
+                    ));
                 }
                 roles.remove(role);
             }

@@ -35,9 +35,6 @@ use irsa_core::{
 /// not an error.
 const CACHE_WAIT: Duration = Duration::from_millis(500);
 
-/// IAM's answer to CreateRole for a name that is taken.
-const ENTITY_ALREADY_EXISTS: &str = "EntityAlreadyExists";
-
 /// The reads of one drift check: the role, its inline policy names and document, and
 /// its attached policies.
 const DRIFT_CHECK_CALLS: u32 = 4;
@@ -328,7 +325,7 @@ async fn converge(
     })?;
     match execute(target, &role_name, &ops, false).await {
         Ok(()) => {}
-        Err(error) if !read_first && error.code == ENTITY_ALREADY_EXISTS => {
+        Err(error) if !read_first && error.kind() == IamErrorKind::AlreadyExists => {
             debug!(role = %role_name, "created since the listing: reading it");
             return Box::pin(converge(object, ctx, target, desired, true)).await;
         }
@@ -365,7 +362,7 @@ pub(super) async fn execute(
 ) -> Result<(), IamError> {
     for op in ops {
         match target.iam.execute(role_name, op).await {
-            Err(error) if missing_is_done && error.kind == IamErrorKind::NotFound => {}
+            Err(error) if missing_is_done && error.kind() == IamErrorKind::NotFound => {}
             result => result?,
         }
     }

@@ -22,7 +22,9 @@ use crate::{
 };
 use irsa_api::{DeletionPolicy, PodIamRole, RELEASE_ANNOTATION, RoleMode};
 use irsa_core::{
-    desired, failure, orphans,
+    desired,
+    failure::{self, CodeClass},
+    orphans,
     plan::{self, RoleConflict},
     status::Outcome,
 };
@@ -162,7 +164,7 @@ async fn delete_role(
     {
         match execute(target, role_name, &ops, true).await {
             Ok(()) => return Ok(deleted(object, ctx, role_name).await),
-            Err(error) if error.code == DELETE_CONFLICT => {
+            Err(error) if error.class() == CodeClass::DeleteConflict => {
                 debug!(role = %role_name, "changed since the listing: reading it");
             }
             Err(error) => return Err(error),
@@ -199,9 +201,6 @@ async fn deleted(object: &PodIamRole, ctx: &Context, role_name: &str) -> Removal
     .await;
     Removal::Done
 }
-
-/// IAM's answer to DeleteRole while the role still has policies or instance profiles.
-const DELETE_CONFLICT: &str = "DeleteConflict";
 
 fn is_released(object: &PodIamRole) -> bool {
     object

@@ -3,6 +3,55 @@
 
 use std::time::Duration;
 
+/// What an IAM error code means to the operator. [`code_class`] is the one table of
+/// codes: everything else asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeClass {
+    /// `NoSuchEntity`.
+    NotFound,
+    /// `EntityAlreadyExists`.
+    AlreadyExists,
+    /// `DeleteConflict`: something still holds the role.
+    DeleteConflict,
+    /// The caller may not make the call.
+    AccessDenied,
+    /// IAM rejected the request itself; sending it again cannot succeed.
+    Rejected,
+    /// IAM asking the caller to slow down.
+    Throttling,
+    /// IAM broken or unreachable before the request ran.
+    ServerFault,
+    /// A concurrent change, or an attempt that timed out.
+    Busy,
+    /// Anything else: retried with backoff.
+    Other,
+}
+
+pub fn code_class(code: &str) -> CodeClass {
+    match code {
+        "NoSuchEntity" => CodeClass::NotFound,
+        "EntityAlreadyExists" => CodeClass::AlreadyExists,
+        "DeleteConflict" => CodeClass::DeleteConflict,
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            CodeClass::AccessDenied
+        }
+        "MalformedPolicyDocument"
+        | "InvalidInput"
+        | "LimitExceeded"
+        | "ValidationError"
+        | "UnmodifiableEntity"
+        | "PolicyNotAttachable"
+        | "PackedPolicyTooLarge" => CodeClass::Rejected,
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => CodeClass::Throttling,
+        // `Unavailable` is the SDK adapter's name for transport errors, which carry no IAM code.
+        "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "Unavailable" => {
+            CodeClass::ServerFault
+        }
+        "ConcurrentModification" | "Timeout" => CodeClass::Busy,
+        _ => CodeClass::Other,
+    }
+}
+
 /// How an IAM call failed, in the terms the reconciler acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IamErrorKind {
@@ -20,9 +69,35 @@ pub enum IamErrorKind {
 #[error("IAM {operation} failed: {code}: {message}")]
 pub struct IamError {
     pub operation: &'static str,
-    pub kind: IamErrorKind,
     pub code: String,
     pub message: String,
+}
+
+impl IamError {
+    pub fn new(
+        operation: &'static str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            operation,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn class(&self) -> CodeClass {
+        code_class(&self.code)
+    }
+
+    pub fn kind(&self) -> IamErrorKind {
+        match self.class() {
+            CodeClass::NotFound => IamErrorKind::NotFound,
+            CodeClass::AlreadyExists => IamErrorKind::AlreadyExists,
+            CodeClass::Rejected => IamErrorKind::Terminal,
+            _ => IamErrorKind::Retryable,
+        }
+    }
 }
 
 impl IamErrorKind {
@@ -46,48 +121,18 @@ const TRANSIENT_MAX: Duration = Duration::from_secs(60);
 /// turning one denied object into steady IAM traffic. A spec change retries at once.
 pub const ACCESS_DENIED_RETRY: Duration = Duration::from_secs(180);
 
-/// IAM asking the caller to slow down.
-const THROTTLING_CODES: [&str; 3] = ["Throttling", "ThrottlingException", "RequestLimitExceeded"];
-/// IAM broken or unreachable before the request ran; `Unavailable` is the SDK's name for
-/// transport errors, which carry no IAM code.
-const SERVER_FAULT_CODES: [&str; 4] = [
-    "ServiceFailure",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "Unavailable",
-];
-
 pub fn is_throttling(code: &str) -> bool {
-    THROTTLING_CODES.contains(&code)
+    code_class(code) == CodeClass::Throttling
 }
 
 /// Whether the same call may be attempted again at once. A timeout is not: the attempt
 /// already waited its full time.
 pub fn worth_another_attempt(code: &str) -> bool {
-    is_throttling(code) || SERVER_FAULT_CODES.contains(&code)
+    matches!(
+        code_class(code),
+        CodeClass::Throttling | CodeClass::ServerFault
+    )
 }
-
-/// Busy or broken: retried with backoff.
-fn is_transient(code: &str) -> bool {
-    worth_another_attempt(code) || ["ConcurrentModification", "Timeout"].contains(&code)
-}
-
-const ACCESS_DENIED_CODES: [&str; 3] = [
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-];
-
-/// IAM rejected the request itself; sending it again cannot succeed.
-pub const REJECTED_CODES: [&str; 7] = [
-    "MalformedPolicyDocument",
-    "InvalidInput",
-    "LimitExceeded",
-    "ValidationError",
-    "UnmodifiableEntity",
-    "PolicyNotAttachable",
-    "PackedPolicyTooLarge",
-];
 
 /// Operations whose `NoSuchEntity` is about an ARN in the spec (a managed policy or
 /// boundary that does not exist), not about the role: the spec must change.
@@ -120,7 +165,8 @@ pub fn classify(error: &IamError) -> Classified {
     let code = error.code.as_str();
     let iam_says = format!("{}: {}", error.code, error.message);
     let action = format!("iam:{}", error.operation);
-    if ACCESS_DENIED_CODES.contains(&code) {
+    let class = code_class(code);
+    if class == CodeClass::AccessDenied {
         return Classified {
             reason: "AccessDenied",
             message: format!(
@@ -130,7 +176,7 @@ pub fn classify(error: &IamError) -> Classified {
             retry: Retry::After(ACCESS_DENIED_RETRY),
         };
     }
-    if code == "NoSuchEntity" && SPEC_REFERENCE_OPERATIONS.contains(&error.operation) {
+    if class == CodeClass::NotFound && SPEC_REFERENCE_OPERATIONS.contains(&error.operation) {
         return Classified {
             reason: "IamRejected",
             message: format!(
@@ -139,17 +185,19 @@ pub fn classify(error: &IamError) -> Classified {
             retry: Retry::OnChange,
         };
     }
-    if code == "DeleteConflict" && error.message.to_lowercase().contains("instance profile") {
+    // The operator removed every policy it found before this DeleteRole: what still
+    // holds the role is something it never manages, usually an instance profile.
+    if class == CodeClass::DeleteConflict {
         return Classified {
             reason: "DeleteConflict",
             message: format!(
-                "the role is still in an instance profile, which this operator never manages; remove it with \
-                 `aws iam remove-role-from-instance-profile`. IAM said: {iam_says}"
+                "the role is still used by something this operator never manages, usually an instance \
+                 profile: remove it (`aws iam remove-role-from-instance-profile`). IAM said: {iam_says}"
             ),
             retry: Retry::After(ACCESS_DENIED_RETRY),
         };
     }
-    if REJECTED_CODES.contains(&code) || error.kind == IamErrorKind::Terminal {
+    if class == CodeClass::Rejected {
         return Classified {
             reason: "IamRejected",
             message: format!("IAM rejected {action}: {iam_says}"),
@@ -157,7 +205,10 @@ pub fn classify(error: &IamError) -> Classified {
         };
     }
     let retry = Retry::Backoff;
-    if is_transient(code) {
+    if matches!(
+        class,
+        CodeClass::Throttling | CodeClass::ServerFault | CodeClass::Busy
+    ) {
         return Classified {
             reason: "IamUnavailable",
             message: format!("IAM is throttling or failing, retrying: {iam_says} ({action})"),
@@ -196,12 +247,7 @@ mod tests {
     use super::*;
 
     fn error(operation: &'static str, code: &str, message: &str) -> IamError {
-        IamError {
-            operation,
-            kind: IamErrorKind::Retryable,
-            code: code.into(),
-            message: message.into(),
-        }
+        IamError::new(operation, code, message)
     }
 
     #[test]
@@ -261,8 +307,8 @@ mod tests {
             (
                 "DeleteRole",
                 "DeleteConflict",
-                "IamUnavailable",
-                Retry::Backoff,
+                "DeleteConflict",
+                Retry::After(ACCESS_DENIED_RETRY),
             ),
         ];
         for (operation, code, reason, retry) in cases {
