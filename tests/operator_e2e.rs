@@ -124,16 +124,23 @@ async fn create_then_update_the_policy_with_exactly_one_write() {
     );
 }
 
-/// Write count once it has stopped moving for a few resyncs' worth of reconciles.
+/// Write count once it has stopped moving for a few resyncs' worth of reconciles; fails,
+/// with the counts seen, if it is still moving at the deadline.
 async fn settled_writes(operator: &Operator) -> u64 {
-    let mut last = operator.iam_writes().await;
+    let started = std::time::Instant::now();
+    let mut seen = vec![operator.iam_writes().await];
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         let now = operator.iam_writes().await;
-        if now == last {
+        if seen.last() == Some(&now) {
             return now;
         }
-        last = now;
+        seen.push(now);
+        assert!(
+            started.elapsed() < support::DEADLINE,
+            "IAM writes still moving after {:?}: {seen:?}",
+            started.elapsed()
+        );
     }
 }
 

@@ -348,12 +348,14 @@ pub fn free_port() -> u16 {
     // Test binaries run one after another; each starts at its own offset.
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let offset = std::process::id().wrapping_mul(7_919) % SPAN;
-    loop {
+    // One pass over the span: if none is free, looping again would never end.
+    for _ in 0..SPAN {
         let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port on 127.0.0.1 in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// The operator binary, run as a user runs it, watching one namespace.
