@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::iam::{IamError, IamErrorKind};
+use crate::reason::Reason;
 
 /// First retry after a transient failure; doubles per consecutive failure.
 const TRANSIENT_BASE: Duration = Duration::from_secs(1);
@@ -90,7 +91,7 @@ pub fn classify(error: &IamError) -> Classified {
     let action = format!("iam:{}", error.operation);
     if ACCESS_DENIED_CODES.contains(&code) {
         return Classified {
-            reason: "AccessDenied",
+            reason: Reason::AccessDenied.as_str(),
             message: format!(
                 "the operator is not allowed to call {action}; grant it in the operator's IAM policy \
                  (or the SCP / permissions boundary that denies it). IAM said: {iam_says}"
@@ -100,7 +101,7 @@ pub fn classify(error: &IamError) -> Classified {
     }
     if code == "NoSuchEntity" && SPEC_REFERENCE_OPERATIONS.contains(&error.operation) {
         return Classified {
-            reason: "IamRejected",
+            reason: Reason::IamRejected.as_str(),
             message: format!(
                 "{action} failed because a policy named in the spec does not exist; fix the ARN. IAM said: {iam_says}"
             ),
@@ -109,7 +110,7 @@ pub fn classify(error: &IamError) -> Classified {
     }
     if code == "DeleteConflict" && error.message.to_lowercase().contains("instance profile") {
         return Classified {
-            reason: "DeleteConflict",
+            reason: Reason::DeleteConflict.as_str(),
             message: format!(
                 "the role is still in an instance profile, which this operator never manages; remove it with \
                  `aws iam remove-role-from-instance-profile`. IAM said: {iam_says}"
@@ -119,7 +120,7 @@ pub fn classify(error: &IamError) -> Classified {
     }
     if REJECTED_CODES.contains(&code) || error.kind == IamErrorKind::Terminal {
         return Classified {
-            reason: "IamRejected",
+            reason: Reason::IamRejected.as_str(),
             message: format!("IAM rejected {action}: {iam_says}"),
             retry: Retry::OnChange,
         };
@@ -127,13 +128,13 @@ pub fn classify(error: &IamError) -> Classified {
     let retry = Retry::Backoff;
     if is_transient(code) {
         return Classified {
-            reason: "IamUnavailable",
+            reason: Reason::IamUnavailable.as_str(),
             message: format!("IAM is throttling or failing, retrying: {iam_says} ({action})"),
             retry,
         };
     }
     Classified {
-        reason: "IamUnavailable",
+        reason: Reason::IamUnavailable.as_str(),
         message: format!("{action} failed, retrying: {iam_says}"),
         retry,
     }
@@ -239,6 +240,10 @@ mod tests {
                 (classified.reason, classified.retry),
                 (reason, retry),
                 "{operation} {code}"
+            );
+            assert!(
+                Reason::parse(classified.reason).is_some(),
+                "{reason} is listed"
             );
         }
     }

@@ -36,6 +36,7 @@ pub mod plan;
 pub mod policy;
 pub mod policy_schema;
 pub mod provider;
+pub mod reason;
 pub mod reconcile;
 pub mod restart;
 pub mod sa_owner;

@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub use crate::accounts::AccountProblem;
+use crate::reason::Reason;
 use crate::{
     crd::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION},
     failure::{Classified, Retry},
@@ -18,7 +19,7 @@ pub const STALLED: &str = "Stalled";
 pub const OIDC_PROVIDER_READY: &str = "OidcProviderReady";
 
 /// The reason of a provider problem that a later check may clear by itself.
-const PROVIDER_TRANSIENT_REASON: &str = "OidcProviderThumbprintUnavailable";
+const PROVIDER_TRANSIENT_REASON: &str = Reason::OidcProviderThumbprintUnavailable.as_str();
 
 /// Where an outcome leaves the object, as GitOps tools read it (kstatus: Current,
 /// InProgress, Failed; Argo CD: Healthy, Progressing, Degraded).
@@ -114,18 +115,20 @@ pub enum Outcome {
 impl Outcome {
     pub fn reason(&self) -> &'static str {
         match self {
-            Outcome::Synced { .. } => "Synced",
-            Outcome::InvalidSpec(_) => "InvalidSpec",
-            Outcome::PolicyNotAllowed(_) => "PolicyNotAllowed",
-            Outcome::RoleConflict { .. } => "RoleConflict",
-            Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
+            Outcome::Synced { .. } => Reason::Synced.as_str(),
+            Outcome::InvalidSpec(_) => Reason::InvalidSpec.as_str(),
+            Outcome::PolicyNotAllowed(_) => Reason::PolicyNotAllowed.as_str(),
+            Outcome::RoleConflict { .. } => Reason::RoleConflict.as_str(),
+            Outcome::ServiceAccountNotFound { .. } => Reason::ServiceAccountNotFound.as_str(),
             Outcome::IamFailed { failure, .. } => failure.reason,
-            Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
-            Outcome::CleanupBlocked { .. } => "CleanupBlocked",
-            Outcome::ObservedRoleNotFound { .. } => "ObservedRoleNotFound",
-            Outcome::ObservedRoleNotTrusted { .. } => "ObservedRoleNotTrusted",
-            Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
-            Outcome::AwsConfigConflict { .. } => "AwsConfigConflict",
+            Outcome::ServiceAccountInUse { .. } => Reason::ServiceAccountInUse.as_str(),
+            Outcome::CleanupBlocked { .. } => Reason::CleanupBlocked.as_str(),
+            Outcome::ObservedRoleNotFound { .. } => Reason::ObservedRoleNotFound.as_str(),
+            Outcome::ObservedRoleNotTrusted { .. } => Reason::ObservedRoleNotTrusted.as_str(),
+            Outcome::ServiceAccountAnnotationConflict { .. } => {
+                Reason::ServiceAccountAnnotationConflict.as_str()
+            }
+            Outcome::AwsConfigConflict { .. } => Reason::AwsConfigConflict.as_str(),
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
             Outcome::AccountUnavailable(problem) => problem.reason(),
         }
@@ -584,6 +587,10 @@ mod tests {
             };
             let holds = |yes: bool| if yes { "True" } else { "False" }.to_string();
             let reason = outcome.reason().to_string();
+            assert!(
+                crate::reason::Reason::parse(&reason).is_some(),
+                "{reason} is listed"
+            );
             assert_eq!(
                 find(READY),
                 (holds(expected == Progress::Done), reason.clone(), Some(4))

@@ -26,7 +26,7 @@ use tracing::warn;
 use crate::{crd::PodIamRole, k8s::FIELD_MANAGER};
 
 /// The Ready reason the operator uses for a spec it refuses.
-const REASON: &str = "InvalidSpec";
+const REASON: &str = crate::reason::Reason::InvalidSpec.as_str();
 
 pub struct UndecodableMonitor {
     pub client: Client,

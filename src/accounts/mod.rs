@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::reason::Reason;
 use crate::{config::OperatorConfig, guardrail::Baseline, oidc::ProviderMode};
 
 /// The session name the operator uses in the account unless the spec names one.
@@ -179,9 +180,9 @@ impl AccountProblem {
 
     pub fn reason(&self) -> &'static str {
         match self {
-            AccountProblem::NotFound { .. } => "AccountNotFound",
-            AccountProblem::NotAllowed { .. } => "AccountNotAllowed",
-            AccountProblem::AssumeFailed { .. } => "AccountAssumeFailed",
+            AccountProblem::NotFound { .. } => Reason::AccountNotFound.as_str(),
+            AccountProblem::NotAllowed { .. } => Reason::AccountNotAllowed.as_str(),
+            AccountProblem::AssumeFailed { .. } => Reason::AccountAssumeFailed.as_str(),
         }
     }
 
