@@ -104,17 +104,16 @@ fn provider_condition(status: &irsa_operator::crd::PodIamRoleStatus) -> (String,
 async fn oidc_provider_existing_and_manage_modes() {
     let s = Scenario::prepare("oidc").await;
     let issuer = s.bed.vars["TESTBED_OIDC_ISSUER"].clone();
-    let ca_file = s.bed.vars.get("TESTBED_CA_FILE").cloned();
+    // scripts/testbed always writes it; without it the manage-mode stages could not run.
+    let ca_file = s.bed.vars["TESTBED_CA_FILE"].clone();
 
     // The CLI matches seed 001's openssl pipeline and the CA's own fingerprint.
-    if let Some(ca_file) = &ca_file {
-        let ca_fingerprint = openssl_fingerprint(&std::fs::read_to_string(ca_file).unwrap());
-        assert_eq!(
-            cli_thumbprint(&issuer, ca_file),
-            openssl_pipeline_thumbprint(&s.bed.issuer_host_path())
-        );
-        assert_eq!(cli_thumbprint(&issuer, ca_file), ca_fingerprint);
-    }
+    let ca_fingerprint = openssl_fingerprint(&std::fs::read_to_string(&ca_file).unwrap());
+    assert_eq!(
+        cli_thumbprint(&issuer, &ca_file),
+        openssl_pipeline_thumbprint(&s.bed.issuer_host_path())
+    );
+    assert_eq!(cli_thumbprint(&issuer, &ca_file), ca_fingerprint);
 
     // existing mode, no provider: reported on the PodIamRole, and in an Event.
     delete_provider(&s).await;
@@ -154,12 +153,6 @@ async fn oidc_provider_existing_and_manage_modes() {
         ("True".into(), "Verified".into())
     );
 
-    let Some(ca_file) = ca_file else {
-        eprintln!(
-            "SKIPPED manage-mode stages: the test bed has no TESTBED_CA_FILE for the issuer's private CA"
-        );
-        return;
-    };
     let manage = [
         "--oidc-provider",
         "manage",
