@@ -8,7 +8,10 @@ mod support;
 use std::{path::Path, process::Command};
 
 use serde_json::json;
-use support::webhook::{WebhookBed, configurations, has_token_volume, localstack_python, pod_of};
+use support::{
+    tools::BoundedOutput,
+    webhook::{WebhookBed, configurations, has_token_volume, localstack_python, pod_of},
+};
 
 fn main() {
     // `cargo test --all-targets` runs this without `--bench`: it needs the test bed and
@@ -75,7 +78,7 @@ print("%.3f %.3f" % (seconds[len(seconds) // 2] * 1000, seconds[len(seconds) * 9
     let output = Command::new(localstack_python())
         .args(["-c", script, &w.port.to_string(), dir.to_str().unwrap()])
         .arg(ROUNDS.to_string())
-        .output()
+        .bounded_output()
         .expect("python");
     assert!(
         output.status.success(),

@@ -16,6 +16,7 @@ use aws_sdk_iam::operation::get_open_id_connect_provider::GetOpenIdConnectProvid
 use support::{
     eventually_matches,
     scenario::{Scenario, dynamo_spec},
+    tools::BoundedOutput,
 };
 
 /// `openssl x509 -fingerprint -sha1` of a PEM file, as IAM wants it: lowercase, no colons.
@@ -44,8 +45,7 @@ fn openssl_fingerprint(pem: &str) -> String {
 fn openssl_pipeline_thumbprint(host_port: &str) -> String {
     let output = Command::new("openssl")
         .args(["s_client", "-showcerts", "-connect", host_port])
-        .stdin(std::process::Stdio::null())
-        .output()
+        .bounded_output()
         .expect("openssl s_client runs");
     let text = String::from_utf8_lossy(&output.stdout);
     let start = text
@@ -60,7 +60,7 @@ fn openssl_pipeline_thumbprint(host_port: &str) -> String {
 fn cli_thumbprint(issuer: &str, ca_file: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
         .args(["thumbprint", issuer, "--ca-file", ca_file])
-        .output()
+        .bounded_output()
         .expect("irsa-operator thumbprint runs");
     assert!(
         output.status.success(),
@@ -229,9 +229,13 @@ async fn oidc_provider_existing_and_manage_modes() {
     let testbed_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed");
     let rotated = Command::new(&testbed_script)
         .arg("rotate-ca")
-        .status()
+        .bounded_output()
         .expect("rotate-ca runs");
-    assert!(rotated.success());
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
     let new_fingerprint = openssl_fingerprint(&std::fs::read_to_string(&ca_file).unwrap());
     assert_ne!(new_fingerprint, ca_fingerprint);
     // The running operator trusted the old CA for the API server too: it loses its leader

@@ -24,6 +24,7 @@ use support::{
     eventually,
     rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
+    tools::BoundedOutput,
     webhook::{
         REGION, WebhookBed, configurations, has_token_volume, localstack_python, pod_of,
         shipped_configuration, token_volume,
@@ -375,7 +376,7 @@ async fn botocore_in_the_admitted_pod_becomes_the_role() {
             };
             (name.clone(), value)
         }))
-        .output()
+        .bounded_output()
         .expect("run botocore");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -592,7 +593,7 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
             (name.clone(), value)
         }))
         .env("AWS_SHARED_CREDENTIALS_FILE", in_pod("/nonexistent"))
-        .output()
+        .bounded_output()
         .expect("run botocore");
     assert!(
         output.status.success(),
