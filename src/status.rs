@@ -339,6 +339,24 @@ pub fn next_status(
     }
 }
 
+/// The most a condition's message may hold: the API server refuses a status whose
+/// `metav1.Condition.message` is longer (32,768 bytes).
+pub const CONDITION_MESSAGE_LIMIT: usize = 32_768;
+
+/// `text` cut to at most `limit` bytes on a char boundary, ending in `…` when cut: the
+/// API server counts bytes, and a cut inside a UTF-8 character would be invalid.
+pub fn truncated(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    const ELLIPSIS: char = '…';
+    let mut end = limit.saturating_sub(ELLIPSIS.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end])
+}
+
 fn condition(
     old: &[Condition],
     type_: &str,
@@ -356,7 +374,7 @@ fn condition(
         type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
-        message,
+        message: truncated(&message, CONDITION_MESSAGE_LIMIT),
         observed_generation: generation,
         last_transition_time,
     }
@@ -527,6 +545,22 @@ mod tests {
         let recovered = next_status(Some(&status), &H, &synced(), Some(1), PROVIDER, t(3));
         assert_eq!(provider(&recovered).last_transition_time, Time(t(3)));
         assert_eq!(ready(&recovered).status, "True");
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters_and_says_it_cut() {
+        assert_eq!(truncated("short", 10), "short");
+        assert_eq!(truncated("exactly10!", 10), "exactly10!");
+        let cut = truncated(&"x".repeat(20), 10);
+        assert_eq!(cut, format!("{}…", "x".repeat(7)));
+        assert_eq!(cut.len(), 10);
+        // A 3-byte character straddling the cut is dropped whole.
+        let cut = truncated(&"ab€€€€".repeat(3), 9);
+        assert!(cut.len() <= 9 && cut.ends_with('…'), "{cut}");
+        assert!(cut.starts_with("ab€"), "{cut}");
+        for limit in 3..40 {
+            assert!(truncated(&"é€😀".repeat(10), limit).len() <= limit);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use kube::{
     api::{PartialObjectMeta, Patch, PatchParams},
     core::{Request, params::GetParams},
     runtime::{
-        events::{Event, EventType, Recorder},
+        events::{EventType, Recorder},
         reflector::{ObjectRef, Store},
     },
 };
@@ -94,13 +94,7 @@ impl UndecodableMonitor {
             )
             .map_err(kube::Error::BuildRequest)?;
         self.client.request_text(request).await?;
-        let event = Event {
-            type_: EventType::Warning,
-            reason: REASON.into(),
-            note: Some(message),
-            action: REASON.into(),
-            secondary: None,
-        };
+        let event = crate::k8s::events::event(EventType::Warning, REASON, &message);
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             warn!(%error, "could not publish event");
         }
@@ -137,7 +131,7 @@ fn status_patch(name: &str, generation: Option<i64>, message: &str, now: Time) -
                 "type": "Ready",
                 "status": "False",
                 "reason": REASON,
-                "message": message,
+                "message": crate::status::truncated(message, crate::status::CONDITION_MESSAGE_LIMIT),
                 "observedGeneration": generation,
                 "lastTransitionTime": now,
             }],

@@ -12,6 +12,7 @@ use irsa_operator::{
     accounts::{PodIamRoleAccount, PodIamRoleAccountStatus, management_trust_policy},
     trust,
 };
+use k8s_openapi::api::events::v1::Event;
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams},
@@ -335,10 +336,23 @@ async fn a_failed_assume_role_is_reported_with_sts_message_and_writes_nothing() 
     let status = s.wait_reason("payments", "AccountAssumeFailed").await;
     let message = &status.conditions[0].message;
     assert!(
-        message.contains(denied),
-        "STS's message is quoted: {message}"
+        message.contains(&format!("AccessDenied: {denied}")),
+        "STS's code and message are quoted, not the SDK's dump: {message}"
     );
     assert!(message.contains("nothing was written to IAM"), "{message}");
+    // The Warning Event the API server once refused (a note over 1,024 bytes) is recorded.
+    let events: Api<Event> = Api::namespaced(s.bed.kube.clone(), &s.namespace);
+    eventually_matches(
+        "the AccountAssumeFailed Warning Event",
+        || async { events.list(&Default::default()).await.unwrap().items },
+        |items| {
+            items.iter().any(|e| {
+                e.reason.as_deref() == Some("AccountAssumeFailed")
+                    && e.note.as_deref().is_some_and(|n| n.contains(denied))
+            })
+        },
+    )
+    .await;
     assert_eq!(writes(s.operator()).await, (0, 0));
     assert_eq!(
         proxy.attempts("AssumeRole"),
