@@ -277,7 +277,7 @@ async fn connect(
     credentials
         .provide_credentials()
         .await
-        .map_err(|e| aws_sdk_sts::error::DisplayErrorContext(e).to_string())?;
+        .map_err(|e| crate::iam::aws::aws_error_message(&e))?;
     // The budget retries, one token per attempt: SDK retries would hide throttling from it.
     let client = aws_sdk_iam::Client::from_conf(
         aws_sdk_iam::config::Builder::from(&settings.aws)

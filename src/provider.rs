@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::{iam::IamApi, metrics::Metrics, thumbprint::fetch_thumbprint};
 use irsa_api::ProviderMode;
+use irsa_core::reason::Reason;
 use irsa_core::{
     oidc::ProviderCheck, oidc::ProviderInputs, oidc::ProviderProblem, oidc::check_provider,
 };
@@ -23,7 +24,10 @@ const KEEP_VERDICT_FOR: Duration = Duration::from_secs(30 * 60);
 /// After such a failure, look again soon rather than after a full interval.
 const RETRY_FAILED_CHECK: Duration = Duration::from_secs(30);
 /// Problems that say the check itself failed, not what is wrong with the provider.
-const CHECK_FAILURES: [&str; 2] = ["OidcProviderCheckFailed", "OidcProviderUpdateFailed"];
+const CHECK_FAILURES: [&str; 2] = [
+    Reason::OidcProviderCheckFailed.as_str(),
+    Reason::OidcProviderUpdateFailed.as_str(),
+];
 
 /// Whether a failed check should be held back, given when the last definite verdict
 /// was published.
@@ -110,7 +114,7 @@ impl ProviderMonitor {
             Ok(observed) => observed,
             Err(error) => {
                 return failed(
-                    "OidcProviderCheckFailed",
+                    Reason::OidcProviderCheckFailed.as_str(),
                     format!("cannot read IAM OIDC provider {}: {error}", self.arn),
                 );
             }
@@ -127,7 +131,7 @@ impl ProviderMonitor {
         for op in &check.ops {
             if let Err(error) = self.iam.execute_provider(&self.arn, op).await {
                 return failed(
-                    "OidcProviderUpdateFailed",
+                    Reason::OidcProviderUpdateFailed.as_str(),
                     format!("cannot update IAM OIDC provider {}: {error}", self.arn),
                 );
             }

@@ -16,7 +16,7 @@ use kube::{
     api::{PartialObjectMeta, Patch, PatchParams},
     core::{Request, params::GetParams},
     runtime::{
-        events::{Event, EventType, Recorder},
+        events::{EventType, Recorder},
         reflector::{ObjectRef, Store},
     },
 };
@@ -27,7 +27,7 @@ use crate::k8s::FIELD_MANAGER;
 use irsa_api::PodIamRole;
 
 /// The Ready reason the operator uses for a spec it refuses.
-const REASON: &str = "InvalidSpec";
+const REASON: &str = irsa_core::reason::Reason::InvalidSpec.as_str();
 
 pub struct UndecodableMonitor {
     pub client: Client,
@@ -95,13 +95,7 @@ impl UndecodableMonitor {
             )
             .map_err(kube::Error::BuildRequest)?;
         self.client.request_text(request).await?;
-        let event = Event {
-            type_: EventType::Warning,
-            reason: REASON.into(),
-            note: Some(message),
-            action: REASON.into(),
-            secondary: None,
-        };
+        let event = crate::k8s::events::event(EventType::Warning, REASON, &message);
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             warn!(%error, "could not publish event");
         }
@@ -138,7 +132,7 @@ fn status_patch(name: &str, generation: Option<i64>, message: &str, now: Time) -
                 "type": "Ready",
                 "status": "False",
                 "reason": REASON,
-                "message": message,
+                "message": irsa_core::status::truncated(message, irsa_core::status::CONDITION_MESSAGE_LIMIT),
                 "observedGeneration": generation,
                 "lastTransitionTime": now,
             }],

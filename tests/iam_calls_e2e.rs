@@ -113,10 +113,9 @@ async fn wait_restored(s: &Scenario, role_name: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn creates_updates_and_deletes_cost_their_writes_and_only_updates_read() {
-    let Some(s) = Scenario::prepare("calls").await else {
-        return;
-    };
+    let s = Scenario::prepare("calls").await;
     s.bed.ensure_oidc_provider().await;
     // No drift checks during the test: every call counted is a change's.
     let s = s
@@ -179,10 +178,9 @@ async fn creates_updates_and_deletes_cost_their_writes_and_only_updates_read() {
 /// under it. Creates and deletions then still go by the last listing that finished,
 /// without reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn creates_and_deletes_after_a_failed_listing_go_by_the_last_one_that_finished() {
-    let Some((s, proxy)) = Scenario::prepare_behind_proxy("failed-listing", 13).await else {
-        return;
-    };
+    let (s, proxy) = Scenario::prepare_behind_proxy("failed-listing", 13).await;
     // No drift checks during the test: without a listing they would read every role.
     let s = s
         .with_operator(&["--resync-interval", "10m", "--listing-interval", "2s"])
@@ -225,10 +223,9 @@ async fn creates_and_deletes_after_a_failed_listing_go_by_the_last_one_that_fini
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn roles_in_sync_cost_one_listing_per_pass_and_no_per_role_read() {
-    let Some(s) = Scenario::start("at-rest").await else {
-        return;
-    };
+    let s = Scenario::start("at-rest").await;
     create_synced(&s).await;
     let operator = s.operator();
     let listings = || calls(operator, "GetAccountAuthorizationDetails");
@@ -271,10 +268,9 @@ async fn roles_in_sync_cost_one_listing_per_pass_and_no_per_role_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn a_restart_reads_only_the_roles_its_first_listing_shows_drifted() {
-    let Some(mut s) = Scenario::start("restart-calls").await else {
-        return;
-    };
+    let mut s = Scenario::start("restart-calls").await;
     create_synced(&s).await;
     // Down, one role drifts; then a new process, which remembers nothing.
     s.operator.take().expect("operator running").stop();

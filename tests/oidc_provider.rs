@@ -16,6 +16,7 @@ use aws_sdk_iam::operation::get_open_id_connect_provider::GetOpenIdConnectProvid
 use support::{
     eventually_matches,
     scenario::{Scenario, dynamo_spec},
+    tools::BoundedOutput,
 };
 
 /// `openssl x509 -fingerprint -sha1` of a PEM file, as IAM wants it: lowercase, no colons.
@@ -44,8 +45,7 @@ fn openssl_fingerprint(pem: &str) -> String {
 fn openssl_pipeline_thumbprint(host_port: &str) -> String {
     let output = Command::new("openssl")
         .args(["s_client", "-showcerts", "-connect", host_port])
-        .stdin(std::process::Stdio::null())
-        .output()
+        .bounded_output()
         .expect("openssl s_client runs");
     let text = String::from_utf8_lossy(&output.stdout);
     let start = text
@@ -60,7 +60,7 @@ fn openssl_pipeline_thumbprint(host_port: &str) -> String {
 fn cli_thumbprint(issuer: &str, ca_file: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
         .args(["thumbprint", issuer, "--ca-file", ca_file])
-        .output()
+        .bounded_output()
         .expect("irsa-operator thumbprint runs");
     assert!(
         output.status.success(),
@@ -100,22 +100,20 @@ fn provider_condition(status: &irsa_api::PodIamRoleStatus) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn oidc_provider_existing_and_manage_modes() {
-    let Some(s) = Scenario::prepare("oidc").await else {
-        return;
-    };
+    let s = Scenario::prepare("oidc").await;
     let issuer = s.bed.vars["TESTBED_OIDC_ISSUER"].clone();
-    let ca_file = s.bed.vars.get("TESTBED_CA_FILE").cloned();
+    // scripts/testbed always writes it; without it the manage-mode stages could not run.
+    let ca_file = s.bed.vars["TESTBED_CA_FILE"].clone();
 
     // The CLI matches seed 001's openssl pipeline and the CA's own fingerprint.
-    if let Some(ca_file) = &ca_file {
-        let ca_fingerprint = openssl_fingerprint(&std::fs::read_to_string(ca_file).unwrap());
-        assert_eq!(
-            cli_thumbprint(&issuer, ca_file),
-            openssl_pipeline_thumbprint(&s.bed.issuer_host_path())
-        );
-        assert_eq!(cli_thumbprint(&issuer, ca_file), ca_fingerprint);
-    }
+    let ca_fingerprint = openssl_fingerprint(&std::fs::read_to_string(&ca_file).unwrap());
+    assert_eq!(
+        cli_thumbprint(&issuer, &ca_file),
+        openssl_pipeline_thumbprint(&s.bed.issuer_host_path())
+    );
+    assert_eq!(cli_thumbprint(&issuer, &ca_file), ca_fingerprint);
 
     // existing mode, no provider: reported on the PodIamRole, and in an Event.
     delete_provider(&s).await;
@@ -155,12 +153,6 @@ async fn oidc_provider_existing_and_manage_modes() {
         ("True".into(), "Verified".into())
     );
 
-    let Some(ca_file) = ca_file else {
-        eprintln!(
-            "SKIPPED manage-mode stages: the test bed has no TESTBED_CA_FILE for the issuer's private CA"
-        );
-        return;
-    };
     let manage = [
         "--oidc-provider",
         "manage",
@@ -237,9 +229,13 @@ async fn oidc_provider_existing_and_manage_modes() {
     let testbed_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed");
     let rotated = Command::new(&testbed_script)
         .arg("rotate-ca")
-        .status()
+        .bounded_output()
         .expect("rotate-ca runs");
-    assert!(rotated.success());
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
     let new_fingerprint = openssl_fingerprint(&std::fs::read_to_string(&ca_file).unwrap());
     assert_ne!(new_fingerprint, ca_fingerprint);
     // The running operator trusted the old CA for the API server too: it loses its leader

@@ -31,10 +31,9 @@ async fn resource_version(s: &Scenario, service_account: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn two_pod_iam_roles_on_one_service_account_have_one_owner_and_no_storm() {
-    let Some(s) = Scenario::start("shared-sa").await else {
-        return;
-    };
+    let s = Scenario::start("shared-sa").await;
     s.bed.create_service_account(&s.namespace, "shared").await;
     s.apply("first", dynamo_spec("shared")).await;
     s.wait_reason("first", "Synced").await;
@@ -104,10 +103,9 @@ async fn writes_between(s: &Scenario, name: &str, from: &str, to: &str) -> usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn a_role_name_of_another_namespace_is_refused_without_iam_writes() {
-    let Some(s) = Scenario::start("squat").await else {
-        return;
-    };
+    let s = Scenario::start("squat").await;
     s.bed.create_service_account(&s.namespace, "app").await;
     // What a PodIamRole `payments` in namespace `bank` would derive.
     let victim = format!("{}.bank.payments", s.cluster);
@@ -135,10 +133,9 @@ async fn a_role_name_of_another_namespace_is_refused_without_iam_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn deletions_leave_no_error_behind() {
-    let Some(s) = Scenario::prepare("quiet-delete").await else {
-        return;
-    };
+    let s = Scenario::prepare("quiet-delete").await;
     s.bed.ensure_oidc_provider().await;
     // No resync during the test: every IAM read below is a create or a delete.
     let s = s.with_operator(&["--resync-interval", "10m"]).await;
@@ -181,14 +178,13 @@ async fn deletions_leave_no_error_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn an_api_server_outage_during_deletions_causes_no_iam_rereads() {
     const ROLES: usize = 10;
     /// Per role: GetRole, ListRolePolicies, GetRolePolicy, ListAttachedRolePolicies,
     /// DeleteRolePolicy, DeleteRole.
     const CLEANUP_CALLS: u64 = 6;
-    let Some(mut s) = Scenario::prepare("outage").await else {
-        return;
-    };
+    let mut s = Scenario::prepare("outage").await;
     s.bed.ensure_oidc_provider().await;
     let switch = TcpSwitch::start(&s.bed).await;
     let kubeconfig = switch.kubeconfig(&s.bed).display().to_string();
@@ -233,12 +229,11 @@ async fn an_api_server_outage_during_deletions_causes_no_iam_rereads() {
 /// back a new object: it goes before them. kube-runtime's own limit takes due objects in
 /// hash order, and kept some waiting for minutes at N = 5,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn a_new_object_goes_before_a_backlog_of_rechecks() {
     const IN_SYNC: usize = 60;
     const NEW: usize = 5;
-    let Some((s, proxy)) = Scenario::prepare_behind_proxy("backlog", 3).await else {
-        return;
-    };
+    let (s, proxy) = Scenario::prepare_behind_proxy("backlog", 3).await;
     let s = s
         .with_operator(&[
             "--concurrency",

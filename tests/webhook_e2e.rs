@@ -14,9 +14,8 @@ use irsa_api::PodIamRoleGuardrail;
 use irsa_core::trust;
 use irsa_operator::webhook::certs;
 use k8s_openapi::api::{
-    admissionregistration::v1::MutatingWebhookConfiguration,
     authentication::v1::TokenRequest,
-    core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount},
+    core::v1::{ConfigMap, Container, Pod, Secret},
 };
 use kube::{
     Api,
@@ -24,206 +23,20 @@ use kube::{
 };
 use serde_json::{Value, json};
 use support::{
-    eventually, free_port,
+    eventually,
     rbac::{self, OPERATOR_NAMESPACE},
     scenario::{Scenario, dynamo_spec},
-    sum_metric,
+    tools::BoundedOutput,
+    webhook::{
+        REGION, WebhookBed, configurations, has_token_volume, localstack_python, pod_of,
+        shipped_configuration, token_volume,
+    },
 };
 
 const TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 const TOKEN_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
-const REGION: &str = "us-east-1";
 const CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 const CONFIG_ANNOTATION: &str = "irsa.dev/aws-config";
-
-/// A scenario whose operator serves the webhook, and the configuration pointing at it.
-struct WebhookBed {
-    s: Scenario,
-    configuration: String,
-    port: u16,
-}
-
-impl WebhookBed {
-    async fn start(label: &str) -> Option<Self> {
-        let s = Scenario::prepare(label).await?;
-        let configuration = format!("irsa-e2e-{}", s.namespace);
-        let namespace = s.namespace.clone();
-        Some(Self::start_in(s, configuration, &namespace, None, &[]).await)
-    }
-
-    /// Registers the shipped configuration under `configuration`, pointing at this test's
-    /// port and scoped to its namespace (with `ca_bundle` when the operator does not
-    /// write one), and starts an operator living in `operator_namespace` that serves the
-    /// webhook.
-    async fn start_in(
-        mut s: Scenario,
-        configuration: String,
-        operator_namespace: &str,
-        ca_bundle: Option<&str>,
-        extra: &[&str],
-    ) -> Self {
-        s.bed.ensure_oidc_provider().await;
-        let port = free_port();
-        let mut webhook = shipped_configuration();
-        webhook["metadata"]["name"] = json!(configuration);
-        webhook["webhooks"][0]["clientConfig"] =
-            json!({"url": format!("https://127.0.0.1:{port}/mutate")});
-        if let Some(pem) = ca_bundle {
-            webhook["webhooks"][0]["clientConfig"]["caBundle"] =
-                json!(base64::engine::general_purpose::STANDARD.encode(pem));
-        }
-        webhook["webhooks"][0]["namespaceSelector"] =
-            json!({"matchLabels": {"kubernetes.io/metadata.name": s.namespace}});
-        let webhook: MutatingWebhookConfiguration = serde_json::from_value(webhook).unwrap();
-        configurations(&s)
-            .patch(
-                &configuration,
-                &PatchParams::apply("irsa-e2e").force(),
-                &Patch::Apply(&webhook),
-            )
-            .await
-            .expect("apply MutatingWebhookConfiguration");
-        s.operator_env
-            .push(("POD_NAMESPACE".into(), operator_namespace.into()));
-        let endpoint = format!("AWS_ENDPOINT_URL={}", s.bed.vars["AWS_ENDPOINT_URL"]);
-        let addr = format!("127.0.0.1:{port}");
-        let mut flags = vec![
-            "--webhook",
-            "--webhook-addr",
-            &addr,
-            "--webhook-cert-hosts",
-            "127.0.0.1",
-            "--webhook-configuration",
-            &configuration,
-            "--webhook-region",
-            REGION,
-            "--webhook-extra-env",
-            &endpoint,
-        ];
-        flags.extend_from_slice(extra);
-        let s = s.with_operator(&flags).await;
-        let bed = Self {
-            s,
-            configuration,
-            port,
-        };
-        bed.wait_ca_bundle().await;
-        bed
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.s.bed.kube.clone(), &self.s.namespace)
-    }
-
-    /// Waits until the operator wrote its CA into the configuration, and the API server
-    /// (which reloads configurations asynchronously) calls the webhook with it.
-    async fn wait_ca_bundle(&self) {
-        eventually("the operator writes caBundle", || async {
-            let configuration = configurations(&self.s)
-                .get(&self.configuration)
-                .await
-                .ok()?;
-            configuration.webhooks?[0]
-                .client_config
-                .ca_bundle
-                .as_ref()
-                .map(drop)
-        })
-        .await;
-        self.service_account(
-            "probe",
-            &[("eks.amazonaws.com/role-arn", "arn:aws:iam::1:role/p")],
-        )
-        .await;
-        eventually("the API server calls the webhook", || async {
-            let pod = self.admit("probe", pod_of("probe", json!({})), true).await;
-            has_token_volume(&pod).then_some(())
-        })
-        .await;
-    }
-
-    async fn service_account(&self, name: &str, annotations: &[(&str, &str)]) {
-        let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
-        let sa: ServiceAccount =
-            serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations}}))
-                .unwrap();
-        self.s
-            .service_accounts()
-            .create(&PostParams::default(), &sa)
-            .await
-            .expect("create ServiceAccount");
-    }
-
-    /// Creates the pod (or only admits it, with `dry_run`) and returns it as admitted.
-    async fn admit(&self, name: &str, mut pod: Value, dry_run: bool) -> Pod {
-        pod["metadata"]["name"] = json!(name);
-        let pod: Pod = serde_json::from_value(pod).unwrap();
-        let params = PostParams {
-            dry_run,
-            ..PostParams::default()
-        };
-        self.pods().create(&params, &pod).await.expect("create pod")
-    }
-
-    async fn admissions(&self, outcome: &str) -> u64 {
-        let text = self.s.operator().metrics().await.expect("metrics");
-        sum_metric(
-            &text,
-            "irsa_operator_webhook_admissions_total",
-            &format!("outcome=\"{outcome}\""),
-        )
-    }
-
-    async fn remove_configuration(&self) {
-        configurations(&self.s)
-            .delete(&self.configuration, &DeleteParams::default())
-            .await
-            .expect("delete MutatingWebhookConfiguration");
-    }
-}
-
-/// `config/webhook/mutating-webhook.yaml`, as shipped.
-fn shipped_configuration() -> Value {
-    serde_yaml::from_str(include_str!("../config/webhook/mutating-webhook.yaml")).unwrap()
-}
-
-fn configurations(s: &Scenario) -> Api<MutatingWebhookConfiguration> {
-    Api::all(s.bed.kube.clone())
-}
-
-/// A pod of `service_account` with these extra pod fields (metadata and spec merged in).
-fn pod_of(service_account: &str, extra: Value) -> Value {
-    let mut pod = json!({"metadata": {}, "spec": {
-        "serviceAccountName": service_account,
-        "containers": [{"name": "app", "image": "app:1"}]
-    }});
-    merge(&mut pod, extra);
-    pod
-}
-
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(into), Value::Object(from)) => {
-            for (key, value) in from {
-                merge(into.entry(key).or_insert(Value::Null), value);
-            }
-        }
-        (into, from) => *into = from,
-    }
-}
-
-fn has_token_volume(pod: &Pod) -> bool {
-    token_volume(pod).is_some()
-}
-
-fn token_volume(pod: &Pod) -> Option<Value> {
-    let volumes = serde_json::to_value(&pod.spec.as_ref()?.volumes).ok()?;
-    volumes
-        .as_array()?
-        .iter()
-        .find(|v| v["name"] == "aws-iam-token")
-        .cloned()
-}
 
 fn containers(pod: &Pod) -> Vec<Container> {
     let spec = pod.spec.clone().unwrap();
@@ -270,10 +83,9 @@ fn projected(audience: &str, expiration: i64) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn pods_are_mutated_as_the_eks_webhook_mutates_them() {
-    let Some(mut w) = WebhookBed::start("webhook").await else {
-        return;
-    };
+    let mut w = WebhookBed::start("webhook").await;
     let endpoint = w.s.bed.vars["AWS_ENDPOINT_URL"].clone();
     let plain_arn = "arn:aws:iam::111122223333:role/plain";
     let custom_arn = "arn:aws:iam::111122223333:role/custom";
@@ -426,10 +238,9 @@ async fn pods_are_mutated_as_the_eks_webhook_mutates_them() {
 /// operator in its own namespace creates its CA Secret there, writes the `caBundle` of the
 /// shipped configuration, and mutates pods.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn the_webhook_works_with_exactly_the_shipped_rbac() {
-    let Some(mut s) = Scenario::prepare("webrbac").await else {
-        return;
-    };
+    let mut s = Scenario::prepare("webrbac").await;
     let manifests = [
         include_str!("../config/rbac/role.yaml"),
         include_str!("../config/webhook/rbac.yaml"),
@@ -466,10 +277,9 @@ async fn the_webhook_works_with_exactly_the_shipped_rbac() {
 /// `--webhook-cert-dir`: a mounted certificate (as cert-manager writes it) is served, and
 /// the operator neither creates a CA Secret nor touches the `caBundle`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn a_mounted_certificate_is_served_as_is() {
-    let Some(s) = Scenario::prepare("webcert").await else {
-        return;
-    };
+    let s = Scenario::prepare("webcert").await;
     let now = time::OffsetDateTime::now_utc();
     let ca = certs::new_ca(now).unwrap();
     let serving = certs::issue_serving(&ca.key, &["127.0.0.1".to_string()], now).unwrap();
@@ -529,18 +339,10 @@ fn claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-fn localstack_python() -> std::path::PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache"));
-    cache.join("irsa-operator/localstack-venv/bin/python")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn botocore_in_the_admitted_pod_becomes_the_role() {
-    let Some(w) = WebhookBed::start("websdk").await else {
-        return;
-    };
+    let w = WebhookBed::start("websdk").await;
     w.s.bed.create_service_account(&w.s.namespace, "app").await;
     w.s.apply("app", dynamo_spec("app")).await;
     let status = w.s.wait_reason("app", "Synced").await;
@@ -576,7 +378,7 @@ async fn botocore_in_the_admitted_pod_becomes_the_role() {
             };
             (name.clone(), value)
         }))
-        .output()
+        .bounded_output()
         .expect("run botocore");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -615,10 +417,9 @@ async fn botocore_in_the_admitted_pod_becomes_the_role() {
 /// checked as STS would (`irsa_core::trust`). A guardrail refuses a target outside
 /// `allowedChainTargets` with no IAM write, and an object in sync costs none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
 async fn a_role_chain_resolves_with_botocore_through_each_profile() {
-    let Some(w) = WebhookBed::start("chain").await else {
-        return;
-    };
+    let w = WebhookBed::start("chain").await;
     let s = &w.s;
     for name in ["app", "target"] {
         s.bed.create_service_account(&s.namespace, name).await;
@@ -794,7 +595,7 @@ async fn a_role_chain_resolves_with_botocore_through_each_profile() {
             (name.clone(), value)
         }))
         .env("AWS_SHARED_CREDENTIALS_FILE", in_pod("/nonexistent"))
-        .output()
+        .bounded_output()
         .expect("run botocore");
     assert!(
         output.status.success(),
@@ -954,111 +755,4 @@ fn config_volume(pod: &Pod) -> Option<Value> {
         .iter()
         .find(|v| v["name"] == "irsa-aws-config")
         .cloned()
-}
-
-/// Measurement, not an assertion: `cargo test --test webhook_e2e -- --ignored --nocapture`.
-/// 1,000 AdmissionReviews straight to the webhook over one TLS connection (the webhook's
-/// own latency: cache lookup, injection, JSON), then 1,000 dry-run pod creates through the
-/// API server (what a user sees), and the operator's resident memory around them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn admission_latency_and_memory() {
-    const ROUNDS: usize = 1000;
-    let Some(w) = WebhookBed::start("webbench").await else {
-        return;
-    };
-    w.service_account(
-        "bench",
-        &[("eks.amazonaws.com/role-arn", "arn:aws:iam::1:role/b")],
-    )
-    .await;
-    let rss_before = resident_kib(w.s.operator().pid());
-
-    let configuration = configurations(&w.s).get(&w.configuration).await.unwrap();
-    let ca = configuration.webhooks.unwrap()[0]
-        .client_config
-        .ca_bundle
-        .clone()
-        .unwrap();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{}", w.s.namespace));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("ca.crt"), &ca.0).unwrap();
-    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "bench", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": w.s.namespace, "operation": "CREATE", "userInfo": {},
-            "object": pod_of("bench", json!({"metadata": {"name": "bench"}}))}});
-    std::fs::write(dir.join("review.json"), review.to_string()).unwrap();
-    let script = r#"
-import http.client, json, ssl, sys, time
-port, directory, rounds = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-context = ssl.create_default_context(cafile=directory + "/ca.crt")
-connection = http.client.HTTPSConnection("127.0.0.1", port, context=context)
-body = open(directory + "/review.json", "rb").read()
-seconds = []
-for _ in range(rounds):
-    started = time.perf_counter()
-    connection.request("POST", "/mutate", body, {"Content-Type": "application/json"})
-    response = connection.getresponse()
-    answer = json.loads(response.read())
-    seconds.append(time.perf_counter() - started)
-    assert response.status == 200 and answer["response"]["patchType"] == "JSONPatch"
-seconds.sort()
-print("%.3f %.3f" % (seconds[len(seconds) // 2] * 1000, seconds[len(seconds) * 99 // 100] * 1000))
-"#;
-    let output = Command::new(localstack_python())
-        .args(["-c", script, &w.port.to_string(), dir.to_str().unwrap()])
-        .arg(ROUNDS.to_string())
-        .output()
-        .expect("python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!(
-        "direct to the webhook, {ROUNDS} admissions: p50/p99 ms = {}",
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
-
-    let mut through_api_server = Vec::with_capacity(ROUNDS);
-    for round in 0..ROUNDS {
-        let started = std::time::Instant::now();
-        let pod = w
-            .admit(&format!("bench-{round}"), pod_of("bench", json!({})), true)
-            .await;
-        through_api_server.push(started.elapsed());
-        assert!(has_token_volume(&pod));
-    }
-    through_api_server.sort();
-    eprintln!(
-        "dry-run pod creates through the API server, {ROUNDS}: p50 {:?}, p99 {:?}",
-        through_api_server[ROUNDS / 2],
-        through_api_server[ROUNDS * 99 / 100]
-    );
-    eprintln!(
-        "operator resident memory: {} KiB before, {} KiB after; peak {} KiB",
-        rss_before,
-        resident_kib(w.s.operator().pid()),
-        peak_kib(w.s.operator().pid())
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-    w.remove_configuration().await;
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
-fn resident_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmRSS:")
-}
-
-fn peak_kib(pid: u32) -> u64 {
-    proc_status_kib(pid, "VmHWM:")
 }

@@ -21,8 +21,8 @@ use kube::{
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use crate::accounts::{Accounts, Settings as AccountSettings, Target};
 use crate::{
-    accounts::{Accounts, Settings as AccountSettings, Target},
     config,
     config::RunArgs,
     http,
@@ -62,7 +62,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .map_err(|e| {
             format!(
                 "STS GetCallerIdentity failed, check the AWS credentials: {}",
-                aws_sdk_sts::error::DisplayErrorContext(e)
+                crate::iam::aws::aws_error_message(&e)
             )
         })?;
     let issuer = match &args.oidc_issuer {

@@ -15,8 +15,8 @@ use super::{
     publish::{next_action, publish},
     restart, service_account,
 };
+use crate::accounts::Target;
 use crate::{
-    accounts::Target,
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
 };

@@ -15,8 +15,8 @@ use super::{
     Context, Error, apply::execute, aws_config, memo::Memo, owner_of, publish::publish,
     service_account::release_others,
 };
+use crate::accounts::Target;
 use crate::{
-    accounts::Target,
     iam::{IamError, observe_role},
     k8s::{events, service_account},
 };

@@ -18,10 +18,8 @@ use kube::{
 };
 
 use super::{gate::Gate, memo::Memos};
-use crate::{
-    accounts::{Accounts, Target},
-    metrics::Metrics,
-};
+use crate::accounts::{Accounts, Target};
+use crate::metrics::Metrics;
 use irsa_api::{DeletionPolicy, PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
 use irsa_core::{
     account,

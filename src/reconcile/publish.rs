@@ -12,10 +12,8 @@ use serde_json::json;
 use tracing::warn;
 
 use super::{Context, Error};
-use crate::{
-    accounts::Target,
-    k8s::{FIELD_MANAGER, events},
-};
+use crate::accounts::Target;
+use crate::k8s::{FIELD_MANAGER, events};
 use irsa_api::PodIamRole;
 use irsa_core::{
     account::AccountProblem,

@@ -7,10 +7,8 @@ use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use tracing::info;
 
 use super::{Context, Error};
-use crate::{
-    accounts::Target,
-    k8s::service_account::{self, Annotation, ROLE_ARN_ANNOTATION},
-};
+use crate::accounts::Target;
+use crate::k8s::service_account::{self, Annotation, ROLE_ARN_ANNOTATION};
 use irsa_api::PodIamRole;
 use irsa_core::{
     sa_owner,

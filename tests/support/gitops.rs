@@ -6,9 +6,8 @@
 //! `scripts/go-tool`.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::OnceLock,
 };
 
@@ -20,37 +19,35 @@ use kube::{
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::tools::{COMMAND_DEADLINE, TOOL_BUILD_DEADLINE, output_within};
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The path of a tool under tools/, built on first use.
 fn tool(name: &str) -> PathBuf {
-    let output = Command::new(root().join("scripts/go-tool"))
-        .arg(name)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/go-tool");
-    assert!(output.status.success(), "scripts/go-tool {name} failed");
+    let mut command = Command::new(root().join("scripts/go-tool"));
+    command.arg(name);
+    let output = output_within(&mut command, "", TOOL_BUILD_DEADLINE);
+    assert!(
+        output.status.success(),
+        "scripts/go-tool {name} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
 fn run(binary: &Path, args: &[&str], object: &Value) -> (String, String) {
-    let mut child = Command::new(binary)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start checker");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(object.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{} failed", binary.display());
+    let mut command = Command::new(binary);
+    command.args(args);
+    let output = output_within(&mut command, &object.to_string(), COMMAND_DEADLINE);
+    assert!(
+        output.status.success(),
+        "{} failed: {}",
+        binary.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let line: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
     (
         line["status"].as_str().unwrap().to_string(),

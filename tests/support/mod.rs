@@ -9,6 +9,7 @@ pub mod rbac;
 pub mod scenario;
 pub mod tcp_switch;
 pub mod tools;
+pub mod webhook;
 
 use std::{
     collections::HashMap,
@@ -36,8 +37,6 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-/// Set by the README's test command: a missing test bed is then a failure, not a skip.
-const REQUIRED_FLAG: &str = "IRSA_E2E_REQUIRED";
 /// How long any eventual condition may take on a loaded 2-core machine.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -66,23 +65,16 @@ pub fn parse_env(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// The test bed, or `None` (with the reason printed) when there is none and it is not required.
-pub async fn testbed() -> Option<Testbed> {
+/// The test bed. Tests that call this are `#[ignore]`d and run by `scripts/test`
+/// (`--include-ignored`), so a missing test bed is a failure, never a silent pass.
+pub async fn testbed() -> Testbed {
     let path = env_file();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) => {
-            let reason = format!(
-                "no test bed env file at {} ({error}); run `scripts/testbed up`",
-                path.display()
-            );
-            if std::env::var(REQUIRED_FLAG).is_ok_and(|v| v == "1") {
-                panic!("{REQUIRED_FLAG}=1 but {reason}");
-            }
-            eprintln!("SKIPPED: {reason}");
-            return None;
-        }
-    };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "no test bed env file at {} ({error}); run `scripts/testbed up`",
+            path.display()
+        )
+    });
     let vars = parse_env(&text);
     let var = |key: &str| {
         vars.get(key)
@@ -106,12 +98,12 @@ pub async fn testbed() -> Option<Testbed> {
         ))
         .load()
         .await;
-    Some(Testbed {
+    Testbed {
         vars,
         kube,
         kube_config,
         iam: aws_sdk_iam::Client::new(&aws),
-    })
+    }
 }
 
 /// A 12-digit account no other test uses: LocalStack creates it, empty, on first use.
@@ -356,12 +348,14 @@ pub fn free_port() -> u16 {
     // Test binaries run one after another; each starts at its own offset.
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let offset = std::process::id().wrapping_mul(7_919) % SPAN;
-    loop {
+    // One pass over the span: if none is free, looping again would never end.
+    for _ in 0..SPAN {
         let port = (FIRST + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port on 127.0.0.1 in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// The operator binary, run as a user runs it, watching one namespace.

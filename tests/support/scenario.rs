@@ -35,46 +35,46 @@ pub struct Scenario {
 
 impl Scenario {
     /// A scenario with an existing OIDC provider and a default operator.
-    pub async fn start(label: &str) -> Option<Self> {
-        let scenario = Self::prepare(label).await?;
+    pub async fn start(label: &str) -> Self {
+        let scenario = Self::prepare(label).await;
         scenario.bed.ensure_oidc_provider().await;
-        Some(scenario.with_operator(&[]).await)
+        scenario.with_operator(&[]).await
     }
 
     /// Namespace and cluster name only: the test decides about the provider and operator.
     /// The operator denies by default, so the namespace gets a guardrail granting every kind
     /// of thing (`*`), as a platform team would write one; the built-in deny list still holds.
-    pub async fn prepare(label: &str) -> Option<Self> {
-        let scenario = Self::prepare_without_grant(label).await?;
+    pub async fn prepare(label: &str) -> Self {
+        let scenario = Self::prepare_without_grant(label).await;
         scenario.bed.grant_everything(&scenario.namespace).await;
-        Some(scenario)
+        scenario
     }
 
     /// Like `prepare`, with no guardrail at all: what a fresh install grants a namespace.
-    pub async fn prepare_without_grant(label: &str) -> Option<Self> {
+    pub async fn prepare_without_grant(label: &str) -> Self {
         install_crypto();
-        let bed = testbed().await?;
+        let bed = testbed().await;
         bed.install_crd().await;
         let namespace = unique(label);
         let cluster = unique("e2e").replace('-', "");
         bed.create_namespace(&namespace).await;
-        Some(Self {
+        Self {
             bed,
             namespace,
             cluster,
             operator: None,
             operator_env: Vec::new(),
-        })
+        }
     }
 
     /// A scenario with an existing OIDC provider whose operator, once started, reaches
     /// IAM only through a fault proxy (seeded with `seed`).
-    pub async fn prepare_behind_proxy(label: &str, seed: u64) -> Option<(Self, FaultProxy)> {
-        let mut s = Self::prepare(label).await?;
+    pub async fn prepare_behind_proxy(label: &str, seed: u64) -> (Self, FaultProxy) {
+        let mut s = Self::prepare(label).await;
         s.bed.ensure_oidc_provider().await;
         let proxy = FaultProxy::start(&s.bed.vars["AWS_ENDPOINT_URL"], seed).await;
         s.operator_env = vec![("AWS_ENDPOINT_URL".into(), proxy.url().into())];
-        Some((s, proxy))
+        (s, proxy)
     }
 
     /// (Re)starts the operator with these extra flags and waits until it is ready.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use kube::core::{Selector, SelectorExt};
 use serde_json::{Value, json};
 
-use crate::{config::OperatorConfig, guardrail::Baseline};
+use crate::{config::OperatorConfig, guardrail::Baseline, reason::Reason};
 use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec};
 
 /// Why a PodIamRole cannot use the account it names. Nothing is written to IAM.
@@ -53,9 +53,9 @@ impl AccountProblem {
 
     pub fn reason(&self) -> &'static str {
         match self {
-            AccountProblem::NotFound { .. } => "AccountNotFound",
-            AccountProblem::NotAllowed { .. } => "AccountNotAllowed",
-            AccountProblem::AssumeFailed { .. } => "AccountAssumeFailed",
+            AccountProblem::NotFound { .. } => Reason::AccountNotFound.as_str(),
+            AccountProblem::NotAllowed { .. } => Reason::AccountNotAllowed.as_str(),
+            AccountProblem::AssumeFailed { .. } => Reason::AccountAssumeFailed.as_str(),
         }
     }
 

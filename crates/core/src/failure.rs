@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::reason::Reason;
+
 /// What an IAM error code means to the operator. [`code_class`] is the one table of
 /// codes: everything else asks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +170,7 @@ pub fn classify(error: &IamError) -> Classified {
     let class = code_class(code);
     if class == CodeClass::AccessDenied {
         return Classified {
-            reason: "AccessDenied",
+            reason: Reason::AccessDenied.as_str(),
             message: format!(
                 "the operator is not allowed to call {action}; grant it in the operator's IAM policy \
                  (or the SCP / permissions boundary that denies it). IAM said: {iam_says}"
@@ -178,7 +180,7 @@ pub fn classify(error: &IamError) -> Classified {
     }
     if class == CodeClass::NotFound && SPEC_REFERENCE_OPERATIONS.contains(&error.operation) {
         return Classified {
-            reason: "IamRejected",
+            reason: Reason::IamRejected.as_str(),
             message: format!(
                 "{action} failed because a policy named in the spec does not exist; fix the ARN. IAM said: {iam_says}"
             ),
@@ -189,7 +191,7 @@ pub fn classify(error: &IamError) -> Classified {
     // holds the role is something it never manages, usually an instance profile.
     if class == CodeClass::DeleteConflict {
         return Classified {
-            reason: "DeleteConflict",
+            reason: Reason::DeleteConflict.as_str(),
             message: format!(
                 "the role is still used by something this operator never manages, usually an instance \
                  profile: remove it (`aws iam remove-role-from-instance-profile`). IAM said: {iam_says}"
@@ -199,7 +201,7 @@ pub fn classify(error: &IamError) -> Classified {
     }
     if class == CodeClass::Rejected {
         return Classified {
-            reason: "IamRejected",
+            reason: Reason::IamRejected.as_str(),
             message: format!("IAM rejected {action}: {iam_says}"),
             retry: Retry::OnChange,
         };
@@ -210,13 +212,13 @@ pub fn classify(error: &IamError) -> Classified {
         CodeClass::Throttling | CodeClass::ServerFault | CodeClass::Busy
     ) {
         return Classified {
-            reason: "IamUnavailable",
+            reason: Reason::IamUnavailable.as_str(),
             message: format!("IAM is throttling or failing, retrying: {iam_says} ({action})"),
             retry,
         };
     }
     Classified {
-        reason: "IamUnavailable",
+        reason: Reason::IamUnavailable.as_str(),
         message: format!("{action} failed, retrying: {iam_says}"),
         retry,
     }
@@ -317,6 +319,10 @@ mod tests {
                 (classified.reason, classified.retry),
                 (reason, retry),
                 "{operation} {code}"
+            );
+            assert!(
+                Reason::parse(classified.reason).is_some(),
+                "{reason} is listed"
             );
         }
     }

@@ -27,6 +27,7 @@ pub mod ownership;
 pub mod plan;
 pub mod pod_identity;
 pub mod policy;
+pub mod reason;
 pub mod restart;
 pub mod sa_owner;
 pub mod snapshot;

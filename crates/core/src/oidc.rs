@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ownership::TAG_CLUSTER;
+use crate::reason::Reason;
 use irsa_api::ProviderMode;
 
 /// Marks a provider as created by this operator; only such providers are ever changed.
@@ -89,7 +90,7 @@ pub fn check_provider(
         .trim_end_matches('/');
     if observed_url != inputs.issuer_host_path {
         return problem(
-            "OidcProviderUrlMismatch",
+            Reason::OidcProviderUrlMismatch.as_str(),
             format!(
                 "IAM OIDC provider {} has URL {observed_url}, but the cluster's issuer is {}",
                 inputs.arn, inputs.issuer_host_path
@@ -116,7 +117,7 @@ fn problem(reason: &'static str, message: String, client_ids: BTreeSet<String>) 
 fn check_missing(inputs: &ProviderInputs<'_>) -> ProviderCheck {
     if inputs.mode == ProviderMode::Existing {
         return problem(
-            "OidcProviderNotFound",
+            Reason::OidcProviderNotFound.as_str(),
             format!(
                 "IAM OIDC provider {} does not exist, so no pod can assume its role; create it \
                  (eksctl utils associate-iam-oidc-provider) or run the operator with --oidc-provider=manage",
@@ -130,7 +131,7 @@ fn check_missing(inputs: &ProviderInputs<'_>) -> ProviderCheck {
         Err(why) => {
             let message = format!("cannot create IAM OIDC provider {}: {why}", inputs.arn);
             return problem(
-                "OidcProviderThumbprintUnavailable",
+                Reason::OidcProviderThumbprintUnavailable.as_str(),
                 message,
                 BTreeSet::new(),
             );
@@ -163,7 +164,7 @@ fn reconcile_owned(inputs: &ProviderInputs<'_>, observed: &ObservedProvider) -> 
         // Keep the old thumbprint rather than guess; say why it could not be checked.
         Err(why) => {
             problem = Some(ProviderProblem {
-                reason: "OidcProviderThumbprintUnavailable",
+                reason: Reason::OidcProviderThumbprintUnavailable.as_str(),
                 message: format!(
                     "cannot verify the thumbprint of IAM OIDC provider {}: {why}",
                     inputs.arn
@@ -199,7 +200,7 @@ fn verify_foreign(inputs: &ProviderInputs<'_>, observed: &ObservedProvider) -> P
             .any(|t| t.eq_ignore_ascii_case(thumbprint))
     {
         return problem(
-            "OidcProviderThumbprintStale",
+            Reason::OidcProviderThumbprintStale.as_str(),
             format!(
                 "IAM OIDC provider {} lists thumbprints {:?}, but the issuer now serves {thumbprint}; \
                  it was not created by this operator, so it is left unchanged: update it by hand",
@@ -238,7 +239,7 @@ pub fn problem_for_audience(
     }
     if check.client_ids.len() >= MAX_CLIENT_IDS && !check.client_ids.contains(audience) {
         return Some(ProviderProblem {
-            reason: "OidcProviderClientIdLimit",
+            reason: Reason::OidcProviderClientIdLimit.as_str(),
             message: format!(
                 "IAM OIDC provider {arn} already has {MAX_CLIENT_IDS} client IDs, IAM's limit, so audience \
                  {audience} cannot be added; use an audience already in use, such as sts.amazonaws.com"
@@ -246,7 +247,7 @@ pub fn problem_for_audience(
         });
     }
     (!check.client_ids.contains(audience)).then(|| ProviderProblem {
-        reason: "OidcProviderMissingAudience",
+        reason: Reason::OidcProviderMissingAudience.as_str(),
         message: format!(
             "IAM OIDC provider {arn} does not list client ID {audience}, so STS rejects tokens for this audience; \
              add it to the provider or run the operator with --oidc-provider=manage"

@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub use crate::account::AccountProblem;
+use crate::reason::Reason;
 use crate::{
     failure::{Classified, Retry},
     oidc::ProviderProblem,
@@ -18,7 +19,7 @@ pub const STALLED: &str = "Stalled";
 pub const OIDC_PROVIDER_READY: &str = "OidcProviderReady";
 
 /// The reason of a provider problem that a later check may clear by itself.
-const PROVIDER_TRANSIENT_REASON: &str = "OidcProviderThumbprintUnavailable";
+const PROVIDER_TRANSIENT_REASON: &str = Reason::OidcProviderThumbprintUnavailable.as_str();
 
 /// Where an outcome leaves the object, as GitOps tools read it (kstatus: Current,
 /// InProgress, Failed; Argo CD: Healthy, Progressing, Degraded).
@@ -114,18 +115,20 @@ pub enum Outcome {
 impl Outcome {
     pub fn reason(&self) -> &'static str {
         match self {
-            Outcome::Synced { .. } => "Synced",
-            Outcome::InvalidSpec(_) => "InvalidSpec",
-            Outcome::PolicyNotAllowed(_) => "PolicyNotAllowed",
-            Outcome::RoleConflict { .. } => "RoleConflict",
-            Outcome::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
+            Outcome::Synced { .. } => Reason::Synced.as_str(),
+            Outcome::InvalidSpec(_) => Reason::InvalidSpec.as_str(),
+            Outcome::PolicyNotAllowed(_) => Reason::PolicyNotAllowed.as_str(),
+            Outcome::RoleConflict { .. } => Reason::RoleConflict.as_str(),
+            Outcome::ServiceAccountNotFound { .. } => Reason::ServiceAccountNotFound.as_str(),
             Outcome::IamFailed { failure, .. } => failure.reason,
-            Outcome::ServiceAccountInUse { .. } => "ServiceAccountInUse",
-            Outcome::CleanupBlocked { .. } => "CleanupBlocked",
-            Outcome::ObservedRoleNotFound { .. } => "ObservedRoleNotFound",
-            Outcome::ObservedRoleNotTrusted { .. } => "ObservedRoleNotTrusted",
-            Outcome::ServiceAccountAnnotationConflict { .. } => "ServiceAccountAnnotationConflict",
-            Outcome::AwsConfigConflict { .. } => "AwsConfigConflict",
+            Outcome::ServiceAccountInUse { .. } => Reason::ServiceAccountInUse.as_str(),
+            Outcome::CleanupBlocked { .. } => Reason::CleanupBlocked.as_str(),
+            Outcome::ObservedRoleNotFound { .. } => Reason::ObservedRoleNotFound.as_str(),
+            Outcome::ObservedRoleNotTrusted { .. } => Reason::ObservedRoleNotTrusted.as_str(),
+            Outcome::ServiceAccountAnnotationConflict { .. } => {
+                Reason::ServiceAccountAnnotationConflict.as_str()
+            }
+            Outcome::AwsConfigConflict { .. } => Reason::AwsConfigConflict.as_str(),
             Outcome::OidcProviderUnhealthy { problem, .. } => problem.reason,
             Outcome::AccountUnavailable(problem) => problem.reason(),
         }
@@ -336,6 +339,24 @@ pub fn next_status(
     }
 }
 
+/// The most a condition's message may hold: the API server refuses a status whose
+/// `metav1.Condition.message` is longer (32,768 bytes).
+pub const CONDITION_MESSAGE_LIMIT: usize = 32_768;
+
+/// `text` cut to at most `limit` bytes on a char boundary, ending in `…` when cut: the
+/// API server counts bytes, and a cut inside a UTF-8 character would be invalid.
+pub fn truncated(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    const ELLIPSIS: char = '…';
+    let mut end = limit.saturating_sub(ELLIPSIS.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end])
+}
+
 fn condition(
     old: &[Condition],
     type_: &str,
@@ -353,7 +374,7 @@ fn condition(
         type_: type_.into(),
         status: status.into(),
         reason: reason.into(),
-        message,
+        message: truncated(&message, CONDITION_MESSAGE_LIMIT),
         observed_generation: generation,
         last_transition_time,
     }
@@ -527,6 +548,22 @@ mod tests {
     }
 
     #[test]
+    fn truncation_keeps_whole_characters_and_says_it_cut() {
+        assert_eq!(truncated("short", 10), "short");
+        assert_eq!(truncated("exactly10!", 10), "exactly10!");
+        let cut = truncated(&"x".repeat(20), 10);
+        assert_eq!(cut, format!("{}…", "x".repeat(7)));
+        assert_eq!(cut.len(), 10);
+        // A 3-byte character straddling the cut is dropped whole.
+        let cut = truncated(&"ab€€€€".repeat(3), 9);
+        assert!(cut.len() <= 9 && cut.ends_with('…'), "{cut}");
+        assert!(cut.starts_with("ab€"), "{cut}");
+        for limit in 3..40 {
+            assert!(truncated(&"é€😀".repeat(10), limit).len() <= limit);
+        }
+    }
+
+    #[test]
     fn kstatus_conditions_follow_the_outcome() {
         let iam = |reason, retry| Outcome::IamFailed {
             role_name: "r".into(),
@@ -584,6 +621,10 @@ mod tests {
             };
             let holds = |yes: bool| if yes { "True" } else { "False" }.to_string();
             let reason = outcome.reason().to_string();
+            assert!(
+                crate::reason::Reason::parse(&reason).is_some(),
+                "{reason} is listed"
+            );
             assert_eq!(
                 find(READY),
                 (holds(expected == Progress::Done), reason.clone(), Some(4))
