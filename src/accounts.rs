@@ -15,7 +15,6 @@ use std::{
 
 use aws_config::{SdkConfig, retry::RetryConfig, sts::AssumeRoleProvider};
 use aws_sdk_iam::config::{IdentityCache, ProvideCredentials};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
@@ -34,7 +33,7 @@ use crate::{
 };
 use irsa_api::{DEFAULT_AUDIENCE, PodIamRole, ProviderMode};
 use irsa_api::{DEFAULT_SESSION_NAME, PodIamRoleAccount};
-use irsa_core::account::{AccountProblem, account_config};
+use irsa_core::account::{AccountProblem, ConnectionState, account_config, next_status};
 use irsa_core::{
     config::OperatorConfig,
     desired::DesiredRole,
@@ -241,8 +240,8 @@ impl Accounts {
             Err(problem) => {
                 warn!(account = %name, message = %problem.message(), "cannot use the target account");
                 self.settings.metrics.set_account_ready(&name, false);
-                let ready = condition("False", problem.reason(), problem.message());
-                patch_status(&self.settings.client, account, None, ready).await;
+                let connection = ConnectionState::Unavailable(&problem);
+                patch_status(&self.settings.client, account, &connection).await;
                 (Err(problem), None)
             }
         };
@@ -376,23 +375,20 @@ async fn status_writer(
     let name = account.name_any();
     loop {
         let check = provider.borrow_and_update().clone();
-        let ready = match check.as_ref().map(|c| &c.problem) {
-            None => condition(
-                "Unknown",
-                "Checking",
-                format!("management role assumed; checking IAM OIDC provider {provider_arn}"),
-            ),
-            Some(None) => condition(
-                "True",
-                "Connected",
-                format!(
-                    "management role assumed; IAM OIDC provider {provider_arn} trusts this cluster"
-                ),
-            ),
-            Some(Some(problem)) => condition("False", problem.reason, problem.message.clone()),
+        let connection = match &check {
+            None => ConnectionState::Checking {
+                provider_arn: &provider_arn,
+            },
+            Some(check) => ConnectionState::Checked {
+                provider_arn: &provider_arn,
+                problem: check.problem.as_ref(),
+            },
         };
-        metrics.set_account_ready(&name, ready.status == "True");
-        patch_status(&client, &account, Some(&provider_arn), ready).await;
+        metrics.set_account_ready(
+            &name,
+            matches!(connection, ConnectionState::Checked { problem: None, .. }),
+        );
+        patch_status(&client, &account, &connection).await;
         changes.send_modify(|count| *count = count.wrapping_add(1));
         if provider.changed().await.is_err() {
             return;
@@ -400,36 +396,18 @@ async fn status_writer(
     }
 }
 
-fn condition(status: &str, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: None,
-        last_transition_time: Time(jiff::Timestamp::now()),
-    }
-}
-
 /// Writes the account's status; a failure is logged and left to the next change.
 async fn patch_status(
     client: &Client,
     account: &PodIamRoleAccount,
-    provider_arn: Option<&str>,
-    mut ready: Condition,
+    connection: &ConnectionState<'_>,
 ) {
-    let old = account.status.clone().unwrap_or_default();
-    ready.observed_generation = account.metadata.generation;
-    if let Some(previous) = old.conditions.iter().find(|c| c.type_ == ready.type_)
-        && previous.status == ready.status
-    {
-        ready.last_transition_time = previous.last_transition_time.clone();
-    }
-    let status = irsa_api::PodIamRoleAccountStatus {
-        observed_generation: account.metadata.generation,
-        oidc_provider_arn: provider_arn.map(str::to_string),
-        conditions: vec![ready],
-    };
+    let status = next_status(
+        account.status.as_ref(),
+        account.metadata.generation,
+        connection,
+        jiff::Timestamp::now(),
+    );
     let patch = json!({
         "apiVersion": PodIamRoleAccount::api_version(&()),
         "kind": PodIamRoleAccount::kind(&()),

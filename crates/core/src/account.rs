@@ -9,8 +9,14 @@ use std::collections::BTreeMap;
 use kube::core::{Selector, SelectorExt};
 use serde_json::{Value, json};
 
-use crate::{config::OperatorConfig, guardrail::Baseline, reason::Reason};
-use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::{
+    config::OperatorConfig, guardrail::Baseline, oidc::ProviderProblem, reason::Reason,
+    status::READY,
+};
+use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec, PodIamRoleAccountStatus};
 
 /// Why a PodIamRole cannot use the account it names. Nothing is written to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +161,77 @@ pub fn management_trust_policy(operator_role_arn: &str, external_id: &str) -> Va
     })
 }
 
+/// What the operator knows of its connection to a target account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState<'a> {
+    /// The account cannot be used (its management role could not be assumed).
+    Unavailable(&'a AccountProblem),
+    /// Assumed; the check of the account's OIDC provider has not finished.
+    Checking { provider_arn: &'a str },
+    /// Assumed; the provider trusts this cluster, or the problem the check found.
+    Checked {
+        provider_arn: &'a str,
+        problem: Option<&'a ProviderProblem>,
+    },
+}
+
+/// The PodIamRoleAccount's status for `connection`. The `Ready` condition keeps its
+/// transition time while its status stays the same.
+pub fn next_status(
+    old: Option<&PodIamRoleAccountStatus>,
+    generation: Option<i64>,
+    connection: &ConnectionState<'_>,
+    now: Timestamp,
+) -> PodIamRoleAccountStatus {
+    let (status, reason, message, provider_arn) = match *connection {
+        ConnectionState::Unavailable(problem) => {
+            ("False", problem.reason(), problem.message(), None)
+        }
+        ConnectionState::Checking { provider_arn } => (
+            "Unknown",
+            "Checking",
+            format!("management role assumed; checking IAM OIDC provider {provider_arn}"),
+            Some(provider_arn),
+        ),
+        ConnectionState::Checked {
+            provider_arn,
+            problem: None,
+        } => (
+            "True",
+            "Connected",
+            format!(
+                "management role assumed; IAM OIDC provider {provider_arn} trusts this cluster"
+            ),
+            Some(provider_arn),
+        ),
+        ConnectionState::Checked {
+            provider_arn,
+            problem: Some(problem),
+        } => (
+            "False",
+            problem.reason,
+            problem.message.clone(),
+            Some(provider_arn),
+        ),
+    };
+    let since = old
+        .and_then(|old| old.conditions.iter().find(|c| c.type_ == READY))
+        .filter(|previous| previous.status == status)
+        .map_or(Time(now), |previous| previous.last_transition_time.clone());
+    PodIamRoleAccountStatus {
+        observed_generation: generation,
+        oidc_provider_arn: provider_arn.map(str::to_string),
+        conditions: vec![Condition {
+            type_: READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: since,
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
@@ -275,5 +352,72 @@ mod tests {
                 .status
                 .is_some()
         );
+    }
+
+    #[test]
+    fn the_status_follows_the_connection_and_keeps_its_transition_time() {
+        let t = |seconds| Timestamp::from_second(seconds).unwrap();
+        let arn = "arn:aws:iam::222222222222:oidc-provider/x";
+        let checking = next_status(
+            None,
+            Some(1),
+            &ConnectionState::Checking { provider_arn: arn },
+            t(1),
+        );
+        let ready = &checking.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("Unknown", "Checking")
+        );
+        assert_eq!(ready.last_transition_time, Time(t(1)));
+        assert_eq!(checking.oidc_provider_arn.as_deref(), Some(arn));
+
+        let connected = ConnectionState::Checked {
+            provider_arn: arn,
+            problem: None,
+        };
+        let first = next_status(Some(&checking), Some(1), &connected, t(2));
+        assert_eq!(first.conditions[0].status, "True");
+        assert_eq!(first.conditions[0].last_transition_time, Time(t(2)));
+        // Still connected later, at a new generation: the transition time stays.
+        let again = next_status(Some(&first), Some(2), &connected, t(9));
+        assert_eq!(again.conditions[0].last_transition_time, Time(t(2)));
+        assert_eq!(again.observed_generation, Some(2));
+        assert_eq!(again.conditions[0].observed_generation, Some(2));
+
+        let problem = ProviderProblem {
+            reason: Reason::OidcProviderNotFound.as_str(),
+            message: "no provider".into(),
+        };
+        let broken = ConnectionState::Checked {
+            provider_arn: arn,
+            problem: Some(&problem),
+        };
+        let failed = next_status(Some(&again), Some(2), &broken, t(10));
+        assert_eq!(
+            (
+                failed.conditions[0].status.as_str(),
+                failed.conditions[0].reason.as_str()
+            ),
+            ("False", "OidcProviderNotFound")
+        );
+        assert_eq!(failed.conditions[0].last_transition_time, Time(t(10)));
+
+        let refused = AccountProblem::new(Refusal::NotFound, "other", "shop");
+        let unavailable = next_status(
+            Some(&failed),
+            Some(2),
+            &ConnectionState::Unavailable(&refused),
+            t(11),
+        );
+        let condition = &unavailable.conditions[0];
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("False", refused.reason())
+        );
+        assert_eq!(condition.message, refused.message());
+        // False before and after: the transition time stays; no provider is known.
+        assert_eq!(condition.last_transition_time, Time(t(10)));
+        assert_eq!(unavailable.oidc_provider_arn, None);
     }
 }
