@@ -64,7 +64,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             let fingerprint = verdict.fingerprint ^ target.fingerprint;
             let ending = match sync(object, ctx, &target, desired, fingerprint).await {
                 Synced::Role(role_name, role_arn) => {
-                    Ending::of(bind(object, ctx, &target, role_name, role_arn).await?)
+                    bind(object, ctx, &target, role_name, role_arn).await?
                 }
                 Synced::Failed(ending) => *ending,
                 Synced::Later(action) => return Ok(action),
@@ -72,7 +72,8 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
             (Some(target), ending)
         }
     };
-    publish(object, ctx, target.as_ref(), &ending.outcome).await?;
+    let counted = ending.stale_pods;
+    publish(object, ctx, target.as_ref(), &ending.outcome, counted).await?;
     let action = next_action(&ending.outcome, ending.retry_at, ctx);
     // Only once the status says why: a failed status write retries in full.
     if let Some((fingerprint, memo)) = ending.memo {
@@ -87,6 +88,8 @@ struct Ending {
     outcome: Outcome,
     retry_at: Option<Instant>,
     memo: Option<(u64, Memo)>,
+    /// The ServiceAccount's pods without the role, when counted.
+    stale_pods: Option<i32>,
 }
 
 impl Ending {
@@ -95,6 +98,7 @@ impl Ending {
             outcome,
             retry_at: None,
             memo: None,
+            stale_pods: None,
         }
     }
 }
@@ -224,6 +228,7 @@ async fn sync(
                         outcome,
                         retry_at,
                         memo: Some((fingerprint, memo)),
+                        stale_pods: None,
                     }))
                 }
             }
@@ -232,21 +237,26 @@ async fn sync(
 }
 
 /// Step: annotate the ServiceAccount with the role, publish its AWS config for role
-/// chains, and restart stale pods once it is ready.
+/// chains, and, once it is ready, count (and restart) the pods that run without it.
 async fn bind(
     object: &PodIamRole,
     ctx: &Context,
     target: &Target,
     role_name: String,
     role_arn: String,
-) -> Result<Outcome, Error> {
+) -> Result<Ending, Error> {
     let outcome =
         service_account::annotate(object, ctx, target, role_name, role_arn.clone()).await?;
     let outcome = aws_config::publish(object, ctx, outcome).await?;
-    if outcome.is_ready() {
-        restart::restart_stale(object, ctx, &role_arn).await;
-    }
-    Ok(outcome)
+    let stale_pods = if outcome.is_ready() {
+        restart::restart_stale(object, ctx, &role_arn).await
+    } else {
+        None
+    };
+    Ok(Ending {
+        stale_pods,
+        ..Ending::of(outcome)
+    })
 }
 
 /// The first reconcile of this term of an object whose status says its role was in sync

@@ -86,7 +86,7 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
                             role_name: role_name.clone(),
                             failure: failure::classify(&error),
                         };
-                        publish(object, ctx, Some(&target), &outcome).await?;
+                        publish(object, ctx, Some(&target), &outcome, None).await?;
                         return Err(Error::Iam(error));
                     }
                 }
@@ -95,7 +95,7 @@ pub(super) async fn cleanup(object: &PodIamRole, ctx: &Context) -> Result<Action
             Err(_) if !reached_target_account => {}
             // Its role's account cannot be reached: keep the finalizer, say why, retry.
             Err(outcome) => {
-                publish(object, ctx, None, &outcome).await?;
+                publish(object, ctx, None, &outcome, None).await?;
                 return Err(Error::Account(outcome.message()));
             }
         }

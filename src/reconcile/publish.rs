@@ -21,7 +21,8 @@ use irsa_core::{
     status::{Outcome, ProviderHealth, next_status},
 };
 
-/// Patches the status for `outcome`, only when it changed.
+/// Patches the status for `outcome`, only when it changed: the one writer of a
+/// PodIamRole's status. `stale_pods`: the count of the restart step, when it counted.
 /// `target` is the account the role lives in, `None` when the one `spec.account` names
 /// cannot be used: the status then keeps the provider and account it last showed.
 pub(super) async fn publish(
@@ -29,6 +30,7 @@ pub(super) async fn publish(
     ctx: &Context,
     target: Option<&Target>,
     outcome: &Outcome,
+    stale_pods: Option<i32>,
 ) -> Result<(), Error> {
     let old = object.status.as_ref();
     let (provider, provider_arn) = match target {
@@ -55,6 +57,9 @@ pub(super) async fn publish(
             .account
             .is_some()
             .then(|| target.config.account_id.clone());
+    }
+    if stale_pods.is_some() {
+        status.stale_pods = stale_pods;
     }
     if old == Some(&status) {
         return Ok(());

@@ -17,7 +17,6 @@ use kube::{
     runtime::events::EventType,
 };
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
@@ -25,15 +24,22 @@ use crate::k8s::events;
 use irsa_api::PodIamRole;
 use irsa_core::restart::{self, Workload};
 
-/// Its own field manager: the status writer never claims `status.stalePods`.
-const FIELD_MANAGER: &str = "irsa-operator-restarts";
-
-pub(super) async fn restart_stale(object: &PodIamRole, ctx: &Context, role_arn: &str) {
+/// The number of the ServiceAccount's pods that run without `role_arn`, for
+/// `status.stalePods`, or `None` when not counted (the flag is off, or listing failed).
+pub(super) async fn restart_stale(
+    object: &PodIamRole,
+    ctx: &Context,
+    role_arn: &str,
+) -> Option<i32> {
     if !ctx.shared.restart_workloads {
-        return;
+        return None;
     }
-    if let Err(error) = count_and_restart(object, ctx, role_arn).await {
-        warn!(%error, "cannot check the ServiceAccount's pods for a stale role");
+    match count_and_restart(object, ctx, role_arn).await {
+        Ok(count) => Some(count),
+        Err(error) => {
+            warn!(%error, "cannot check the ServiceAccount's pods for a stale role");
+            None
+        }
     }
 }
 
@@ -41,7 +47,7 @@ async fn count_and_restart(
     object: &PodIamRole,
     ctx: &Context,
     role_arn: &str,
-) -> Result<(), kube::Error> {
+) -> Result<i32, kube::Error> {
     let client = &ctx.shared.client;
     let namespace = object.namespace().unwrap_or_default();
     let sa = &object.spec.service_account_name;
@@ -71,22 +77,8 @@ async fn count_and_restart(
         }
     }
     let count = i32::try_from(stale.len()).unwrap_or(i32::MAX);
-    if object.status.as_ref().and_then(|s| s.stale_pods) == Some(count) {
-        return Ok(());
-    }
-    let status = json!({
-        "apiVersion": PodIamRole::api_version(&()),
-        "kind": PodIamRole::kind(&()),
-        "status": {"stalePods": count},
-    });
-    Api::<PodIamRole>::namespaced(client.clone(), &namespace)
-        .patch_status(
-            &object.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await?;
-    if count > 0 && !object.spec.restart_on_role_change {
+    let changed = object.status.as_ref().and_then(|s| s.stale_pods) != Some(count);
+    if changed && count > 0 && !object.spec.restart_on_role_change {
         let note = format!(
             "{count} pod(s) of ServiceAccount {sa} run without role {role_arn}: restart them, \
              or set spec.restartOnRoleChange"
@@ -100,7 +92,7 @@ async fn count_and_restart(
         )
         .await;
     }
-    Ok(())
+    Ok(count)
 }
 
 /// A kind of workload that runs pods from a template.

@@ -334,7 +334,7 @@ pub fn next_status(
         // Set by the caller, which knows the target account.
         account_id: old.account_id,
         conditions,
-        // Written by the restart step under its own field manager.
+        // Counted by the restart step, which sets it when it counts.
         stale_pods: old.stale_pods,
     }
 }
