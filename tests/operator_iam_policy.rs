@@ -2,8 +2,8 @@
 //! `support/iam_eval.rs`, without a test bed: the evaluator itself (it must be able to say
 //! no), the escalations a boundary is there to stop, for several role paths and partitions,
 //! `existing` mode without provider writes, and config/iam/operator-policy.json as the
-//! committed rendering. That every request the operator really sends is allowed is shown on
-//! the test bed, by tests/iam_policy_e2e.rs.
+//! committed rendering (bounded, as released). That every request the operator really sends is
+//! allowed is shown on the test bed, by tests/iam_policy_e2e.rs.
 
 mod support;
 
@@ -555,16 +555,31 @@ fn only_manage_mode_writes_the_provider_and_only_the_one_it_created() {
     }
 }
 
+/// The committed policy is the released one: bounded, with the placeholders CLUSTER_NAME and
+/// ACCOUNT_ID (scripts/operator-iam-policy). Filled in, it is exactly what `iam-policy` renders
+/// for that cluster and boundary, and the placeholder is nowhere but in the boundary's ARN.
 #[test]
-fn committed_policy_is_the_rendered_one() {
+fn committed_policy_is_the_rendered_bounded_one() {
+    const PLACEHOLDER: &str = "arn:aws:iam::ACCOUNT_ID:policy/irsa-boundary";
+    const BOUNDARY: &str = "arn:aws:iam::111122223333:policy/irsa-boundary";
+    assert_eq!(
+        COMMITTED.matches("ACCOUNT_ID").count(),
+        COMMITTED.matches(PLACEHOLDER).count(),
+        "ACCOUNT_ID outside the boundary's ARN"
+    );
+    assert!(
+        COMMITTED.contains(&format!("\"iam:PermissionsBoundary\": \"{PLACEHOLDER}\"")),
+        "config/iam/operator-policy.json has no boundary condition"
+    );
     let rendered = operator_policy(&PolicyTarget {
         cluster_name: "CLUSTER_NAME".into(),
-        ..target(None, Partition::Aws, ProviderMode::Manage, None)
+        ..target(None, Partition::Aws, ProviderMode::Manage, Some(BOUNDARY))
     })
     .unwrap();
-    let committed: Value = serde_json::from_str(COMMITTED).expect("policy is JSON");
+    let filled: Value =
+        serde_json::from_str(&COMMITTED.replace(PLACEHOLDER, BOUNDARY)).expect("policy is JSON");
     assert_eq!(
-        committed, rendered,
+        filled, rendered,
         "config/iam/operator-policy.json is stale: run `scripts/generate-crds`"
     );
 }
