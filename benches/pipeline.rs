@@ -6,28 +6,16 @@ use std::{collections::BTreeMap, hint::black_box, time::Instant};
 
 use irsa_api::PodIamRoleSpec;
 use irsa_core::{
-    config::OperatorConfig,
     desired::{INLINE_POLICY_NAME, desired_role},
     iam_role::{ObservedRole, RoleSummary},
     ownership::Owner,
     plan::plan_apply,
+    testing::test_config,
 };
 use serde_json::json;
 
 const SAMPLES: usize = 31;
 const ITERATIONS: usize = 2_000;
-
-fn config() -> OperatorConfig {
-    OperatorConfig {
-        cluster_name: "prod".into(),
-        partition: "aws".into(),
-        account_id: "111122223333".into(),
-        issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE".into(),
-        role_path: "/irsa/prod/".into(),
-        role_name_prefix: String::new(),
-        baseline: Default::default(),
-    }
-}
 
 fn spec(statements: usize) -> PodIamRoleSpec {
     let statements: Vec<_> = (0..statements)
@@ -53,7 +41,8 @@ fn median_micros(statements: usize) -> f64 {
         name: "payments".into(),
         uid: "u".into(),
     };
-    let desired = desired_role(&spec, owner.clone(), &config()).unwrap();
+    let config = test_config();
+    let desired = desired_role(&spec, owner.clone(), &config).unwrap();
     let observed = ObservedRole {
         summary: RoleSummary {
             arn: desired.arn.clone(),
@@ -74,7 +63,7 @@ fn median_micros(statements: usize) -> f64 {
         .map(|_| {
             let start = Instant::now();
             for _ in 0..ITERATIONS {
-                let desired = desired_role(black_box(&spec), owner.clone(), &config()).unwrap();
+                let desired = desired_role(black_box(&spec), owner.clone(), &config).unwrap();
                 let ops = plan_apply(&desired, Some(black_box(&observed))).unwrap();
                 assert!(ops.is_empty());
             }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use irsa_api::{PodIamRole, PodIamRoleGuardrail};
-use irsa_core::{admission, config::OperatorConfig};
+use irsa_core::{admission, testing::test_config};
 use kube::ResourceExt;
 use serde::Deserialize;
 
@@ -18,15 +18,7 @@ fn sample(name: &str) -> String {
 
 #[test]
 fn pod_iam_role_samples_build_valid_roles() {
-    let config = OperatorConfig {
-        cluster_name: "prod".into(),
-        partition: "aws".into(),
-        account_id: "111122223333".into(),
-        issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE".into(),
-        role_path: "/irsa/prod/".into(),
-        role_name_prefix: String::new(),
-        baseline: Default::default(),
-    };
+    let config = test_config();
     let guardrails: Vec<PodIamRoleGuardrail> =
         serde_yaml::Deserializer::from_str(&sample("guardrails.yaml"))
             .map(|document| PodIamRoleGuardrail::deserialize(document).unwrap())
