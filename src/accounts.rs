@@ -276,7 +276,7 @@ async fn connect(
     credentials
         .provide_credentials()
         .await
-        .map_err(|e| crate::iam::aws::aws_error_message(&e))?;
+        .map_err(|e| crate::iam::aws_error::aws_error_message(&e))?;
     // The budget retries, one token per attempt: SDK retries would hide throttling from it.
     let client = aws_sdk_iam::Client::from_conf(
         aws_sdk_iam::config::Builder::from(&settings.aws)

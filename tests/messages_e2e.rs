@@ -15,7 +15,7 @@ use irsa_core::{
     status::{Outcome, ProviderHealth, next_status},
 };
 use irsa_operator::{
-    iam::{IamError, aws::aws_error_message},
+    iam::{IamError, aws_error::aws_error_message},
     k8s::events::{NOTE_LIMIT, event},
 };
 use kube::{

@@ -62,7 +62,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         .map_err(|e| {
             format!(
                 "STS GetCallerIdentity failed, check the AWS credentials: {}",
-                crate::iam::aws::aws_error_message(&e)
+                crate::iam::aws_error::aws_error_message(&e)
             )
         })?;
     let issuer = match &args.oidc_issuer {

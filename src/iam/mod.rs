@@ -11,6 +11,7 @@ pub use irsa_core::iam_role::{ListedRole, ObservedRole, RolePage, RoleSummary};
 use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp};
 
 pub mod aws;
+pub mod aws_error;
 pub mod budget;
 #[cfg(test)]
 pub mod fake;
