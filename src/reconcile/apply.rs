@@ -20,14 +20,14 @@ use crate::{
     iam::{IamError, IamErrorKind, observe_role},
     k8s::events,
 };
-use irsa_api::{PodIamRole, RoleMode};
+use irsa_api::{PodIamRole, READY, RoleMode};
 use irsa_core::{
     admission,
     desired::DesiredRole,
     failure::{self, Retry},
     guardrail::Enforced,
     plan::{self, IamOp, RoleConflict},
-    status::{Outcome, READY},
+    status::Outcome,
     sync_check::{self, Decision, Facts, Hint, Known},
 };
 

@@ -21,6 +21,10 @@ pub const RELEASE_ANNOTATION: &str = "irsa.dev/release";
 /// The ServiceAccount annotation the pod identity webhook reads the role ARN from.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
+/// The condition every irsa.dev resource reports its state in (a PodIamRole also has
+/// kstatus's `Reconciling` and `Stalled`).
+pub const READY: &str = "Ready";
+
 /// The audience pods present to STS unless the spec says otherwise.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 

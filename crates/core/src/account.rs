@@ -12,11 +12,8 @@ use serde_json::{Value, json};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::{
-    config::OperatorConfig, guardrail::Baseline, oidc::ProviderProblem, reason::Reason,
-    status::READY,
-};
-use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec, PodIamRoleAccountStatus};
+use crate::{config::OperatorConfig, guardrail::Baseline, oidc::ProviderProblem, reason::Reason};
+use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec, PodIamRoleAccountStatus, READY};
 
 /// Why a PodIamRole cannot use the account it names. Nothing is written to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]

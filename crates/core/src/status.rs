@@ -9,9 +9,8 @@ use crate::{
     failure::{Classified, Retry},
     oidc::ProviderProblem,
 };
-use irsa_api::{PodIamRoleStatus, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION};
+use irsa_api::{PodIamRoleStatus, READY, RELEASE_ANNOTATION, ROLE_ARN_ANNOTATION};
 
-pub const READY: &str = "Ready";
 /// kstatus's "abnormal-true" condition: the operator is still working towards the spec.
 pub const RECONCILING: &str = "Reconciling";
 /// kstatus's "abnormal-true" condition: nothing changes until someone acts.
