@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{iam::IamApi, metrics::Metrics, thumbprint::fetch_thumbprint};
 use irsa_api::ProviderMode;
-use irsa_core::reason::Reason;
+use irsa_core::{account::AccountName, reason::Reason};
 use irsa_core::{
     oidc::ProviderCheck, oidc::ProviderInputs, oidc::ProviderProblem, oidc::check_provider,
 };
@@ -51,8 +51,8 @@ pub struct ProviderMonitor {
     pub interval: Duration,
     /// Wakes the monitor early, e.g. when a PodIamRole uses an audience the provider lacks.
     pub poke: Arc<Notify>,
-    /// The target account (PodIamRoleAccount) it checks; `None`: the operator's own.
-    pub account: Option<String>,
+    /// The account it checks, for its metrics.
+    pub account: AccountName,
 }
 
 impl ProviderMonitor {
@@ -65,10 +65,8 @@ impl ProviderMonitor {
         let mut last_verdict: Option<Instant> = None;
         loop {
             let check = self.check_once(&audiences()).await;
-            self.metrics.record_oidc_provider(
-                self.account.as_deref(),
-                check.problem.as_ref().map(|p| p.reason),
-            );
+            self.metrics
+                .record_oidc_provider(&self.account, check.problem.as_ref().map(|p| p.reason));
             if hold_back(&check, last_verdict, Instant::now()) {
                 let problem = check.problem.as_ref().map(|p| p.message.as_str());
                 warn!(
@@ -164,7 +162,7 @@ mod tests {
             ca_file: None,
             interval: Duration::from_secs(60),
             poke: Arc::new(Notify::new()),
-            account: None,
+            account: AccountName::Home,
         }
     }
 

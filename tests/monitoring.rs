@@ -6,6 +6,7 @@ mod support;
 
 use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
+use irsa_core::account::AccountName;
 use irsa_operator::metrics::Metrics;
 use serde_json::Value;
 use support::tools::{repo_root, tool};
@@ -20,9 +21,9 @@ const CHART_RULES: &str = "charts/irsa-operator/files/prometheus-rules.yaml";
 /// sample in each family (families without samples are not rendered).
 fn exported_families() -> BTreeSet<String> {
     let metrics = Metrics::default();
-    metrics.record_iam_call("GetRole", "success");
+    metrics.record_iam_call(&AccountName::Home, "GetRole", "success");
     metrics.record_reconcile(std::time::Duration::from_millis(5), Some("AccessDenied"));
-    metrics.record_oidc_provider(None, None);
+    metrics.record_oidc_provider(&AccountName::Home, None);
     metrics
         .render()
         .lines()

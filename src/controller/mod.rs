@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use aws_config::{retry::RetryConfig, timeout::TimeoutConfig};
+use aws_config::timeout::TimeoutConfig;
 
 use futures::future::join_all;
 use kube::{
@@ -18,25 +18,20 @@ use kube::{
         utils::CancelableJoinHandle,
     },
 };
-use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::accounts::{Accounts, Settings as AccountSettings, Target};
+use crate::accounts::{Accounts, Connected, Link, Settings as AccountSettings, connect};
 use crate::{
     config,
     config::RunArgs,
     http,
-    iam::{IamApi, aws::AwsIam, budget::Budgeted},
     k8s::{FIELD_MANAGER, issuer::discover_issuer, listed::Listed, watch_list::role_watch_config},
     leader::{Election, Role, RoleState},
-    listing::{AccountObserver, Listing},
     metrics::Metrics,
-    orphan_monitor::OrphanMonitor,
-    provider::ProviderMonitor,
     reconcile::{Shared, guardrails::audiences_in_use},
     webhook,
 };
-use irsa_api::{PodIamRole, ProviderMode};
+use irsa_api::PodIamRole;
 use irsa_core::{config::OperatorConfig, orphans::Scope};
 
 mod monitors;
@@ -114,18 +109,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         info!(address = %bound, pods = args.webhook.enabled, podiamroles = args.webhook.validating, "serving the webhooks");
     }
 
-    // The budget retries, one token per attempt: SDK retries would hide throttling from it.
-    let iam_client = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&aws)
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .build(),
-    );
-    let iam: Arc<dyn IamApi> = Arc::new(Budgeted::new(
-        AwsIam::new(iam_client, metrics.clone()),
-        args.iam_rate,
-        args.iam_burst,
-        metrics.clone(),
-    ));
     let reporter = Reporter {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -136,7 +119,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         args: &args,
         client,
         aws,
-        iam,
         config,
         recorder,
         metrics,
@@ -161,7 +143,6 @@ struct Term<'a> {
     client: Client,
     /// The operator's own AWS configuration, which assumes target accounts' management roles.
     aws: aws_config::SdkConfig,
-    iam: Arc<dyn IamApi>,
     config: OperatorConfig,
     recorder: Recorder,
     metrics: Arc<Metrics>,
@@ -176,7 +157,6 @@ async fn lead(term: &Term<'_>) {
         args,
         client,
         aws,
-        iam,
         config,
         recorder,
         metrics,
@@ -188,63 +168,36 @@ async fn lead(term: &Term<'_>) {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    let listing_interval = args.listing_interval.unwrap_or(args.resync_interval);
-    let (provider_tx, provider_rx) = watch::channel(None);
-    let poke = Arc::new(Notify::new());
-    let monitor = ProviderMonitor {
-        iam: iam.clone(),
+    let settings = AccountSettings {
+        client: client.clone(),
+        aws: aws.clone(),
         metrics: metrics.clone(),
-        mode: args.oidc_provider_mode,
-        arn: config.oidc_provider_arn(),
+        iam_rate: args.iam_rate,
+        iam_burst: args.iam_burst,
         issuer: issuer.clone(),
-        issuer_host_path: config.issuer_host_path.clone(),
-        cluster: config.cluster_name.clone(),
         ca_file: args.oidc_ca_file.clone(),
-        interval: args.resync_interval,
-        poke: poke.clone(),
-        account: None,
+        resync_interval: args.resync_interval,
+        listing_interval: args.listing_interval.unwrap_or(args.resync_interval),
     };
-    let observer = AccountObserver {
-        iam: iam.clone(),
-        role_path: config.role_path.clone(),
-        interval: listing_interval,
-        orphans: Some(OrphanMonitor {
-            iam: iam.clone(),
-            metrics: metrics.clone(),
-            scope: Scope {
-                cluster: config.cluster_name.clone(),
-                namespaces: (!args.namespaces.is_empty())
-                    .then(|| args.namespaces.iter().cloned().collect()),
-            },
-            delete_after: args.delete_orphans_after,
-        }),
+    let home = Link::Home {
+        mode: args.oidc_provider_mode,
+        scope: Scope {
+            cluster: config.cluster_name.clone(),
+            namespaces: (!args.namespaces.is_empty())
+                .then(|| args.namespaces.iter().cloned().collect()),
+        },
+        delete_orphans_after: args.delete_orphans_after,
     };
-    let (account_roles_tx, account_roles) = watch::channel(Listing::Pending);
+    let Connected {
+        target: home,
+        provider,
+        provider_tx,
+        listing,
+        listing_tx,
+    } = connect(&settings, home, config.clone());
     let first_scope = scoped::<PartialObjectMeta<PodIamRole>>(client, scopes[0].as_deref());
     let role_watch = role_watch_config(&first_scope).await;
-    let home = Target {
-        iam: iam.clone(),
-        config: config.clone(),
-        provider: provider_rx,
-        provider_poke: (args.oidc_provider_mode == ProviderMode::Manage).then_some(poke),
-        account_roles,
-        account: None,
-        fingerprint: 0,
-    };
-    let accounts = Arc::new(Accounts::new(
-        home,
-        AccountSettings {
-            client: client.clone(),
-            aws: aws.clone(),
-            metrics: metrics.clone(),
-            iam_rate: args.iam_rate,
-            iam_burst: args.iam_burst,
-            issuer: issuer.clone(),
-            ca_file: args.oidc_ca_file.clone(),
-            resync_interval: args.resync_interval,
-            listing_interval,
-        },
-    ));
+    let accounts = Arc::new(Accounts::new(home, settings));
     let shared = Shared {
         client: client.clone(),
         config: config.clone(),
@@ -272,14 +225,14 @@ async fn lead(term: &Term<'_>) {
     let handle = tokio::runtime::Handle::current();
     // Both write (statuses, orphan deletions): they live and die with the term.
     let _object_monitors = CancelableJoinHandle::spawn(
-        object_monitors(shared.clone(), scopes, typed, observer, account_roles_tx),
+        object_monitors(shared.clone(), scopes, typed, listing, listing_tx),
         &handle,
     );
     let _ready_source = ReadySourceGuard::install(metrics, &caches);
     let audience_config = shared.config.clone();
     let (account_caches, account_config) = (caches.clone(), shared.config.clone());
     accounts.set_audiences(Box::new(move |account| {
-        audiences_in_use(&account_caches, &account_config, account)
+        audiences_in_use(&account_caches, &account_config, account.declared())
     }));
     let role = role.clone();
     let sync_then_monitor = async move {
@@ -292,7 +245,7 @@ async fn lead(term: &Term<'_>) {
         role.set(Role::Leader { synced: true });
         info!("caches synced, ready");
         // Only now are the audiences in use known: an earlier check could drop client IDs.
-        monitor
+        provider
             .run(
                 move || audiences_in_use(&caches, &audience_config, None),
                 provider_tx,

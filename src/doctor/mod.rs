@@ -34,6 +34,7 @@ use crate::{
     thumbprint::fetch_thumbprint,
 };
 use irsa_api::PodIamRole;
+use irsa_core::account::AccountName;
 use irsa_core::pod_identity::{AUDIENCE_ANNOTATION, DEFAULT_AUDIENCE, ROLE_ARN_ANNOTATION};
 
 /// The freshly minted token lives only for this check.
@@ -48,7 +49,11 @@ pub async fn run(args: &DoctorArgs) -> Result<Report, String> {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let iam = AwsIam::new(aws_sdk_iam::Client::new(&aws), Arc::new(Metrics::default()));
+    let iam = AwsIam::new(
+        aws_sdk_iam::Client::new(&aws),
+        Arc::new(Metrics::default()),
+        AccountName::Home,
+    );
     let namespace = &args.namespace;
     let label = format!("{namespace}/{}", args.target);
     let (sa_name, pod) = resolve(&client, namespace, &target).await?;

@@ -17,30 +17,23 @@ use super::{
     IamApi, IamError, IamErrorKind, ListedRole, RolePage, RoleSummary, aws_error::classify,
 };
 use crate::metrics::Metrics;
-use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp, policy};
+use irsa_core::{
+    account::AccountName, oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp, policy,
+};
 
 pub struct AwsIam {
     client: aws_sdk_iam::Client,
     metrics: Arc<Metrics>,
-    /// The target account (PodIamRoleAccount) its calls are counted for; `None`: the
-    /// operator's own.
-    account: Option<String>,
+    /// The account its calls are counted for.
+    account: AccountName,
 }
 
 impl AwsIam {
-    pub fn new(client: aws_sdk_iam::Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(client: aws_sdk_iam::Client, metrics: Arc<Metrics>, account: AccountName) -> Self {
         Self {
             client,
             metrics,
-            account: None,
-        }
-    }
-
-    /// Counts the calls under the target account `account`.
-    pub fn in_account(self, account: &str) -> Self {
-        Self {
-            account: Some(account.to_string()),
-            ..self
+            account,
         }
     }
 
@@ -59,12 +52,8 @@ impl AwsIam {
             Ok(_) => "success",
             Err(error) => error.kind().label(),
         };
-        match &self.account {
-            None => self.metrics.record_iam_call(operation, outcome),
-            Some(account) => self
-                .metrics
-                .record_account_iam_call(account, operation, outcome),
-        }
+        self.metrics
+            .record_iam_call(&self.account, operation, outcome);
         result
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::{IamApi, IamError, RolePage, RoleSummary};
 use crate::metrics::Metrics;
 use irsa_core::{
+    account::AccountName,
     failure::{is_throttling, worth_another_attempt},
     oidc::ObservedProvider,
     oidc::ProviderOp,
@@ -110,42 +111,30 @@ impl TokenBucket {
     }
 }
 
-/// `IamApi` behind the process-wide budget.
+/// `IamApi` behind an account's budget: IAM's quota is per account, and one account's
+/// throttling must not slow another.
 pub struct Budgeted<I> {
     inner: I,
     bucket: Mutex<TokenBucket>,
     metrics: Arc<Metrics>,
-    /// The target account (PodIamRoleAccount) whose own budget this is; `None`: the
-    /// operator's own account, whose budget metrics it reports.
-    account: Option<String>,
+    account: AccountName,
 }
 
 impl<I: IamApi> Budgeted<I> {
     /// `rate` calls per second on average, `burst` at once after a quiet spell.
-    pub fn new(inner: I, rate: f64, burst: f64, metrics: Arc<Metrics>) -> Self {
-        metrics.set_iam_budget_rate(rate);
-        Self {
-            inner,
-            bucket: Mutex::new(TokenBucket::new(rate, burst, Instant::now())),
-            metrics,
-            account: None,
-        }
-    }
-
-    /// The separate budget of target account `account`: IAM's quota is per account, and
-    /// one account's throttling must not slow another. Only its throttles are counted.
-    pub fn for_account(
+    pub fn new(
         inner: I,
         rate: f64,
         burst: f64,
         metrics: Arc<Metrics>,
-        account: &str,
+        account: AccountName,
     ) -> Self {
+        metrics.set_iam_budget_rate(&account, rate);
         Self {
             inner,
             bucket: Mutex::new(TokenBucket::new(rate, burst, Instant::now())),
             metrics,
-            account: Some(account.to_string()),
+            account,
         }
     }
 
@@ -163,16 +152,14 @@ impl<I: IamApi> Budgeted<I> {
         let mut retry = 0;
         loop {
             let wait = self.bucket().take(Instant::now());
-            if self.account.is_none() {
-                self.metrics.record_iam_budget_wait(wait);
-            }
+            self.metrics.record_iam_budget_wait(&self.account, wait);
             tokio::time::sleep(wait).await;
             let result = call().await;
             let rate = {
                 let mut bucket = self.bucket();
                 match &result {
                     Err(error) if is_throttling(&error.code) => {
-                        self.metrics.record_iam_throttle(self.account.as_deref());
+                        self.metrics.record_iam_throttle(&self.account);
                         bucket.on_throttled(Instant::now());
                     }
                     Err(_) => {}
@@ -180,9 +167,7 @@ impl<I: IamApi> Budgeted<I> {
                 }
                 bucket.rate()
             };
-            if self.account.is_none() {
-                self.metrics.set_iam_budget_rate(rate);
-            }
+            self.metrics.set_iam_budget_rate(&self.account, rate);
             match result {
                 Err(error) if worth_another_attempt(&error.code) && retry + 1 < MAX_ATTEMPTS => {
                     tokio::time::sleep(backoff(retry, jitter())).await;

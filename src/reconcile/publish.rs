@@ -55,6 +55,7 @@ pub(super) async fn publish(
     if let Some(target) = target {
         status.account_id = target
             .account
+            .declared()
             .is_some()
             .then(|| target.config.account_id.clone());
     }

@@ -2,7 +2,7 @@
 //! the operator may create roles in, and the pure decisions about it: whether a namespace
 //! may use it, the operator's settings as seen from that account, and the management
 //! role's trust policy. The IO (assuming the management role, the account's IAM client,
-//! provider monitor and bulk listing) lives in [`registry`].
+//! provider monitor and bulk listing) lives in the operator's `accounts` module.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{config::OperatorConfig, guardrail::Baseline, oidc::ProviderProblem, reason::Reason};
 use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec, PodIamRoleAccountStatus, READY};
+
+/// The account a connection works in: the operator's own, or the one a
+/// PodIamRoleAccount declares. Only metrics tell them apart (their series differ).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AccountName {
+    Home,
+    Declared(String),
+}
+
+impl AccountName {
+    /// The PodIamRoleAccount's name; `None` for the operator's own account.
+    pub fn declared(&self) -> Option<&str> {
+        match self {
+            Self::Home => None,
+            Self::Declared(name) => Some(name),
+        }
+    }
+}
 
 /// Why a PodIamRole cannot use the account it names. Nothing is written to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,16 +1,19 @@
 //! Prometheus metrics. Every label takes values from a small fixed set.
 
-use std::{
-    sync::{Arc, RwLock, atomic::AtomicU64},
-    time::Duration,
-};
+use std::{sync::atomic::AtomicU64, time::Duration};
 
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
+    encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+
+use irsa_core::account::AccountName;
+
+mod ready;
+
+use self::ready::ReadyCollector;
+pub use self::ready::{Readiness, ReadySource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IamCallLabels {
@@ -54,49 +57,6 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Readiness {
-    /// The Ready condition's status: `True`, `False` or `Unknown`.
-    pub ready: String,
-    pub reason: String,
-    /// `true` while the object waits for its cleanup (it has a deletion timestamp).
-    pub deleting: bool,
-}
-
-/// The readiness of every PodIamRole this replica reconciles.
-pub type ReadySource = Box<dyn Fn() -> Vec<Readiness> + Send + Sync>;
-
-/// Counts PodIamRoles by their Ready condition at scrape time, from the leader's caches:
-/// a gauge that needs no bookkeeping when objects come and go.
-#[derive(Default, Clone)]
-struct ReadyCollector {
-    source: Arc<RwLock<Option<ReadySource>>>,
-}
-
-impl std::fmt::Debug for ReadyCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReadyCollector")
-    }
-}
-
-impl Collector for ReadyCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let family = Family::<Readiness, Gauge>::default();
-        if let Some(source) = self.source.read().expect("never poisoned").as_ref() {
-            for readiness in source() {
-                family.get_or_create(&readiness).inc();
-            }
-        }
-        let metric = encoder.encode_descriptor(
-            "podiamroles",
-            "PodIamRoles by their Ready condition's status and reason, and whether they wait for cleanup; reported by the leader only",
-            None,
-            family.metric_type(),
-        )?;
-        family.encode(metric)
-    }
 }
 
 pub struct Metrics {
@@ -285,41 +245,40 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn record_iam_call(&self, operation: &'static str, outcome: &'static str) {
-        self.iam_calls
-            .get_or_create(&IamCallLabels {
-                operation,
-                access: access(operation),
-                outcome,
-            })
-            .inc();
-    }
-
-    /// Records one IAM call in the target account `account`.
-    pub fn record_account_iam_call(
+    /// Records one IAM call in `account`.
+    pub fn record_iam_call(
         &self,
-        account: &str,
+        account: &AccountName,
         operation: &'static str,
         outcome: &'static str,
     ) {
-        self.account_iam_calls
-            .get_or_create(&AccountIamCallLabels {
-                account: account.to_string(),
+        let access = access(operation);
+        match account {
+            AccountName::Home => self.iam_calls.get_or_create(&IamCallLabels {
                 operation,
-                access: access(operation),
+                access,
                 outcome,
-            })
-            .inc();
+            }),
+            AccountName::Declared(account) => {
+                self.account_iam_calls.get_or_create(&AccountIamCallLabels {
+                    account: account.clone(),
+                    operation,
+                    access,
+                    outcome,
+                })
+            }
+        }
+        .inc();
     }
 
-    /// Records a throttled IAM call in `account` (`None`: the operator's own).
-    pub fn record_iam_throttle(&self, account: Option<&str>) {
+    /// Records a throttled IAM call in `account`.
+    pub fn record_iam_throttle(&self, account: &AccountName) {
         match account {
-            None => self.iam_throttles.inc(),
-            Some(account) => self
+            AccountName::Home => self.iam_throttles.inc(),
+            AccountName::Declared(account) => self
                 .account_iam_throttles
                 .get_or_create(&AccountLabels {
-                    account: account.to_string(),
+                    account: account.clone(),
                 })
                 .inc(),
         };
@@ -333,12 +292,18 @@ impl Metrics {
             .set(i64::from(ready));
     }
 
-    pub fn record_iam_budget_wait(&self, wait: Duration) {
-        self.iam_budget_wait.observe(wait.as_secs_f64());
+    /// The budget's series are the operator's own account's: target accounts' budgets
+    /// report their throttles only.
+    pub fn record_iam_budget_wait(&self, account: &AccountName, wait: Duration) {
+        if *account == AccountName::Home {
+            self.iam_budget_wait.observe(wait.as_secs_f64());
+        }
     }
 
-    pub fn set_iam_budget_rate(&self, calls_per_second: f64) {
-        self.iam_budget_rate.set(calls_per_second);
+    pub fn set_iam_budget_rate(&self, account: &AccountName, calls_per_second: f64) {
+        if *account == AccountName::Home {
+            self.iam_budget_rate.set(calls_per_second);
+        }
     }
 
     /// Records a finished reconcile; `failure` is the bounded reason when it did not succeed.
@@ -359,23 +324,25 @@ impl Metrics {
         }
     }
 
-    /// Records one OIDC provider check in `account` (`None`: the operator's own);
-    /// `problem` is its reason when unhealthy.
-    pub fn record_oidc_provider(&self, account: Option<&str>, problem: Option<&'static str>) {
+    /// Records one OIDC provider check in `account`; `problem` is its reason when unhealthy.
+    pub fn record_oidc_provider(&self, account: &AccountName, problem: Option<&'static str>) {
         let result = problem.unwrap_or("healthy");
-        let Some(account) = account else {
-            self.oidc_provider_healthy.set(i64::from(problem.is_none()));
-            self.oidc_provider_checks
-                .get_or_create(&ResultLabels { result })
-                .inc();
-            return;
-        };
-        self.account_oidc_provider_checks
-            .get_or_create(&AccountResultLabels {
-                account: account.to_string(),
-                result,
-            })
-            .inc();
+        match account {
+            AccountName::Home => {
+                self.oidc_provider_healthy.set(i64::from(problem.is_none()));
+                self.oidc_provider_checks
+                    .get_or_create(&ResultLabels { result })
+                    .inc();
+            }
+            AccountName::Declared(account) => {
+                self.account_oidc_provider_checks
+                    .get_or_create(&AccountResultLabels {
+                        account: account.clone(),
+                        result,
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// Where `irsa_operator_podiamroles` reads the PodIamRoles from; `None` reports none.
@@ -438,13 +405,14 @@ mod tests {
     #[test]
     fn renders_iam_calls_with_access() {
         let metrics = Metrics::default();
-        metrics.record_iam_call("GetRole", "success");
-        metrics.record_iam_call("PutRolePolicy", "terminal");
+        let home = &AccountName::Home;
+        metrics.record_iam_call(home, "GetRole", "success");
+        metrics.record_iam_call(home, "PutRolePolicy", "terminal");
         metrics.record_reconcile(Duration::from_millis(20), Some("RoleConflict"));
-        metrics.record_oidc_provider(None, Some("OidcProviderNotFound"));
-        metrics.record_iam_throttle(None);
-        metrics.record_iam_budget_wait(Duration::from_millis(30));
-        metrics.set_iam_budget_rate(7.5);
+        metrics.record_oidc_provider(home, Some("OidcProviderNotFound"));
+        metrics.record_iam_throttle(home);
+        metrics.record_iam_budget_wait(home, Duration::from_millis(30));
+        metrics.set_iam_budget_rate(home, 7.5);
         metrics.record_admission(Duration::from_micros(300), "mutated");
         let text = metrics.render();
         assert!(text.contains(r#"irsa_operator_iam_calls_total{operation="GetRole",access="read",outcome="success"} 1"#), "{text}");
@@ -465,9 +433,12 @@ mod tests {
     #[test]
     fn target_accounts_are_counted_apart() {
         let metrics = Metrics::default();
-        metrics.record_account_iam_call("data", "CreateRole", "success");
-        metrics.record_iam_throttle(Some("data"));
-        metrics.record_oidc_provider(Some("data"), Some("OidcProviderNotFound"));
+        let data = &AccountName::Declared("data".into());
+        metrics.record_iam_call(data, "CreateRole", "success");
+        metrics.record_iam_throttle(data);
+        metrics.record_oidc_provider(data, Some("OidcProviderNotFound"));
+        metrics.record_iam_budget_wait(data, Duration::from_millis(30));
+        metrics.set_iam_budget_rate(data, 7.5);
         metrics.set_account_ready("data", true);
         let text = metrics.render();
         assert!(text.contains(r#"irsa_operator_account_iam_calls_total{account="data",operation="CreateRole",access="write",outcome="success"} 1"#), "{text}");
@@ -477,7 +448,9 @@ mod tests {
         assert!(
             !text.contains("irsa_operator_iam_calls_total{")
                 && text.contains("irsa_operator_iam_throttles_total 0")
-                && text.contains("irsa_operator_oidc_provider_healthy 0"),
+                && text.contains("irsa_operator_oidc_provider_healthy 0")
+                && text.contains("irsa_operator_iam_budget_wait_seconds_count 0")
+                && text.contains("irsa_operator_iam_budget_rate 0"),
             "the operator's own account's series are untouched: {text}"
         );
     }
