@@ -12,14 +12,45 @@ use irsa_core::{
     naming,
 };
 
-/// Flags of `irsa-operator run`.
+/// The flags that decide which roles the operator makes and what they may grant: the
+/// operator and `irsa-operator validate` take the same ones, through the same [`resolve`].
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+pub struct RoleArgs {
     /// Name of this cluster. It goes into role names, the default role path and the
     /// `irsa.dev/cluster` tag, so it must be unique among clusters sharing an AWS account.
     /// Letters, digits, `_` and `-`, at most 32 characters.
     #[arg(long, env = "IRSA_CLUSTER_NAME")]
     pub cluster_name: String,
+
+    /// IAM path for the roles the operator creates. Default: `/irsa/<cluster-name>/`.
+    #[arg(long, env = "IRSA_ROLE_PATH")]
+    pub role_path: Option<String>,
+
+    /// Prefix for derived role names (an explicit `spec.roleName` is used as is).
+    #[arg(long, env = "IRSA_ROLE_NAME_PREFIX", default_value = "")]
+    pub role_name_prefix: String,
+
+    /// The permissions boundary (a managed policy ARN, in this account or AWS-managed)
+    /// put on every role the operator creates, and restored when removed in IAM. It is the
+    /// most any PodIamRole can ever grant; render the operator's IAM policy with the same
+    /// flag so that IAM refuses any role without it. In a target account, the policy of
+    /// the same path and name there.
+    #[arg(long, env = "IRSA_PERMISSIONS_BOUNDARY")]
+    pub permissions_boundary: Option<String>,
+
+    /// Insecure: PodIamRoles in namespaces that no guardrail selects may grant anything
+    /// outside the built-in deny list, and a guardrail's unset allow-list means "any".
+    /// Without it (the default) nothing is granted that no guardrail grants.
+    #[arg(long, env = "IRSA_ALLOW_WITHOUT_GUARDRAIL", action = clap::ArgAction::Set, num_args = 0..=1,
+          default_value_t = false, default_missing_value = "true")]
+    pub allow_without_guardrail: bool,
+}
+
+/// Flags of `irsa-operator run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub roles: RoleArgs,
 
     /// The cluster's OIDC issuer URL (`https://...`). Discovered from the API server's
     /// `/.well-known/openid-configuration` when not set.
@@ -39,14 +70,6 @@ pub struct RunArgs {
     /// Extra CA certificates (PEM) to trust when fingerprinting a private issuer's TLS chain.
     #[arg(long, env = "IRSA_OIDC_CA_FILE")]
     pub oidc_ca_file: Option<std::path::PathBuf>,
-
-    /// IAM path for the roles the operator creates. Default: `/irsa/<cluster-name>/`.
-    #[arg(long, env = "IRSA_ROLE_PATH")]
-    pub role_path: Option<String>,
-
-    /// Prefix for derived role names (an explicit `spec.roleName` is used as is).
-    #[arg(long, env = "IRSA_ROLE_NAME_PREFIX", default_value = "")]
-    pub role_name_prefix: String,
 
     /// Namespaces to watch, comma separated. Default: all namespaces.
     #[arg(long, env = "IRSA_NAMESPACES", value_delimiter = ',')]
@@ -109,21 +132,6 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_DEFAULT_DELETION_POLICY", default_value = "Delete", value_parser = parse_deletion_policy)]
     pub default_deletion_policy: DeletionPolicy,
 
-    /// The permissions boundary (a managed policy ARN, in this account or AWS-managed)
-    /// put on every role the operator creates, and restored when removed in IAM. It is the
-    /// most any PodIamRole can ever grant; render the operator's IAM policy with the same
-    /// flag so that IAM refuses any role without it. In a target account, the policy of
-    /// the same path and name there.
-    #[arg(long, env = "IRSA_PERMISSIONS_BOUNDARY")]
-    pub permissions_boundary: Option<String>,
-
-    /// Insecure: PodIamRoles in namespaces that no guardrail selects may grant anything
-    /// outside the built-in deny list, and a guardrail's unset allow-list means "any".
-    /// Without it (the default) nothing is granted that no guardrail grants.
-    #[arg(long, env = "IRSA_ALLOW_WITHOUT_GUARDRAIL", action = clap::ArgAction::Set, num_args = 0..=1,
-          default_value_t = false, default_missing_value = "true")]
-    pub allow_without_guardrail: bool,
-
     #[command(flatten)]
     pub leader_election: crate::leader::LeaderElectionArgs,
 
@@ -153,21 +161,30 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Builds the config from flags plus facts learned at start-up, rejecting bad settings.
+/// The partition (`aws`, `aws-cn`, ...) an ARN is in.
+pub fn partition_of(arn: &str) -> Result<String, String> {
+    arn.split(':')
+        .nth(1)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| format!("cannot read the partition from ARN `{arn}`"))
+}
+
+/// Builds the config from the role flags and the facts about the account and cluster,
+/// rejecting bad settings.
 pub fn resolve(
-    args: &RunArgs,
+    args: &RoleArgs,
     issuer: &str,
-    caller_arn: &str,
+    partition: &str,
     account_id: &str,
 ) -> Result<OperatorConfig, String> {
     naming::validate_cluster_name(&args.cluster_name)?;
     let issuer_host_path = issuer_host_path(issuer)?;
-    let partition = caller_arn
-        .split(':')
-        .nth(1)
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| format!("cannot read the partition from caller ARN `{caller_arn}`"))?
-        .to_string();
+    if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{account_id}` is not an AWS account ID (12 digits)"
+        ));
+    }
     let role_path = args
         .role_path
         .clone()
@@ -175,11 +192,11 @@ pub fn resolve(
     naming::validate_role_path(&role_path)?;
     naming::validate_prefix(&args.role_name_prefix)?;
     if let Some(boundary) = &args.permissions_boundary {
-        validate_boundary(boundary, &partition, account_id)?;
+        validate_boundary(boundary, partition, account_id)?;
     }
     Ok(OperatorConfig {
         cluster_name: args.cluster_name.clone(),
-        partition,
+        partition: partition.to_string(),
         account_id: account_id.to_string(),
         issuer_host_path,
         role_path,
@@ -222,9 +239,9 @@ mod tests {
     #[test]
     fn resolves_defaults_and_arns() {
         let config = resolve(
-            &args(&[]),
+            &args(&[]).roles,
             "https://oidc.eks.us-east-1.amazonaws.com/id/ABC/",
-            "arn:aws:sts::111122223333:assumed-role/x/y",
+            "aws",
             "111122223333",
         )
         .unwrap();
@@ -241,29 +258,29 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let caller = "arn:aws:sts::1:x";
-        assert!(resolve(&args(&[]), "http://insecure", caller, "1").is_err());
-        assert!(
-            resolve(
-                &args(&["--role-path", "no-slash"]),
-                "https://i",
-                caller,
-                "1"
-            )
-            .is_err()
-        );
-        assert!(
-            resolve(
-                &args(&["--role-name-prefix", "a b"]),
-                "https://i",
-                caller,
-                "1"
-            )
-            .is_err()
-        );
-        let mut bad_cluster = args(&[]);
+        let refused = |extra: &[&str], issuer: &str, account: &str| {
+            resolve(&args(extra).roles, issuer, "aws", account).expect_err("refused")
+        };
+        let account = "111122223333";
+        assert!(resolve(&args(&[]).roles, "https://i", "aws", account).is_ok());
+        assert!(refused(&[], "http://insecure", account).contains("https"));
+        assert!(refused(&["--role-path", "no-slash"], "https://i", account).contains("path"));
+        assert!(refused(&["--role-name-prefix", "a b"], "https://i", account).contains("a b"));
+        assert!(refused(&[], "https://i", "1").contains("12 digits"));
+        assert!(refused(&[], "https://i", "11112222333x").contains("12 digits"));
+        let mut bad_cluster = args(&[]).roles;
         bad_cluster.cluster_name = "has.dot".into();
-        assert!(resolve(&bad_cluster, "https://i", caller, "1").is_err());
+        assert!(resolve(&bad_cluster, "https://i", "aws", account).is_err());
+    }
+
+    #[test]
+    fn partition_from_the_callers_arn() {
+        assert_eq!(
+            partition_of("arn:aws-cn:sts::111122223333:assumed-role/x/y").as_deref(),
+            Ok("aws-cn")
+        );
+        assert!(partition_of("not-an-arn").is_err());
+        assert!(partition_of("arn::sts::1:x").is_err());
     }
 
     #[test]
@@ -305,8 +322,8 @@ mod tests {
 
     #[test]
     fn default_deny_and_the_operator_boundary() {
-        let caller = "arn:aws:sts::111122223333:assumed-role/x/y";
-        let resolved = |extra: &[&str]| resolve(&args(extra), "https://i", caller, "111122223333");
+        let resolved =
+            |extra: &[&str]| resolve(&args(extra).roles, "https://i", "aws", "111122223333");
         let secure = resolved(&[]).unwrap().baseline;
         assert!(secure.default_deny, "default deny without any flag");
         assert_eq!(secure.boundary, None);

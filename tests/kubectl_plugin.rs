@@ -2,11 +2,16 @@
 //! `kubectl-irsa` (how krew installs it: a link of that name). These tests go through
 //! kubectl's own plugin discovery, not through the binary directly.
 
+mod support;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
 };
+
+use support::tools::output_within;
 
 /// A fresh directory holding only `kubectl-irsa`, a link to the binary under test.
 fn plugin_dir() -> PathBuf {
@@ -32,13 +37,13 @@ fn kubectl(dir: &Path, args: &[&str]) -> Output {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .unwrap();
-    Command::new("kubectl")
+    let mut command = Command::new("kubectl");
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
         .env("PATH", path)
-        .env_remove("IRSA_CLUSTER_NAME")
-        .output()
-        .expect("kubectl is on PATH (the README's prerequisites)")
+        .env_remove("IRSA_CLUSTER_NAME");
+    output_within(&mut command, "", Duration::from_secs(60))
 }
 
 fn stdout(output: &Output) -> String {
@@ -121,6 +126,10 @@ fn kubectl_irsa_runs_the_commands_with_their_flags() {
             "tenant",
             "--cluster-name",
             "prod",
+            "--account-id",
+            "111122223333",
+            "--oidc-issuer",
+            "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
         ],
     ));
     assert!(validated.contains("0 refused"), "{validated}");
@@ -137,6 +146,10 @@ fn kubectl_irsa_runs_the_commands_with_their_flags() {
             "shop",
             "--cluster-name",
             "prod",
+            "--account-id",
+            "111122223333",
+            "--oidc-issuer",
+            "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
         ],
     );
     assert_eq!(refused.status.code(), Some(1));

@@ -1,21 +1,49 @@
 //! `irsa-operator validate` on the manifests under tests/manifests and config/samples:
 //! offline, the binary as a pull request pipeline runs it.
 
-use std::process::Command;
+mod support;
 
-/// (success, stdout) of `irsa-operator validate ARGS --cluster-name prod`.
-fn validate(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_irsa-operator"))
+use std::{process::Command, time::Duration};
+
+use support::tools::output_within;
+
+/// The operator's settings the checks depend on, as `irsa-operator run` would resolve them.
+const OPERATOR: [&str; 6] = [
+    "--cluster-name",
+    "prod",
+    "--account-id",
+    "111122223333",
+    "--oidc-issuer",
+    "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
+];
+
+/// (exit code, stdout, stderr) of `irsa-operator validate ARGS`, with nothing from the
+/// environment.
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_irsa-operator"));
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("validate")
-        .args(args)
-        .args(["--cluster-name", "prod"])
-        .env_remove("IRSA_CLUSTER_NAME")
-        .output()
-        .expect("run irsa-operator validate");
+        .args(args);
+    for name in [
+        "IRSA_CLUSTER_NAME",
+        "IRSA_ACCOUNT_ID",
+        "IRSA_OIDC_ISSUER",
+        "IRSA_PERMISSIONS_BOUNDARY",
+    ] {
+        command.env_remove(name);
+    }
+    let output = output_within(&mut command, "", Duration::from_secs(60));
     let stdout = String::from_utf8(output.stdout).unwrap();
     eprintln!("{stdout}");
-    (output.status.success(), stdout)
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    (output.status.code(), stdout, stderr)
+}
+
+/// (success, stdout) of `irsa-operator validate ARGS` with the operator's settings.
+fn validate(args: &[&str]) -> (bool, String) {
+    let (code, stdout, _) = run(&[args, &OPERATOR].concat());
+    (code == Some(0), stdout)
 }
 
 /// `namespace/name: Reason` of each refused PodIamRole.
@@ -116,4 +144,40 @@ fn a_namespace_no_guardrail_selects_is_refused() {
 fn unreadable_input_fails() {
     let (ok, _) = validate(&["-f", "tests/manifests/does-not-exist"]);
     assert!(!ok);
+}
+
+#[test]
+fn the_operators_settings_are_required_and_checked_as_the_operator_checks_them() {
+    let files = ["-f", "config/samples"];
+    let (code, _, stderr) = run(&[&files[..], &OPERATOR[..2]].concat());
+    assert_eq!(code, Some(2), "no account or issuer: a usage error");
+    assert!(stderr.contains("--account-id"), "{stderr}");
+    let with = |extra: &[&str]| run(&[&files[..], &OPERATOR[..], extra].concat());
+    let (code, _, stderr) = run(&[
+        &files[..],
+        &OPERATOR[..2],
+        &OPERATOR[4..],
+        &["--account-id", "1234"],
+    ]
+    .concat());
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("`1234` is not an AWS account ID"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = with(&[
+        "--permissions-boundary",
+        "arn:aws:iam::444455556666:policy/boundary",
+    ]);
+    assert_eq!(
+        code,
+        Some(2),
+        "a boundary in another account, as `run` refuses it"
+    );
+    assert!(stderr.contains("444455556666"), "{stderr}");
+    let (code, stdout, _) = with(&[
+        "--permissions-boundary",
+        "arn:aws:iam::111122223333:policy/boundary",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
 }

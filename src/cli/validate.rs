@@ -9,7 +9,7 @@ use std::{
 use clap::Args;
 
 use super::manifests::Manifests;
-use irsa_core::{config::OperatorConfig, guardrail::Baseline, naming};
+use crate::config::{RoleArgs, resolve};
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -21,31 +21,37 @@ pub struct ValidateArgs {
     /// evaluate against, as the cluster has them.
     #[arg(long)]
     pub guardrails: Vec<PathBuf>,
-    /// The operator's --cluster-name: derived role names and the roleName prefix rule use it.
-    #[arg(long, env = "IRSA_CLUSTER_NAME")]
-    pub cluster_name: String,
-    /// The operator's --role-name-prefix.
-    #[arg(long, env = "IRSA_ROLE_NAME_PREFIX", default_value = "")]
-    pub role_name_prefix: String,
-    /// The operator's --permissions-boundary.
-    #[arg(long, env = "IRSA_PERMISSIONS_BOUNDARY")]
-    pub permissions_boundary: Option<String>,
-    /// The operator's --allow-without-guardrail (insecure).
-    #[arg(long, env = "IRSA_ALLOW_WITHOUT_GUARDRAIL", action = clap::ArgAction::Set, num_args = 0..=1,
-          default_value_t = false, default_missing_value = "true")]
-    pub allow_without_guardrail: bool,
+    /// The operator's role flags (`--cluster-name`, `--role-name-prefix`,
+    /// `--permissions-boundary`, ...): the checks depend on them as the operator's do.
+    #[command(flatten)]
+    pub roles: RoleArgs,
+    /// The AWS account the roles are made in (the operator's own, 12 digits).
+    #[arg(long, env = "IRSA_ACCOUNT_ID")]
+    pub account_id: String,
+    /// The cluster's OIDC issuer URL (`https://...`): the trust policies name it.
+    #[arg(long, env = "IRSA_OIDC_ISSUER")]
+    pub oidc_issuer: String,
+    /// The account's partition.
+    #[arg(long, env = "IRSA_PARTITION", default_value = "aws")]
+    pub partition: String,
     /// The namespace of PodIamRoles whose manifest names none.
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
 }
 
 pub fn run(args: &ValidateArgs) -> ExitCode {
-    if let Err(error) = naming::validate_cluster_name(&args.cluster_name)
-        .and_then(|()| naming::validate_prefix(&args.role_name_prefix))
-    {
-        eprintln!("error: {error}");
-        return ExitCode::from(2);
-    }
+    let config = match resolve(
+        &args.roles,
+        &args.oidc_issuer,
+        &args.partition,
+        &args.account_id,
+    ) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let mut manifests = Manifests::default();
     for root in args.files.iter().chain(&args.guardrails) {
         let files = match manifest_files(root) {
@@ -64,20 +70,6 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             }
         }
     }
-    let config = OperatorConfig {
-        cluster_name: args.cluster_name.clone(),
-        // Placeholders: no check reads the account, and the trust policy only its size.
-        partition: "aws".into(),
-        account_id: "000000000000".into(),
-        issuer_host_path: "oidc.eks.us-east-1.amazonaws.com/id/00000000000000000000000000000000"
-            .into(),
-        role_path: format!("/irsa/{}/", args.cluster_name),
-        role_name_prefix: args.role_name_prefix.clone(),
-        baseline: Baseline {
-            default_deny: !args.allow_without_guardrail,
-            boundary: args.permissions_boundary.clone(),
-        },
-    };
     for namespace in manifests.unlabelled_namespaces() {
         println!(
             "note: no Namespace manifest for {namespace}: guardrails were chosen as for a namespace \

@@ -64,12 +64,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         Some(issuer) => issuer.clone(),
         None => discover_issuer(&client).await?,
     };
-    let config = config::resolve(
-        &args,
-        &issuer,
-        identity.arn().unwrap_or_default(),
-        identity.account().unwrap_or_default(),
-    )?;
+    let partition = config::partition_of(identity.arn().unwrap_or_default())?;
+    let account_id = identity.account().unwrap_or_default();
+    let config = config::resolve(&args.roles, &issuer, &partition, account_id)?;
     info!(
         cluster = %config.cluster_name,
         account = %config.account_id,
