@@ -12,7 +12,7 @@ use irsa_api::PodIamRoleStatus;
 use irsa_core::{
     failure::classify,
     oidc::ProviderProblem,
-    status::{AccountProblem, Outcome, Progress, ProviderHealth, next_status},
+    status::{AccountProblem, Outcome, Placement, Progress, ProviderHealth, next_status},
 };
 use irsa_operator::iam::IamError;
 use serde_json::{Value, json};
@@ -145,7 +145,13 @@ fn published(outcome: &Outcome) -> PodIamRoleStatus {
         _ => ProviderHealth::Healthy,
     };
     let now = jiff::Timestamp::from_second(1_767_225_600).unwrap();
-    next_status(None, &health, outcome, Some(GENERATION), PROVIDER, now)
+    let place = Placement {
+        provider: &health,
+        oidc_provider_arn: PROVIDER,
+        account_id: None,
+        stale_pods: None,
+    };
+    next_status(None, &place, outcome, Some(GENERATION), now)
 }
 
 /// (file name, object, Argo CD health, message).

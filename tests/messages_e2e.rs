@@ -12,7 +12,7 @@ use irsa_core::{
     failure::{Classified, classify},
     oidc::ProviderProblem,
     reason::Reason,
-    status::{Outcome, ProviderHealth, next_status},
+    status::{Outcome, Placement, ProviderHealth, next_status},
 };
 use irsa_operator::{
     iam::{IamError, aws_error::aws_error_message},
@@ -182,10 +182,14 @@ async fn every_reasons_longest_message_is_accepted_as_event_and_status() {
 
         let status = next_status(
             None,
-            &ProviderHealth::Healthy,
+            &Placement {
+                provider: &ProviderHealth::Healthy,
+                oidc_provider_arn: "arn:aws:iam::111122223333:oidc-provider/issuer",
+                account_id: None,
+                stale_pods: None,
+            },
             &outcome,
             object.metadata.generation,
-            "arn:aws:iam::111122223333:oidc-provider/issuer",
             jiff::Timestamp::now(),
         );
         let patch = json!({

@@ -10,7 +10,7 @@ use tracing::{debug, info};
 
 use super::{
     Context, Error, aws_config, guardrails,
-    memo::Memo,
+    memo::{Memo, SyncedRole},
     observe, owner_of,
     publish::{next_action, publish},
     restart, service_account,
@@ -63,9 +63,7 @@ pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, 
         Ok((target, desired)) => {
             let fingerprint = verdict.fingerprint ^ target.fingerprint;
             let ending = match sync(object, ctx, &target, desired, fingerprint).await {
-                Synced::Role(role_name, role_arn) => {
-                    bind(object, ctx, &target, role_name, role_arn).await?
-                }
+                Synced::Role(role) => bind(object, ctx, &target, role).await?,
                 Synced::Failed(ending) => *ending,
                 Synced::Later(action) => return Ok(action),
             };
@@ -105,8 +103,8 @@ impl Ending {
 
 /// What syncing the role came to.
 enum Synced {
-    /// The role (name, ARN) matches the spec.
-    Role(String, String),
+    /// The role matches the spec.
+    Role(SyncedRole),
     /// IAM refused or failed: the status says why.
     Failed(Box<Ending>),
     /// Nothing to do or publish now: look again then.
@@ -146,7 +144,7 @@ async fn sync(
 ) -> Synced {
     let memo = ctx.memos.lookup(object, fingerprint);
     let known = match &memo {
-        Some(Memo::Synced { .. }) => Known::Synced,
+        Some(Memo::Synced(_)) => Known::Synced,
         Some(Memo::Failed { .. }) => Known::Failed,
         Some(Memo::CleanedUp) => Known::CleanedUp,
         None => Known::Nothing,
@@ -178,23 +176,11 @@ async fn sync(
         name_free: new && target.last_listed_role(&desired.name) == Some(None),
     };
     match (sync_check::decide(&facts), memo, hinted) {
-        (
-            Decision::InSync { remember: false },
-            Some(Memo::Synced {
-                role_name,
-                role_arn,
-            }),
-            _,
-        ) => Synced::Role(role_name, role_arn),
-        (Decision::InSync { remember: true }, _, Some((synced, _, _))) => {
-            ctx.memos.remember(object, fingerprint, synced.clone());
-            match synced {
-                Memo::Synced {
-                    role_name,
-                    role_arn,
-                } => Synced::Role(role_name, role_arn),
-                _ => Synced::Role(desired.name, desired.arn),
-            }
+        (Decision::InSync { remember: false }, Some(Memo::Synced(role)), _) => Synced::Role(role),
+        (Decision::InSync { remember: true }, _, Some((role, _, _))) => {
+            ctx.memos
+                .remember(object, fingerprint, Memo::Synced(role.clone()));
+            Synced::Role(role)
         }
         (Decision::RetryLater, Some(Memo::Failed { outcome, retry_at }), _) => {
             Synced::Later(next_action(&outcome, retry_at, ctx))
@@ -210,13 +196,10 @@ async fn sync(
                 debug!("the listing suggests drift, or there is none: reading the role");
             }
             match converge(object, ctx, target, desired, read_first).await {
-                Ok((role_name, role_arn)) => {
-                    let synced = Memo::Synced {
-                        role_name: role_name.clone(),
-                        role_arn: role_arn.clone(),
-                    };
-                    ctx.memos.remember(object, fingerprint, synced);
-                    Synced::Role(role_name, role_arn)
+                Ok(role) => {
+                    ctx.memos
+                        .remember(object, fingerprint, Memo::Synced(role.clone()));
+                    Synced::Role(role)
                 }
                 Err(outcome) => {
                     let retry_at = retry_time(object, ctx, &outcome);
@@ -242,14 +225,13 @@ async fn bind(
     object: &PodIamRole,
     ctx: &Context,
     target: &Target,
-    role_name: String,
-    role_arn: String,
+    role: SyncedRole,
 ) -> Result<Ending, Error> {
-    let outcome =
-        service_account::annotate(object, ctx, target, role_name, role_arn.clone()).await?;
+    let arn = role.arn.clone();
+    let outcome = service_account::annotate(object, ctx, target, role.name, role.arn).await?;
     let outcome = aws_config::publish(object, ctx, outcome).await?;
     let stale_pods = if outcome.is_ready() {
-        restart::restart_stale(object, ctx, &role_arn).await
+        restart::restart_stale(object, ctx, &arn).await
     } else {
         None
     };
@@ -263,7 +245,11 @@ async fn bind(
 /// at this generation: the sync the memo would hold, had this process made it. The
 /// listing decides whether IAM still matches (description and session duration, which
 /// it lacks, come from the spec of that generation).
-fn synced_before_start(object: &PodIamRole, ctx: &Context, desired: &DesiredRole) -> Option<Memo> {
+fn synced_before_start(
+    object: &PodIamRole,
+    ctx: &Context,
+    desired: &DesiredRole,
+) -> Option<SyncedRole> {
     let status = object.status.as_ref()?;
     let in_sync = !ctx.memos.knows(object)
         && status.observed_generation.is_some()
@@ -274,9 +260,9 @@ fn synced_before_start(object: &PodIamRole, ctx: &Context, desired: &DesiredRole
             .conditions
             .iter()
             .any(|c| c.type_ == READY && c.status == "True");
-    in_sync.then(|| Memo::Synced {
-        role_name: desired.name.clone(),
-        role_arn: desired.arn.clone(),
+    in_sync.then(|| SyncedRole {
+        name: desired.name.clone(),
+        arn: desired.arn.clone(),
     })
 }
 
@@ -294,15 +280,14 @@ fn retry_time(object: &PodIamRole, ctx: &Context, outcome: &Outcome) -> Option<I
     }
 }
 
-/// Converges IAM with `desired`: `(role name, role ARN)`, or the reported reason it
-/// could not.
+/// Converges IAM with `desired`: the synced role, or the reported reason it could not.
 async fn converge(
     object: &PodIamRole,
     ctx: &Context,
     target: &Target,
     desired: DesiredRole,
     read_first: bool,
-) -> Result<(String, String), Outcome> {
+) -> Result<SyncedRole, Outcome> {
     let role_name = desired.name.clone();
     let iam_failed = |error: IamError| Outcome::IamFailed {
         role_name: role_name.clone(),
@@ -359,8 +344,11 @@ async fn converge(
         )
         .await;
     }
-    let role_arn = observed.map_or(desired.arn, |o| o.summary.arn);
-    Ok((role_name, role_arn))
+    let arn = observed.map_or(desired.arn, |o| o.summary.arn);
+    Ok(SyncedRole {
+        name: role_name,
+        arn,
+    })
 }
 
 /// Runs `ops` in order. With `missing_is_done`, "already gone" counts as done.

@@ -1,30 +1,25 @@
 //! Step: the guardrail verdict for one object, read from the caches, and the audiences
 //! that may reach the cluster's shared OIDC provider.
 
-use std::{
-    collections::BTreeSet,
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::Arc,
-};
+use std::{collections::BTreeSet, sync::Arc};
 
 use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::{Caches, owner_of};
 use irsa_api::{DEFAULT_AUDIENCE, PodIamRole};
 use irsa_core::{
-    account, admission, config::OperatorConfig, desired, guardrail, oidc::within_client_id_limit,
+    account,
+    admission::{self, Verdict},
+    config::OperatorConfig,
+    desired,
+    oidc::within_client_id_limit,
 };
 
 /// The object's namespace is not cached yet: guessing its labels could skip a guardrail.
 #[derive(Debug)]
 pub struct NamespaceNotCached;
 
-/// What the guardrails decided, and a fingerprint of everything the decision read.
-pub struct Verdict {
-    pub decision: Result<guardrail::Enforced, String>,
-    pub fingerprint: u64,
-}
-
+/// The guardrails' verdict on `object`, from the caches.
 pub fn verdict(
     caches: &Caches,
     config: &OperatorConfig,
@@ -34,30 +29,15 @@ pub fn verdict(
     let labels = caches
         .namespaces
         .get(&ObjectRef::new(&namespace))
-        .ok_or(NamespaceNotCached)?
-        .labels()
-        .clone();
+        .ok_or(NamespaceNotCached)?;
     let guardrails = caches.guardrails.state();
-    let rules = guardrail::rules_for(guardrails.iter().map(Arc::as_ref), &labels);
-    let rank = guardrail::quota_rank(object, &caches.roles.state());
-    let mut hasher = DefaultHasher::new();
-    for rule in &rules {
-        (
-            rule.name,
-            serde_json::to_string(rule.spec).unwrap_or_default(),
-        )
-            .hash(&mut hasher);
-    }
-    if rules
-        .iter()
-        .any(|r| r.spec.max_roles_per_namespace.is_some())
-    {
-        rank.hash(&mut hasher);
-    }
-    Ok(Verdict {
-        decision: admission::decide(object, &rules, rank, config),
-        fingerprint: hasher.finish(),
-    })
+    Ok(admission::verdict(
+        object,
+        guardrails.iter().map(Arc::as_ref),
+        labels.labels(),
+        &caches.roles.state(),
+        config,
+    ))
 }
 
 /// The audience of `object` if its spec is valid and the guardrails accept it: only

@@ -18,10 +18,17 @@ const PRUNE_AFTER: Duration = Duration::from_secs(3600);
 /// Pruning scans every entry, so it runs at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// A role that matched its spec.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct SyncedRole {
+    pub name: String,
+    pub arn: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Memo {
     /// IAM matched the spec.
-    Synced { role_name: String, role_arn: String },
+    Synced(SyncedRole),
     /// IAM failed; nothing is retried before `retry_at` (never, when `None`) unless
     /// the object or its guardrails change.
     Failed {
@@ -61,7 +68,7 @@ impl Memos {
         let still_holds = entry.generation == object.metadata.generation
             && entry.guardrails == guardrails
             && match &entry.memo {
-                Memo::Synced { .. } => entry.at.elapsed() < self.sync_fresh_for,
+                Memo::Synced(_) => entry.at.elapsed() < self.sync_fresh_for,
                 Memo::Failed { retry_at, .. } => retry_at.is_none_or(|at| Instant::now() < at),
                 Memo::CleanedUp => false,
             };
@@ -77,7 +84,7 @@ impl Memos {
                 .and_then(|uid| entries.0.get(&uid))
                 .is_some_and(|entry| {
                     entry.generation == object.metadata.generation
-                        && matches!(entry.memo, Memo::Synced { .. })
+                        && matches!(entry.memo, Memo::Synced(_))
                 })
     }
 
@@ -87,20 +94,23 @@ impl Memos {
         object.uid().is_some_and(|uid| entries.0.contains_key(&uid))
     }
 
-    /// The sync and its time when the only reason to call IAM is the periodic drift
-    /// check: nothing the object depends on changed since, and the sync is no longer fresh.
+    /// The synced role and when it was synced, when the only reason to call IAM is the
+    /// periodic drift check: nothing the object depends on changed since, and the sync is
+    /// no longer fresh.
     pub(super) fn drift_check_due(
         &self,
         object: &PodIamRole,
         guardrails: u64,
-    ) -> Option<(Memo, Instant)> {
+    ) -> Option<(SyncedRole, Instant)> {
         let entries = self.entries.lock().expect("memo lock");
         let entry = entries.0.get(&object.uid()?)?;
+        let Memo::Synced(role) = &entry.memo else {
+            return None;
+        };
         let due = entry.generation == object.metadata.generation
             && entry.guardrails == guardrails
-            && matches!(entry.memo, Memo::Synced { .. })
             && entry.at.elapsed() >= self.sync_fresh_for;
-        due.then(|| (entry.memo.clone(), entry.at))
+        due.then(|| (role.clone(), entry.at))
     }
 
     /// Whether IAM cleanup already finished for this object (whatever its generation:
@@ -144,11 +154,15 @@ mod tests {
     use super::*;
     use irsa_core::testing::pod_iam_role;
 
-    fn synced() -> Memo {
-        Memo::Synced {
-            role_name: "r".into(),
-            role_arn: "arn:r".into(),
+    fn role() -> SyncedRole {
+        SyncedRole {
+            name: "r".into(),
+            arn: "arn:r".into(),
         }
+    }
+
+    fn synced() -> Memo {
+        Memo::Synced(role())
     }
 
     #[test]
@@ -168,8 +182,8 @@ mod tests {
         let object = pod_iam_role("shop", "payments");
         memos.remember(&object, 0, synced());
         assert_eq!(
-            memos.drift_check_due(&object, 0).map(|(memo, _)| memo),
-            Some(synced())
+            memos.drift_check_due(&object, 0).map(|(role, _)| role),
+            Some(role())
         );
         assert!(
             memos.drift_check_due(&object, 1).is_none(),

@@ -14,11 +14,11 @@ use tracing::warn;
 use super::{Context, Error};
 use crate::accounts::Target;
 use crate::k8s::{FIELD_MANAGER, events};
-use irsa_api::PodIamRole;
+use irsa_api::{PodIamRole, PodIamRoleStatus};
 use irsa_core::{
     account::AccountProblem,
     failure::{ACCESS_DENIED_RETRY, Retry},
-    status::{Outcome, ProviderHealth, next_status},
+    status::{Outcome, Placement, ProviderHealth, next_status},
 };
 
 /// Patches the status for `outcome`, only when it changed: the one writer of a
@@ -33,6 +33,8 @@ pub(super) async fn publish(
     stale_pods: Option<i32>,
 ) -> Result<(), Error> {
     let old = object.status.as_ref();
+    // Where this reconcile learned nothing new, the status keeps what it showed.
+    let shown = |field: fn(&PodIamRoleStatus) -> Option<&str>| old.and_then(field);
     let (provider, provider_arn) = match target {
         Some(target) => (
             target.provider_health(object),
@@ -40,28 +42,28 @@ pub(super) async fn publish(
         ),
         None => (
             ProviderHealth::Unknown,
-            old.and_then(|s| s.oidc_provider_arn.clone())
-                .unwrap_or_default(),
+            shown(|s| s.oidc_provider_arn.as_deref())
+                .unwrap_or_default()
+                .to_string(),
         ),
     };
-    let mut status = next_status(
+    let account_id = match target {
+        Some(target) => (target.account.declared()).map(|_| target.config.account_id.as_str()),
+        None => shown(|s| s.account_id.as_deref()),
+    };
+    let place = Placement {
+        provider: &provider,
+        oidc_provider_arn: &provider_arn,
+        account_id,
+        stale_pods: stale_pods.or(old.and_then(|s| s.stale_pods)),
+    };
+    let status = next_status(
         old,
-        &provider,
+        &place,
         outcome,
         object.metadata.generation,
-        &provider_arn,
         jiff::Timestamp::now(),
     );
-    if let Some(target) = target {
-        status.account_id = target
-            .account
-            .declared()
-            .is_some()
-            .then(|| target.config.account_id.clone());
-    }
-    if stale_pods.is_some() {
-        status.stale_pods = stale_pods;
-    }
     if old == Some(&status) {
         return Ok(());
     }

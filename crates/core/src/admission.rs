@@ -2,7 +2,11 @@
 //! `irsa-operator validate` and the validating webhook: the guardrails' decision, then
 //! the spec itself.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+};
 
 use kube::ResourceExt;
 
@@ -12,7 +16,6 @@ use crate::{
     guardrail,
     guardrail::Context,
     guardrail::Enforced,
-    guardrail::Rule,
     naming,
     ownership::{Adoption, Owner},
     status::Outcome,
@@ -39,14 +42,40 @@ pub fn admit(
     Ok(desired)
 }
 
-/// The guardrails' decision on one PodIamRole, given the guardrails selecting its
-/// namespace and how many older PodIamRoles the namespace has.
-pub fn decide(
+/// The guardrails' decision on one PodIamRole, and a fingerprint of everything the
+/// decision read: while it stays the same, so does the decision.
+pub struct Verdict {
+    pub decision: Result<Enforced, String>,
+    pub fingerprint: u64,
+}
+
+/// The guardrails' decision on one PodIamRole, given what the cluster (or a set of
+/// manifests) holds: the guardrails, its namespace's labels and the PodIamRoles there
+/// (for quotas).
+pub fn verdict<'a>(
     role: &PodIamRole,
-    rules: &[Rule<'_>],
-    rank: usize,
+    guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
+    namespace_labels: &BTreeMap<String, String>,
+    roles: &[Arc<PodIamRole>],
     config: &OperatorConfig,
-) -> Result<Enforced, String> {
+) -> Verdict {
+    let rules = guardrail::rules_for(guardrails, namespace_labels);
+    let rank = guardrail::quota_rank(role, roles);
+    let mut hasher = DefaultHasher::new();
+    for rule in &rules {
+        (
+            rule.name,
+            serde_json::to_string(rule.spec).unwrap_or_default(),
+        )
+            .hash(&mut hasher);
+    }
+    // The rank matters only under a quota: without one, older objects come and go freely.
+    if rules
+        .iter()
+        .any(|r| r.spec.max_roles_per_namespace.is_some())
+    {
+        rank.hash(&mut hasher);
+    }
     let namespace = role.namespace().unwrap_or_default();
     let own_prefix =
         naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
@@ -56,11 +85,13 @@ pub fn decide(
         rank,
         baseline: &config.baseline,
     };
-    guardrail::decide(&role.spec, rules, &context)
+    Verdict {
+        decision: guardrail::decide(&role.spec, &rules, &context),
+        fingerprint: hasher.finish(),
+    }
 }
 
-/// The whole check on one PodIamRole, given what the cluster (or a set of manifests)
-/// holds: the guardrails, its namespace's labels and the PodIamRoles there (for quotas).
+/// The whole check on one PodIamRole: the guardrails' [`verdict`], then the spec.
 pub fn review<'a>(
     role: &PodIamRole,
     guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
@@ -68,11 +99,9 @@ pub fn review<'a>(
     roles: &[Arc<PodIamRole>],
     config: &OperatorConfig,
 ) -> Result<DesiredRole, Outcome> {
-    let rules = guardrail::rules_for(guardrails, namespace_labels);
-    let rank = guardrail::quota_rank(role, roles);
-    let decision = decide(role, &rules, rank, config);
+    let verdict = verdict(role, guardrails, namespace_labels, roles, config);
     admit(
-        decision,
+        verdict.decision,
         &role.spec,
         Owner::of(role, &config.cluster_name),
         config,

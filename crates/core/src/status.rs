@@ -228,16 +228,32 @@ impl Outcome {
     }
 }
 
+/// Where the role lives and what the last reconcile counted: the status reports it
+/// beside the outcome.
+pub struct Placement<'a> {
+    pub provider: &'a ProviderHealth,
+    pub oidc_provider_arn: &'a str,
+    /// The target account's ID; `None` in the operator's own account.
+    pub account_id: Option<&'a str>,
+    /// The ServiceAccount's pods running without the role, as last counted.
+    pub stale_pods: Option<i32>,
+}
+
 /// Computes the status to publish. A condition's `lastTransitionTime` only moves when
 /// its status flips.
 pub fn next_status(
     old: Option<&PodIamRoleStatus>,
-    provider: &ProviderHealth,
+    place: &Placement<'_>,
     outcome: &Outcome,
     generation: Option<i64>,
-    oidc_provider_arn: &str,
     now: Timestamp,
 ) -> PodIamRoleStatus {
+    let Placement {
+        provider,
+        oidc_provider_arn,
+        account_id,
+        stale_pods,
+    } = place;
     let old = old.cloned().unwrap_or_default();
     let (role_name, role_arn) = match outcome {
         Outcome::Synced {
@@ -330,11 +346,9 @@ pub fn next_status(
         role_name,
         role_arn,
         oidc_provider_arn: Some(oidc_provider_arn.to_string()),
-        // Set by the caller, which knows the target account.
-        account_id: old.account_id,
+        account_id: account_id.map(str::to_string),
         conditions,
-        // Counted by the restart step, which sets it when it counts.
-        stale_pods: old.stale_pods,
+        stale_pods: *stale_pods,
     }
 }
 
@@ -386,6 +400,12 @@ mod tests {
 
     const PROVIDER: &str = "arn:aws:iam::1:oidc-provider/x";
     const H: ProviderHealth = ProviderHealth::Healthy;
+    const HOME: Placement<'static> = Placement {
+        provider: &H,
+        oidc_provider_arn: PROVIDER,
+        account_id: None,
+        stale_pods: None,
+    };
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::from_second(seconds).unwrap()
@@ -404,7 +424,7 @@ mod tests {
 
     #[test]
     fn first_sync_sets_everything() {
-        let status = next_status(None, &H, &synced(), Some(3), PROVIDER, t(10));
+        let status = next_status(None, &HOME, &synced(), Some(3), t(10));
         assert_eq!(status.observed_generation, Some(3));
         assert_eq!(status.role_arn.as_deref(), Some("arn:r"));
         assert_eq!(status.oidc_provider_arn.as_deref(), Some(PROVIDER));
@@ -418,8 +438,8 @@ mod tests {
 
     #[test]
     fn unchanged_outcome_is_a_fixed_point() {
-        let first = next_status(None, &H, &synced(), Some(3), PROVIDER, t(10));
-        let again = next_status(Some(&first), &H, &synced(), Some(3), PROVIDER, t(99));
+        let first = next_status(None, &HOME, &synced(), Some(3), t(10));
+        let again = next_status(Some(&first), &HOME, &synced(), Some(3), t(99));
         assert_eq!(
             first, again,
             "an in-sync object must not cause a status patch"
@@ -430,34 +450,32 @@ mod tests {
     fn transition_time_moves_only_when_ready_flips() {
         let first = next_status(
             None,
-            &H,
+            &HOME,
             &Outcome::InvalidSpec("a".into()),
             Some(1),
-            PROVIDER,
             t(10),
         );
         let second = next_status(
             Some(&first),
-            &H,
+            &HOME,
             &Outcome::InvalidSpec("b".into()),
             Some(2),
-            PROVIDER,
             t(20),
         );
         assert_eq!(ready(&second).last_transition_time, Time(t(10)));
         assert_eq!(ready(&second).observed_generation, Some(2));
-        let third = next_status(Some(&second), &H, &synced(), Some(3), PROVIDER, t(30));
+        let third = next_status(Some(&second), &HOME, &synced(), Some(3), t(30));
         assert_eq!(ready(&third).last_transition_time, Time(t(30)));
     }
 
     #[test]
     fn conflict_hides_the_foreign_arn() {
-        let first = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
+        let first = next_status(None, &HOME, &synced(), Some(1), t(1));
         let conflict = Outcome::RoleConflict {
             role_name: "r".into(),
             message: "taken".into(),
         };
-        let status = next_status(Some(&first), &H, &conflict, Some(1), PROVIDER, t(2));
+        let status = next_status(Some(&first), &HOME, &conflict, Some(1), t(2));
         assert_eq!(status.role_arn, None);
         assert_eq!(ready(&status).reason, "RoleConflict");
         assert_eq!(ready(&status).message, "taken");
@@ -465,7 +483,7 @@ mod tests {
 
     #[test]
     fn failures_keep_the_known_role() {
-        let first = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
+        let first = next_status(None, &HOME, &synced(), Some(1), t(1));
         for outcome in [
             Outcome::InvalidSpec("bad".into()),
             Outcome::IamFailed {
@@ -477,7 +495,7 @@ mod tests {
                 },
             },
         ] {
-            let status = next_status(Some(&first), &H, &outcome, Some(2), PROVIDER, t(2));
+            let status = next_status(Some(&first), &HOME, &outcome, Some(2), t(2));
             assert_eq!(status.role_arn.as_deref(), Some("arn:r"), "{outcome:?}");
             assert_eq!(ready(&status).status, "False");
             assert!(ready(&status).message.contains(&outcome.message()));
@@ -486,12 +504,12 @@ mod tests {
 
     #[test]
     fn other_conditions_are_kept() {
-        let mut old = next_status(None, &H, &synced(), Some(1), PROVIDER, t(1));
+        let mut old = next_status(None, &HOME, &synced(), Some(1), t(1));
         old.conditions.push(Condition {
             type_: "Custom".into(),
             ..ready(&old).clone()
         });
-        let status = next_status(Some(&old), &H, &synced(), Some(1), PROVIDER, t(2));
+        let status = next_status(Some(&old), &HOME, &synced(), Some(1), t(2));
         assert_eq!(status.conditions.len(), 5);
     }
 
@@ -510,10 +528,12 @@ mod tests {
         };
         let unknown = next_status(
             None,
-            &ProviderHealth::Unknown,
+            &Placement {
+                provider: &ProviderHealth::Unknown,
+                ..HOME
+            },
             &synced(),
             Some(1),
-            PROVIDER,
             t(1),
         );
         assert_eq!(provider(&unknown).status, "Unknown");
@@ -525,10 +545,12 @@ mod tests {
         let unhealthy = ProviderHealth::Unhealthy(problem);
         let status = next_status(
             Some(&unknown),
-            &unhealthy,
+            &Placement {
+                provider: &unhealthy,
+                ..HOME
+            },
             &outcome,
             Some(1),
-            PROVIDER,
             t(2),
         );
         assert_eq!(provider(&status).status, "False");
@@ -541,7 +563,7 @@ mod tests {
                 .contains("pods cannot assume it: no provider")
         );
         assert_eq!(status.role_arn.as_deref(), Some("arn:r"));
-        let recovered = next_status(Some(&status), &H, &synced(), Some(1), PROVIDER, t(3));
+        let recovered = next_status(Some(&status), &HOME, &synced(), Some(1), t(3));
         assert_eq!(provider(&recovered).last_transition_time, Time(t(3)));
         assert_eq!(ready(&recovered).status, "True");
     }
@@ -609,7 +631,7 @@ mod tests {
         ];
         for (outcome, expected) in cases {
             assert_eq!(outcome.progress(), expected, "{outcome:?}");
-            let status = next_status(None, &H, &outcome, Some(4), PROVIDER, t(1));
+            let status = next_status(None, &HOME, &outcome, Some(4), t(1));
             let find = |type_: &str| {
                 status
                     .conditions
@@ -641,5 +663,19 @@ mod tests {
                 (holds(expected == Progress::Stalled), reason, Some(4))
             );
         }
+    }
+
+    #[test]
+    fn reports_the_account_and_the_count_it_is_given() {
+        let in_data = Placement {
+            account_id: Some("444455556666"),
+            stale_pods: Some(2),
+            ..HOME
+        };
+        let status = next_status(None, &in_data, &synced(), Some(1), t(1));
+        assert_eq!(status.account_id.as_deref(), Some("444455556666"));
+        assert_eq!(status.stale_pods, Some(2));
+        let home = next_status(Some(&status), &HOME, &synced(), Some(1), t(2));
+        assert_eq!((home.account_id, home.stale_pods), (None, None));
     }
 }
