@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use support::tools::output_within;
+use support::tools::{OPERATOR_SETTINGS, output_within};
 
 /// A fresh directory holding only `kubectl-irsa`, a link to the binary under test.
 fn plugin_dir() -> PathBuf {
@@ -116,21 +116,19 @@ fn kubectl_irsa_runs_the_commands_with_their_flags() {
     let validated = stdout(&kubectl(
         &dir,
         &[
-            "irsa",
-            "validate",
-            "-f",
-            "tests/manifests/good",
-            "--guardrails",
-            "tests/manifests/guardrails",
-            "-n",
-            "tenant",
-            "--cluster-name",
-            "prod",
-            "--account-id",
-            "111122223333",
-            "--oidc-issuer",
-            "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
-        ],
+            &[
+                "irsa",
+                "validate",
+                "-f",
+                "tests/manifests/good",
+                "--guardrails",
+                "tests/manifests/guardrails",
+                "-n",
+                "tenant",
+            ][..],
+            &OPERATOR_SETTINGS[..],
+        ]
+        .concat(),
     ));
     assert!(validated.contains("0 refused"), "{validated}");
 
@@ -138,19 +136,17 @@ fn kubectl_irsa_runs_the_commands_with_their_flags() {
     let refused = kubectl(
         &dir,
         &[
-            "irsa",
-            "validate",
-            "-f",
-            "tests/manifests/bad",
-            "-n",
-            "shop",
-            "--cluster-name",
-            "prod",
-            "--account-id",
-            "111122223333",
-            "--oidc-issuer",
-            "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
-        ],
+            &[
+                "irsa",
+                "validate",
+                "-f",
+                "tests/manifests/bad",
+                "-n",
+                "shop",
+            ][..],
+            &OPERATOR_SETTINGS[..],
+        ]
+        .concat(),
     );
     assert_eq!(refused.status.code(), Some(1));
     let usage = kubectl(&dir, &["irsa", "thumbprint"]);

@@ -5,17 +5,7 @@ mod support;
 
 use std::{process::Command, time::Duration};
 
-use support::tools::output_within;
-
-/// The operator's settings the checks depend on, as `irsa-operator run` would resolve them.
-const OPERATOR: [&str; 6] = [
-    "--cluster-name",
-    "prod",
-    "--account-id",
-    "111122223333",
-    "--oidc-issuer",
-    "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
-];
+use support::tools::{OPERATOR_SETTINGS as OPERATOR, output_within};
 
 /// (exit code, stdout, stderr) of `irsa-operator validate ARGS`, with nothing from the
 /// environment.

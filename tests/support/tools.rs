@@ -47,6 +47,16 @@ pub fn run(command: Command, stdin: &str, quiet: bool) -> String {
     String::from_utf8(stdout).unwrap()
 }
 
+/// The operator's settings `irsa-operator validate` needs, as `run` would resolve them.
+pub const OPERATOR_SETTINGS: [&str; 6] = [
+    "--cluster-name",
+    "prod",
+    "--account-id",
+    "111122223333",
+    "--oidc-issuer",
+    "https://oidc.eks.us-east-1.amazonaws.com/id/ABC",
+];
+
 /// Runs `command` with `stdin` and returns how it ended, whatever its exit code.
 pub fn output_with_stdin(mut command: Command, stdin: &str) -> Output {
     output_within(&mut command, stdin, COMMAND_DEADLINE)
