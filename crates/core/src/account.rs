@@ -16,7 +16,8 @@ use crate::{config::OperatorConfig, guardrail::Baseline, oidc::ProviderProblem, 
 use irsa_api::{PodIamRoleAccount, PodIamRoleAccountSpec, PodIamRoleAccountStatus, READY};
 
 /// The account a connection works in: the operator's own, or the one a
-/// PodIamRoleAccount declares. Only metrics tell them apart (their series differ).
+/// PodIamRoleAccount declares. Both are connected the same way; they differ in where
+/// the credentials come from and in their metrics' series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AccountName {
     Home,
