@@ -2,10 +2,7 @@
 //! (see `leader`), run one Controller per watched scope ([`watches`]) and what runs beside
 //! them ([`monitors`]) until a signal arrives.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use aws_config::timeout::TimeoutConfig;
 
@@ -43,6 +40,9 @@ use self::{
 };
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long reconciles wait at start for the first OIDC provider check.
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(args: RunArgs) -> Result<(), StartError> {
     let client = kube_client().await?;
@@ -232,22 +232,36 @@ async fn lead(term: &Term<'_>) {
         audiences_in_use(&account_caches, &account_config, account.declared())
     }));
     let role = role.clone();
+    let mut first_check = accounts.home().provider.clone();
     let sync_then_monitor = async move {
-        for (scope, listing) in caches.iter().zip(&listings) {
+        for listing in &listings {
             if !Listed::all(&listing.all()).await {
                 return;
             }
-            scope.synced.store(true, Ordering::Relaxed);
         }
-        role.set(Role::Leader { synced: true });
-        info!("caches synced, ready");
+        let open_gates = async {
+            // Every status shows the provider's health: reconciling before the first check
+            // would mean reconciling everything again when it comes.
+            let checked = first_check.wait_for(Option::is_some);
+            if tokio::time::timeout(FIRST_CHECK_WAIT, checked)
+                .await
+                .is_err()
+            {
+                warn!("no OIDC provider check yet: reconciling without it");
+            }
+            for scope in &caches {
+                scope.synced.open();
+            }
+            role.set(Role::Leader { synced: true });
+            info!("caches synced, ready");
+        };
         // Only now are the audiences in use known: an earlier check could drop client IDs.
-        provider
-            .run(
-                move || audiences_in_use(&caches, &audience_config, None),
-                provider_tx,
-            )
-            .await;
+        let audience_caches = caches.clone();
+        let check = provider.run(
+            move || audiences_in_use(&audience_caches, &audience_config, None),
+            provider_tx,
+        );
+        futures::join!(check, open_gates);
     };
     // Dropped when the term ends, which stops the monitor too.
     let _monitor = CancelableJoinHandle::spawn(sync_then_monitor, &handle);

@@ -2,7 +2,7 @@
 //! PodIamRoles, the ServiceAccounts they name, guardrails, target accounts and namespace
 //! labels.
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -17,6 +17,7 @@ use kube::{
         watcher,
     },
 };
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::{
@@ -27,7 +28,7 @@ use crate::{
         trim_for_cache,
     },
     leader::shutdown_requested,
-    reconcile::{Caches, Context, Shared, error_policy, reconcile},
+    reconcile::{Caches, Context, Shared, SyncGate, error_policy, reconcile},
 };
 use irsa_api::{PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
 
@@ -94,7 +95,13 @@ pub(super) fn controller_for(
         )
         .default_backoff(),
     );
-    let controller = Controller::for_stream(role_events.applied_objects(), roles.clone());
+    let synced = SyncGate::default();
+    // Until the gate opens, triggers are dropped: opening it reconciles every object.
+    let open = synced.clone();
+    let role_triggers = role_events
+        .applied_objects()
+        .filter(move |_| futures::future::ready(open.is_open()));
+    let controller = Controller::for_stream(role_triggers, roles.clone());
 
     // Guardrails, target accounts and the labels that select namespaces: a change
     // re-evaluates every role.
@@ -121,10 +128,12 @@ pub(super) fn controller_for(
     let namespace_changes = namespace_events
         .touched_objects()
         .predicate_filter(predicates::labels, Default::default());
+    let open = synced.clone();
     let policy_changes = futures::stream::select(
         futures::stream::select(guardrail_changes, namespace_changes.map(|_| ())),
         account_changes,
-    );
+    )
+    .filter(move |()| futures::future::ready(open.is_open()));
 
     let caches = Caches {
         service_accounts: sa_store,
@@ -132,7 +141,7 @@ pub(super) fn controller_for(
         guardrails,
         roles: roles.clone(),
         accounts,
-        synced: Arc::new(AtomicBool::new(false)),
+        synced: synced.clone(),
     };
     let ctx = Arc::new(Context::new(
         shared.clone(),
@@ -141,27 +150,34 @@ pub(super) fn controller_for(
         caches.clone(),
     ));
     // A change in the provider's health, at home or in a target account, changes every
-    // PodIamRole's status.
-    let home_provider_changes = futures::stream::unfold(
-        shared.accounts.home().provider.clone(),
-        |mut provider| async move {
-            provider.changed().await.ok()?;
-            Some(((), provider))
-        },
-    );
-    let account_provider_changes =
-        futures::stream::unfold(shared.accounts.changes(), |mut changes| async move {
-            changes.changed().await.ok()?;
-            Some(((), changes))
-        });
-    let provider_changes = futures::stream::select(home_provider_changes, account_provider_changes);
+    // PodIamRole's status. Counted from the gate's opening, which reconciles everything
+    // with the provider as it was then.
+    let home_provider = shared.accounts.home().provider.clone();
+    let account_changes = shared.accounts.changes();
+    let opened = synced.clone();
+    let provider_changes = futures::stream::once(async move {
+        opened.opened().await;
+        futures::stream::select(
+            changes_from_now(home_provider),
+            changes_from_now(account_changes),
+        )
+    })
+    .flatten();
+    let opened = synced.clone();
+    let gate_opens = futures::stream::once(async move { opened.opened().await });
     let mapper_roles = roles.clone();
+    let open = synced.clone();
     // kube-runtime's concurrency is left unlimited: the context's gate limits, in order
     // (see `reconcile::gate`).
     let run = controller
         .watches_stream(service_accounts, move |sa| {
-            roles_for_service_account(&mapper_roles, &sa)
+            if open.is_open() {
+                roles_for_service_account(&mapper_roles, &sa)
+            } else {
+                Vec::new()
+            }
         })
+        .reconcile_all_on(gate_opens)
         .reconcile_all_on(provider_changes)
         .reconcile_all_on(policy_changes)
         .graceful_shutdown_on(stop_starting_on_shutdown(ctx.clone()))
@@ -184,6 +200,17 @@ pub(super) fn controller_for(
         accounts: accounts_listed,
     };
     (run, caches, listings)
+}
+
+/// Yields on each change of `value` after the current one.
+fn changes_from_now<T: Send + Sync + 'static>(
+    mut value: watch::Receiver<T>,
+) -> impl futures::Stream<Item = ()> + Send {
+    value.borrow_and_update();
+    futures::stream::unfold(value, |mut value| async move {
+        value.changed().await.ok()?;
+        Some(((), value))
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C, once no waiting reconcile will start: the Controller

@@ -1,9 +1,6 @@
 //! Step: bring IAM and the ServiceAccount in line with a live PodIamRole.
 
-use std::{
-    sync::atomic::Ordering,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use kube::runtime::{controller::Action, events::EventType};
 use tracing::{debug, info};
@@ -31,7 +28,7 @@ use irsa_core::{
     sync_check::{self, Decision, Facts, Hint, Known},
 };
 
-/// How often an object re-checks while the caches list at start-up: a normal wait,
+/// How often an object re-checks while its namespace is not cached yet: a normal wait,
 /// not an error.
 const CACHE_WAIT: Duration = Duration::from_millis(500);
 
@@ -42,9 +39,10 @@ const DRIFT_CHECK_CALLS: u32 = 4;
 /// One reconcile of a live PodIamRole: admit it, sync its role, bind the role to the
 /// ServiceAccount, then publish the status once.
 pub(super) async fn apply(object: &PodIamRole, ctx: &Context) -> Result<Action, Error> {
-    if !ctx.caches.synced.load(Ordering::Relaxed) {
+    if !ctx.caches.synced.is_open() {
+        // Opening the gate reconciles every object.
         debug!("waiting for the caches to list");
-        return Ok(Action::requeue(CACHE_WAIT));
+        return Ok(Action::await_change());
     }
     let Ok(verdict) = guardrails::verdict(&ctx.caches, &ctx.shared.config, object) else {
         debug!("waiting for the namespace to be cached");

@@ -3,11 +3,13 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, atomic::AtomicBool},
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use tokio::sync::watch;
+
 use kube::{
     Client, ResourceExt,
     api::PartialObjectMeta,
@@ -41,8 +43,37 @@ pub struct Caches {
     pub roles: Store<PodIamRole>,
     /// The target accounts PodIamRoles may name in `spec.account`.
     pub accounts: Store<PodIamRoleAccount>,
-    /// Set once every cache above has listed: no write may happen on an unknown guardrail.
-    pub synced: Arc<AtomicBool>,
+    /// Opens once every cache above has listed: no write may happen on an unknown guardrail.
+    pub synced: SyncGate,
+}
+
+/// Opens once, when a term's caches have listed and its first provider check is in.
+/// Reconciles wait for it, and it opens with one reconcile of everything: each object is
+/// reconciled once at start, whatever the watches' first lists trigger.
+#[derive(Clone)]
+pub struct SyncGate(Arc<watch::Sender<bool>>);
+
+impl Default for SyncGate {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl SyncGate {
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when the gate is open.
+    pub async fn opened(&self) {
+        let mut open = self.0.subscribe();
+        // The sender lives in `self`: the wait ends only by opening.
+        let _ = open.wait_for(|open| *open).await;
+    }
 }
 
 /// The shortest wait of a drift check deferred for a busy IAM budget.

@@ -94,7 +94,7 @@ pub fn audiences_in_use(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
+    use crate::reconcile::SyncGate;
 
     use k8s_openapi::api::core::v1::Namespace;
     use kube::{
@@ -165,7 +165,7 @@ mod tests {
                 in_closed,
             ]),
             accounts: cached(vec![account("data", "222222222222"), closed]),
-            synced: Arc::new(AtomicBool::new(true)),
+            synced: SyncGate::default(),
         };
         let scopes = std::slice::from_ref(&caches);
         let audiences = |account| audiences_in_use(scopes, &test_config(), account);

@@ -36,7 +36,7 @@ use kube::{
 };
 use tracing::{debug, instrument, warn};
 
-pub use context::{Caches, Context, Shared};
+pub use context::{Caches, Context, Shared, SyncGate};
 
 use self::gate::Priority;
 use crate::iam::IamError;
