@@ -13,10 +13,7 @@ use futures::future::join_all;
 use kube::{
     Client,
     api::PartialObjectMeta,
-    runtime::{
-        events::{Recorder, Reporter},
-        utils::CancelableJoinHandle,
-    },
+    runtime::{events::Reporter, utils::CancelableJoinHandle},
 };
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -27,7 +24,10 @@ use crate::{
     config::RunArgs,
     http,
     iam::{IamApi, aws::AwsIam, budget::Budgeted},
-    k8s::{FIELD_MANAGER, issuer::discover_issuer, listed::Listed, watch_list::role_watch_config},
+    k8s::{
+        FIELD_MANAGER, events::Events, issuer::discover_issuer, listed::Listed,
+        watch_list::role_watch_config,
+    },
     leader::{Election, Role, RoleState},
     listing::{AccountObserver, Listing},
     metrics::Metrics,
@@ -130,7 +130,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorder = Events::new(client.clone(), reporter);
     let election = Election::from_args(&args.leader_election, &config.cluster_name).await?;
     let term = Term {
         args: &args,
@@ -163,7 +163,7 @@ struct Term<'a> {
     aws: aws_config::SdkConfig,
     iam: Arc<dyn IamApi>,
     config: OperatorConfig,
-    recorder: Recorder,
+    recorder: Events,
     metrics: Arc<Metrics>,
     issuer: String,
     role: Arc<RoleState>,
