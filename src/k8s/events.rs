@@ -12,7 +12,7 @@ use kube::{
 };
 
 use irsa_api::PodIamRole;
-use irsa_core::status::truncated;
+use irsa_core::{per_object::PerObject, status::truncated};
 
 /// The most an Event's note may hold: the API server refuses a longer one ("can have at
 /// most 1024 characters", counted in bytes).
@@ -32,29 +32,27 @@ pub fn event(type_: EventType, reason: &str, note: &str) -> Event {
 /// How long kube's Recorder keeps a published Event to count repeats of it into a series.
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
-/// kube's Recorder, renewed once idle: it drops expired Events only when it publishes
-/// again, so after a burst a quiet operator would keep them (and their table) for good.
-/// Once the last publish is older than the series window nothing in it can count any
-/// more, and a fresh Recorder behaves the same.
+/// kube's Recorders, one per object (by UID). A Recorder keeps every Event it published
+/// for the series window, keyed by object, and drops expired ones only when it publishes
+/// again: one for all objects would keep those of deleted objects, and after a burst a
+/// quiet operator would keep them for good. So an object's Recorder goes with the object
+/// (`forget`), or once idle for the window (`drop_idle`), when nothing in it can count.
 #[derive(Clone)]
-pub struct Events(Arc<Mutex<Current>>);
+pub struct Events(Arc<Mutex<Recorders>>);
 
-struct Current {
+struct Recorders {
     client: Client,
     reporter: Reporter,
-    recorder: Recorder,
-    /// None while the Recorder holds nothing.
-    last_publish: Option<Instant>,
+    /// Each with its last publish.
+    by_object: PerObject<(Recorder, Instant)>,
 }
 
 impl Events {
     pub fn new(client: Client, reporter: Reporter) -> Self {
-        let recorder = Recorder::new(client.clone(), reporter.clone());
-        Self(Arc::new(Mutex::new(Current {
+        Self(Arc::new(Mutex::new(Recorders {
             client,
             reporter,
-            recorder,
-            last_publish: None,
+            by_object: PerObject::default(),
         })))
     }
 
@@ -64,29 +62,37 @@ impl Events {
         reference: &ObjectReference,
     ) -> Result<(), kube::Error> {
         let recorder = {
-            let mut current = self.0.lock().expect("events lock");
-            current.renew_if_idle();
-            current.last_publish = Some(Instant::now());
-            current.recorder.clone()
+            let mut recorders = self.0.lock().expect("events lock");
+            let Recorders {
+                client,
+                reporter,
+                by_object,
+            } = &mut *recorders;
+            let uid = reference.uid.as_deref().unwrap_or_default();
+            let (recorder, last_publish) = by_object.get_or_insert(uid, || {
+                (
+                    Recorder::new(client.clone(), reporter.clone()),
+                    Instant::now(),
+                )
+            });
+            *last_publish = Instant::now();
+            recorder.clone()
         };
         recorder.publish(event, reference).await
     }
 
-    /// Drops the Events kept for series once none can join one any more.
-    pub fn drop_idle(&self) {
-        self.0.lock().expect("events lock").renew_if_idle();
+    /// The object is gone: no Event of it can join a series any more.
+    pub fn forget(&self, uid: &str) {
+        self.0.lock().expect("events lock").by_object.remove(uid);
     }
-}
 
-impl Current {
-    fn renew_if_idle(&mut self) {
-        if self
-            .last_publish
-            .is_some_and(|last| last.elapsed() >= SERIES_WINDOW)
-        {
-            self.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-            self.last_publish = None;
-        }
+    /// Drops the Recorders of objects with no publish in the series window.
+    pub fn drop_idle(&self) {
+        self.0
+            .lock()
+            .expect("events lock")
+            .by_object
+            .retain(|_, (_, last_publish)| last_publish.elapsed() < SERIES_WINDOW);
     }
 }
 

@@ -161,6 +161,7 @@ impl Context {
     /// The object with this UID is gone (its delete event): nothing of it stays.
     pub fn forget(&self, uid: &str) {
         self.memos.forget_uid(uid);
+        self.shared.recorder.forget(uid);
         self.failures.lock().expect("failures lock").remove(uid);
     }
 

@@ -50,7 +50,12 @@ impl<V> PerObject<V> {
     /// Keeps the entries of the UIDs `live` holds: what a listing of the objects that
     /// exist, or a sweep against the cache of them, no longer holds is gone.
     pub fn retain_live(&mut self, mut live: impl FnMut(&str) -> bool) {
-        self.entries.retain(|uid, _| live(uid));
+        self.retain(|uid, _| live(uid));
+    }
+
+    /// Keeps the entries `keep` says to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut V) -> bool) {
+        self.entries.retain(|uid, value| keep(uid, value));
         self.shrink();
     }
 
@@ -138,6 +143,23 @@ mod tests {
             table.retain_live(|_| false);
         });
         assert_empty(&table);
+    }
+
+    #[test]
+    fn entries_past_their_use_go_and_the_rest_stay() {
+        let mut table = PerObject::default();
+        for i in 0..1000 {
+            table.insert(uid(0, i), i);
+        }
+        table.retain(|_, at| *at >= 900);
+        assert_eq!(table.len(), 100);
+        assert_eq!(table.get(&uid(0, 950)), Some(&950));
+        table.retain(|_, _| false);
+        assert_empty_of(&table);
+    }
+
+    fn assert_empty_of(table: &PerObject<usize>) {
+        assert!(table.is_empty() && table.capacity() <= MIN_CAPACITY * 2);
     }
 
     #[test]
