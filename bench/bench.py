@@ -393,7 +393,8 @@ def run_spread(n, proxy, recorder, clean_up):
 def run_churn(proxy, recorder):
     """RSS over CHURN_CYCLES cycles of CHURN_N PodIamRoles created until Ready and deleted
     until gone, in one namespace; the same names each cycle, new UIDs."""
-    stamp = f"{int(time.time())}c"
+    # With the pid: two churn runs started in the same second get their own namespaces.
+    stamp = f"{int(time.time())}c{os.getpid() % 1000}"
     namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
     kubectl("create", "namespace", namespace)
     grant(namespace)
