@@ -35,6 +35,15 @@ BUDGET_N = 1000
 # cluster-wide. 0 skips it.
 SPREAD_N = int(os.environ.get("BENCH_SPREAD", "10000"))
 SPREAD_PER_NAMESPACE = 1000
+# Churn (issue 25): this many cycles of CHURN_N PodIamRoles applied to one namespace until
+# Ready, then deleted until gone, RSS CHURN_SETTLE s after each step; then RSS once more
+# CHURN_TAIL s after the last delete: past the Event recorder's 6-minute window and the
+# operator's 30 s check that drops it. 0 skips the run.
+CHURN_CYCLES = int(os.environ.get("BENCH_CHURN", "12"))
+CHURN_N = 500
+CHURN_RATE = 1000
+CHURN_SETTLE = 10
+CHURN_TAIL = int(os.environ.get("BENCH_CHURN_TAIL", "420"))
 PER_ROLE_READS = {"GetRole", "ListRolePolicies", "GetRolePolicy", "ListAttachedRolePolicies"}
 WRITES = {
     "CreateRole", "PutRolePolicy", "DeleteRolePolicy", "DeleteRole", "AttachRolePolicy",
@@ -228,6 +237,15 @@ def manifests(namespace, names, table):
     return "\n".join(json.dumps(doc) for doc in docs)
 
 
+def grant(namespace):
+    """The guardrail that lets the namespace's PodIamRoles have their policy (default deny)."""
+    kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-", stdin=json.dumps({
+        "apiVersion": "irsa.dev/v1alpha1", "kind": "PodIamRoleGuardrail", "metadata": {"name": namespace},
+        "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                 "allowedActions": ["dynamodb:GetItem"],
+                 "allowedResources": ["arn:aws:dynamodb:us-east-1:111122223333:table/*"]}}))
+
+
 def apply(namespace, names, table):
     # In chunks: one request body per object would be slower, one for thousands too large.
     for start in range(0, len(names), 200):
@@ -269,6 +287,7 @@ def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
     stamp = f"{int(time.time())}{n}"
     namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
     kubectl("create", "namespace", namespace)
+    grant(namespace)
     names = [f"app-{i}" for i in range(n)]
     operator = Operator(cluster, namespace, proxy, rate)
     start_to_ready = operator.wait_ready()
@@ -342,6 +361,7 @@ def run_spread(n, proxy, recorder, clean_up):
     namespaces = [f"bench-{stamp}-{i}" for i in range(-(-n // SPREAD_PER_NAMESPACE))]
     for namespace in namespaces:
         kubectl("create", "namespace", namespace)
+        grant(namespace)
     others = len(kubectl("get", "pir", "-A", "-o", "name").split())
     keys = []
     operator = Operator(cluster, None, proxy, FAST_RATE)
@@ -370,11 +390,89 @@ def run_spread(n, proxy, recorder, clean_up):
     return result
 
 
+def run_churn(proxy, recorder):
+    """RSS over CHURN_CYCLES cycles of CHURN_N PodIamRoles created until Ready and deleted
+    until gone, in one namespace; the same names each cycle, new UIDs."""
+    # With the pid: two churn runs started in the same second get their own namespaces.
+    stamp = f"{int(time.time())}c{os.getpid() % 1000}"
+    namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
+    kubectl("create", "namespace", namespace)
+    grant(namespace)
+    names = [f"app-{i}" for i in range(CHURN_N)]
+    operator = Operator(cluster, namespace, proxy, CHURN_RATE)
+    operator.wait_ready()
+    time.sleep(CHURN_SETTLE)
+    result = {"n": CHURN_N, "cycles": CHURN_CYCLES, "rate": CHURN_RATE,
+              "build": "musl (static)" if "musl" in BIN else "glibc",
+              "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+              "start_rss_mib": operator.rss()[1], "with_mib": [], "after_mib": []}
+    watch = Watch(namespace)
+    for cycle in range(CHURN_CYCLES):
+        watch.ready.clear()
+        watch.gone.clear()
+        apply(namespace, names, "v1")
+        watch.wait(watch.ready, names, "Ready")
+        time.sleep(CHURN_SETTLE)
+        result["with_mib"].append(operator.rss()[1])
+        kubectl("-n", namespace, "delete", "pir", "--all", "--wait=false")
+        watch.wait(watch.gone, names, "deleted")
+        time.sleep(CHURN_SETTLE)
+        result["after_mib"].append(operator.rss()[1])
+        print(f"churn cycle {cycle + 1}: {result['with_mib'][-1]:.1f} MiB with, "
+              f"{result['after_mib'][-1]:.1f} MiB after", flush=True)
+    time.sleep(max(CHURN_TAIL - CHURN_SETTLE, 0))
+    result["peak_rss_mib"], result["tail_rss_mib"] = operator.rss()
+    result["tail_seconds"] = CHURN_TAIL
+    result["calls"] = totals(recorder.take())
+    operator.stop()
+    watch.stop()
+    return result
+
+
+def churn_report(churn):
+    """The churn table and a verdict per goal (issue 25)."""
+    if not churn:
+        return []
+    start, withs, afters = churn["start_rss_mib"], churn["with_mib"], churn["after_mib"]
+    cycles = range(1, len(withs) + 1)
+    arena = f", MALLOC_ARENA_MAX={churn['malloc_arena_max']}" if churn["malloc_arena_max"] else ""
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    last_with, last_after = withs[-1], afters[-1]
+    return [
+        "## Memory under churn", "",
+        f"`BENCH_CHURN={churn['cycles']}`, commit `{COMMIT}`, {churn['build']} release build{arena}: "
+        f"{churn['cycles']} cycles of {churn['n']} PodIamRoles applied to one namespace and left "
+        f"until all were Ready, then deleted and left until all were gone, with `--iam-rate "
+        f"{churn['rate']} --iam-burst {churn['rate']}`. VmRSS {CHURN_SETTLE} s after each step, "
+        f"in MiB; the process started at {fmt(start)} MiB.", "",
+        "| cycle | " + " | ".join(str(c) for c in cycles) + " |",
+        "|---" * (len(withs) + 1) + "|",
+        f"| with {churn['n']} objects | " + " | ".join(f"{v:.1f}" for v in withs) + " |",
+        "| after deleting them | " + " | ".join(f"{v:.1f}" for v in afters) + " |", "",
+        "Goals (issue 25):", "",
+        f"- cycle {len(withs)} with the objects within 10 % of cycle 1: {last_with:.1f} vs "
+        f"{withs[0]:.1f} MiB ({100 * (last_with / withs[0] - 1):+.1f} %), "
+        f"{verdict(last_with <= 1.1 * withs[0])};",
+        f"- after the last delete within 10 % of cycle 1's: {last_after:.1f} vs {afters[0]:.1f} MiB "
+        f"({100 * (last_after / afters[0] - 1):+.1f} %), {verdict(last_after <= 1.1 * afters[0])};",
+        f"- {churn['tail_seconds']} s after the last delete within 2 MiB of start-up: "
+        f"{churn['tail_rss_mib']:.1f} vs {start:.1f} MiB ({churn['tail_rss_mib'] - start:+.1f} MiB), "
+        f"{verdict(churn['tail_rss_mib'] <= start + 2)}.", "",
+        f"Peak RSS {churn['peak_rss_mib']:.1f} MiB. Where the memory goes, before and after "
+        "issue 25, and the allocators measured: [bench/heap-churn.md](bench/heap-churn.md).", "",
+        "![RSS under churn](bench/churn.png)", "",
+    ]
+
+
 def fmt(value):
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def write_report(results, budget, spread):
+def main_report(results, budget, spread):
+    """The scale, budget and memory runs' part of the report."""
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
     lines = [
@@ -434,8 +532,24 @@ def write_report(results, budget, spread):
               "![create and delete times](bench/benchmarks.png)", "",
               "Raw figures, with calls by operation:", "", "```json",
               json.dumps({"runs": results, "budget": budget, "spread": spread}, indent=1), "```", ""]
-    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
-        f.write("\n".join(lines))
+    return lines
+
+
+# Where the churn part of BENCHMARKS.md starts.
+CHURN_MARK = "<!-- churn -->"
+
+
+def write_report(results, budget, spread, churn):
+    """Rewrites BENCHMARKS.md; a part whose phases did not run is kept from the last report."""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    old = open(path).read() if os.path.exists(path) else ""
+    old_main, _, old_churn = old.partition(CHURN_MARK + "\n")
+    main = ("\n".join(main_report(results, budget, spread))
+            if results or budget or spread else old_main)
+    churn_part = ("\n".join(churn_report(churn) + ["```json", json.dumps(churn, indent=1), "```", ""])
+                  if churn else old_churn)
+    with open(path, "w") as f:
+        f.write(main + (CHURN_MARK + "\n" + churn_part if churn_part else ""))
 
 
 def plot(results):
@@ -458,21 +572,40 @@ def plot(results):
     fig.savefig(os.path.join(ROOT, "bench", "benchmarks.png"), dpi=100)
 
 
+def plot_churn(churn):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cycles = range(1, len(churn["with_mib"]) + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(cycles, churn["with_mib"], "o-", label=f"with {churn['n']} PodIamRoles")
+    ax.plot(cycles, churn["after_mib"], "s--", label="after deleting them")
+    ax.axhline(churn["start_rss_mib"], color="grey", linestyle=":", label="at start-up")
+    ax.plot([len(cycles) + 0.5], [churn["tail_rss_mib"]], "^", color="grey",
+            label=f"{churn['tail_seconds']} s after the last delete")
+    ax.set(xlabel="cycle", ylabel="VmRSS (MiB)", title=f"RSS under churn ({churn['build']})", ylim=(0, None))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(ROOT, "bench", "churn.png"), dpi=100)
+
+
 def main():
     # `bench/run 0`: none, only the budget and memory runs.
     sizes = [n for n in ([int(arg) for arg in sys.argv[1:]] or [10, 100, 1000]) if n > 0]
     recorder = Recorder()
     reset_oidc_provider(os.environ["AWS_ENDPOINT_URL"])
     proxy = start_proxy(os.environ["AWS_ENDPOINT_URL"], recorder)
-    results, budget, spread = [], None, None
+    results, budget, spread, churn = [], None, None, None
 
     def report():
         # After every phase: a run cut short still leaves what it measured.
-        write_report(results, budget, spread)
+        write_report(results, budget, spread, churn)
         if results:
             plot(results)
+        if churn:
+            plot_churn(churn)
 
-    # Up to 1,000 first, then the budget and memory runs, then the largest sizes.
+    # Up to 1,000 first, then the budget, memory and churn runs, then the largest sizes.
     for n in [n for n in sizes if n <= BUDGET_N]:
         print(f"N={n} ...", flush=True)
         results.append(run_n(n, proxy, recorder))
@@ -487,12 +620,17 @@ def main():
         spread = run_spread(SPREAD_N, proxy, recorder, clean_up=any(n > BUDGET_N for n in sizes))
         print(json.dumps(spread), flush=True)
         report()
+    if CHURN_CYCLES:
+        print(f"churn: {CHURN_CYCLES} cycles of {CHURN_N} ...", flush=True)
+        churn = run_churn(proxy, recorder)
+        print(json.dumps(churn), flush=True)
+        report()
     for n in [n for n in sizes if n > BUDGET_N]:
         print(f"N={n} ...", flush=True)
         results.append(run_n(n, proxy, recorder))
         print(json.dumps(results[-1]), flush=True)
         report()
-    print("wrote BENCHMARKS.md and bench/benchmarks.png")
+    print("wrote BENCHMARKS.md, bench/benchmarks.png and bench/churn.png")
 
 
 if __name__ == "__main__":

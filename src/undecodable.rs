@@ -16,14 +16,14 @@ use kube::{
     api::{PartialObjectMeta, Patch, PatchParams},
     core::{Request, params::GetParams},
     runtime::{
-        events::{EventType, Recorder},
+        events::EventType,
         reflector::{ObjectRef, Store},
     },
 };
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::k8s::FIELD_MANAGER;
+use crate::k8s::{FIELD_MANAGER, events::Events};
 use irsa_api::PodIamRole;
 
 /// The Ready reason the operator uses for a spec it refuses.
@@ -31,7 +31,7 @@ const REASON: &str = irsa_core::reason::Reason::InvalidSpec.as_str();
 
 pub struct UndecodableMonitor {
     pub client: Client,
-    pub recorder: Recorder,
+    pub recorder: Events,
     /// Per watched scope: the metadata cache and the typed cache of PodIamRoles.
     pub caches: Vec<(Store<PartialObjectMeta<PodIamRole>>, Store<PodIamRole>)>,
     pub interval: Duration,

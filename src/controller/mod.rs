@@ -10,10 +10,7 @@ use futures::future::join_all;
 use kube::{
     Client,
     api::PartialObjectMeta,
-    runtime::{
-        events::{Recorder, Reporter},
-        utils::CancelableJoinHandle,
-    },
+    runtime::{events::Reporter, utils::CancelableJoinHandle},
 };
 use tracing::{info, warn};
 
@@ -22,7 +19,10 @@ use crate::{
     config,
     config::RunArgs,
     http,
-    k8s::{FIELD_MANAGER, issuer::discover_issuer, listed::Listed, watch_list::role_watch_config},
+    k8s::{
+        FIELD_MANAGER, events::Events, issuer::discover_issuer, listed::Listed,
+        watch_list::role_watch_config,
+    },
     leader::{Election, Role, RoleState},
     metrics::Metrics,
     reconcile::{Shared, guardrails::audiences_in_use},
@@ -110,7 +110,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         controller: FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorder = Events::new(client.clone(), reporter);
     let election = Election::from_args(&args.leader_election, &config.cluster_name).await?;
     let term = Term {
         args: &args,
@@ -141,7 +141,7 @@ struct Term<'a> {
     /// The operator's own AWS configuration, which assumes target accounts' management roles.
     aws: aws_config::SdkConfig,
     config: OperatorConfig,
-    recorder: Recorder,
+    recorder: Events,
     metrics: Arc<Metrics>,
     issuer: String,
     role: Arc<RoleState>,

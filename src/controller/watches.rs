@@ -2,7 +2,7 @@
 //! PodIamRoles, the ServiceAccounts they name, guardrails, target accounts and namespace
 //! labels.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -31,6 +31,10 @@ use crate::{
     reconcile::{Caches, Context, Shared, SyncGate, error_policy, reconcile},
 };
 use irsa_api::{PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
+
+/// How often what is kept per object is checked against the PodIamRole cache, and the
+/// Event recorder for Events no series can use any more.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub(super) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -95,13 +99,8 @@ pub(super) fn controller_for(
         )
         .default_backoff(),
     );
+
     let synced = SyncGate::default();
-    // Until the gate opens, triggers are dropped: opening it reconciles every object.
-    let open = synced.clone();
-    let role_triggers = role_events
-        .applied_objects()
-        .filter(move |_| futures::future::ready(open.is_open()));
-    let controller = Controller::for_stream(role_triggers, roles.clone());
 
     // Guardrails, target accounts and the labels that select namespaces: a change
     // re-evaluates every role.
@@ -149,6 +148,26 @@ pub(super) fn controller_for(
         usize::from(args.concurrency),
         caches.clone(),
     ));
+    // What is kept per object goes with it: at its delete event, and at a relist that no
+    // longer holds it (deleted while no watch was open).
+    let role_events = role_events.inspect({
+        let ctx = ctx.clone();
+        move |event| match event {
+            Ok(watcher::Event::Delete(role)) => {
+                if let Some(uid) = &role.metadata.uid {
+                    ctx.forget(uid);
+                }
+            }
+            Ok(watcher::Event::InitDone) => ctx.sweep(),
+            _ => {}
+        }
+    });
+    // Until the gate opens, triggers are dropped: opening it reconciles every object.
+    let open = synced.clone();
+    let role_triggers = role_events
+        .applied_objects()
+        .filter(move |_| futures::future::ready(open.is_open()));
+    let controller = Controller::for_stream(role_triggers, roles.clone());
     // A change in the provider's health, at home or in a target account, changes every
     // PodIamRole's status. Counted from the gate's opening, which reconciles everything
     // with the provider as it was then.
@@ -165,6 +184,19 @@ pub(super) fn controller_for(
     .flatten();
     let opened = synced.clone();
     let gate_opens = futures::stream::once(async move { opened.opened().await });
+    // A reconcile may still write an entry after its object's delete event; the Event
+    // recorder keeps what it published until it publishes again.
+    let sweeps = {
+        let ctx = ctx.clone();
+        async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                ctx.sweep();
+                ctx.shared.recorder.drop_idle();
+            }
+        }
+    };
     let mapper_roles = roles.clone();
     let open = synced.clone();
     // kube-runtime's concurrency is left unlimited: the context's gate limits, in order
@@ -192,6 +224,12 @@ pub(super) fn controller_for(
                 Ok(_) => {}
             }
         });
+    let run = async move {
+        tokio::select! {
+            () = run => {}
+            () = sweeps => {}
+        }
+    };
     let listings = Listings {
         roles: roles_listed,
         service_accounts: sa_listed,

@@ -1,8 +1,8 @@
 //! The caches and IO handles a reconcile works with, and the per-object bookkeeping
-//! (memo, consecutive failures) that lives as long as the process.
+//! (memo, consecutive failures) that lives as long as its object.
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -13,14 +13,12 @@ use tokio::sync::watch;
 use kube::{
     Client, ResourceExt,
     api::PartialObjectMeta,
-    runtime::{
-        events::Recorder,
-        reflector::{ObjectRef, Store},
-    },
+    runtime::reflector::{ObjectRef, Store},
 };
 
 use super::{gate::Gate, memo::Memos};
 use crate::accounts::{Accounts, Target};
+use crate::k8s::events::Events;
 use crate::metrics::Metrics;
 use irsa_api::{DeletionPolicy, PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
 use irsa_core::{
@@ -28,6 +26,7 @@ use irsa_core::{
     account::AccountProblem,
     config::OperatorConfig,
     failure::{jitter_for, transient_delay},
+    per_object::PerObject,
     status::Outcome,
 };
 
@@ -85,7 +84,7 @@ pub struct Shared {
     pub client: Client,
     /// The operator's settings in its own account.
     pub config: OperatorConfig,
-    pub recorder: Recorder,
+    pub recorder: Events,
     pub metrics: Arc<Metrics>,
     /// The operator's own account (IAM, provider, listing) and the target accounts.
     pub accounts: Arc<Accounts>,
@@ -107,7 +106,7 @@ pub struct Context {
     /// Reconciles running at once, and the order the waiting ones start in.
     pub(super) gate: Gate,
     /// Consecutive failures per object UID, for its own backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<PerObject<u32>>,
 }
 
 impl Context {
@@ -162,7 +161,7 @@ impl Context {
     pub(super) fn next_backoff(&self, object: &PodIamRole) -> Duration {
         let key = object.uid().unwrap_or_else(|| object.name_any());
         let mut failures = self.failures.lock().expect("failures lock");
-        let count = failures.entry(key.clone()).or_insert(0);
+        let count = failures.get_or_insert(&key, || 0);
         *count = count.saturating_add(1);
         transient_delay(*count, jitter_for(&key, *count))
     }
@@ -188,5 +187,28 @@ impl Context {
         if let Some(uid) = object.uid() {
             self.failures.lock().expect("failures lock").remove(&uid);
         }
+    }
+
+    /// The object with this UID is gone (its delete event): nothing of it stays.
+    pub fn forget(&self, uid: &str) {
+        self.memos.forget_uid(uid);
+        self.shared.recorder.forget(uid);
+        self.failures.lock().expect("failures lock").remove(uid);
+    }
+
+    /// Drops what is kept of objects the PodIamRole cache no longer holds: those deleted
+    /// while no delete event reached this process (operator down, a relist), and entries
+    /// a reconcile wrote after its object's delete event.
+    pub fn sweep(&self) {
+        let roles = self.caches.roles.state();
+        let live: HashSet<&str> = roles
+            .iter()
+            .filter_map(|role| role.metadata.uid.as_deref())
+            .collect();
+        self.memos.retain_live(|uid| live.contains(uid));
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .retain_live(|uid| live.contains(uid));
     }
 }

@@ -3,7 +3,6 @@
 //! write, a stale event after deletion) cost no IAM call.
 
 use std::{
-    collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -11,12 +10,7 @@ use std::{
 use kube::ResourceExt;
 
 use irsa_api::PodIamRole;
-use irsa_core::status::Outcome;
-
-/// Entries this old are dropped: their objects are gone, or a resync renews them.
-const PRUNE_AFTER: Duration = Duration::from_secs(3600);
-/// Pruning scans every entry, so it runs at most this often.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+use irsa_core::{per_object::PerObject, status::Outcome};
 
 /// A role that matched its spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +42,8 @@ struct Entry {
 }
 
 pub(super) struct Memos {
-    entries: Mutex<(HashMap<String, Entry>, Instant)>,
+    /// Dropped with the object (see `Context::forget`), not by age.
+    entries: Mutex<PerObject<Entry>>,
     /// A sync is trusted this long; after it the resync reads IAM again to repair drift.
     sync_fresh_for: Duration,
 }
@@ -56,7 +51,7 @@ pub(super) struct Memos {
 impl Memos {
     pub(super) fn new(resync_interval: Duration) -> Self {
         Self {
-            entries: Mutex::new((HashMap::new(), Instant::now())),
+            entries: Mutex::default(),
             sync_fresh_for: resync_interval / 2,
         }
     }
@@ -64,7 +59,7 @@ impl Memos {
     /// The memo that still holds for `object` as it is now, if any.
     pub(super) fn lookup(&self, object: &PodIamRole, guardrails: u64) -> Option<Memo> {
         let entries = self.entries.lock().expect("memo lock");
-        let entry = entries.0.get(&object.uid()?)?;
+        let entry = entries.get(&object.uid()?)?;
         let still_holds = entry.generation == object.metadata.generation
             && entry.guardrails == guardrails
             && match &entry.memo {
@@ -81,7 +76,7 @@ impl Memos {
         object.metadata.deletion_timestamp.is_none()
             && object
                 .uid()
-                .and_then(|uid| entries.0.get(&uid))
+                .and_then(|uid| entries.get(&uid))
                 .is_some_and(|entry| {
                     entry.generation == object.metadata.generation
                         && matches!(entry.memo, Memo::Synced(_))
@@ -91,7 +86,7 @@ impl Memos {
     /// Whether anything is remembered of `object` in this process.
     pub(super) fn knows(&self, object: &PodIamRole) -> bool {
         let entries = self.entries.lock().expect("memo lock");
-        object.uid().is_some_and(|uid| entries.0.contains_key(&uid))
+        object.uid().is_some_and(|uid| entries.contains(&uid))
     }
 
     /// The synced role and when it was synced, when the only reason to call IAM is the
@@ -103,7 +98,7 @@ impl Memos {
         guardrails: u64,
     ) -> Option<(SyncedRole, Instant)> {
         let entries = self.entries.lock().expect("memo lock");
-        let entry = entries.0.get(&object.uid()?)?;
+        let entry = entries.get(&object.uid()?)?;
         let Memo::Synced(role) = &entry.memo else {
             return None;
         };
@@ -119,19 +114,13 @@ impl Memos {
         let entries = self.entries.lock().expect("memo lock");
         object
             .uid()
-            .and_then(|uid| entries.0.get(&uid))
+            .and_then(|uid| entries.get(&uid))
             .is_some_and(|entry| entry.memo == Memo::CleanedUp)
     }
 
     pub(super) fn remember(&self, object: &PodIamRole, guardrails: u64, memo: Memo) {
         let Some(uid) = object.uid() else { return };
-        let mut entries = self.entries.lock().expect("memo lock");
-        let (map, last_pruned) = &mut *entries;
-        if last_pruned.elapsed() > PRUNE_EVERY {
-            map.retain(|_, entry| entry.at.elapsed() < PRUNE_AFTER);
-            *last_pruned = Instant::now();
-        }
-        map.insert(
+        self.entries.lock().expect("memo lock").insert(
             uid,
             Entry {
                 generation: object.metadata.generation,
@@ -144,8 +133,22 @@ impl Memos {
 
     pub(super) fn forget(&self, object: &PodIamRole) {
         if let Some(uid) = object.uid() {
-            self.entries.lock().expect("memo lock").0.remove(&uid);
+            self.forget_uid(&uid);
         }
+    }
+
+    pub(super) fn forget_uid(&self, uid: &str) {
+        self.entries.lock().expect("memo lock").remove(uid);
+    }
+
+    /// Keeps the memos of the objects `live` holds.
+    pub(super) fn retain_live(&self, live: impl FnMut(&str) -> bool) {
+        self.entries.lock().expect("memo lock").retain_live(live);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().expect("memo lock").len()
     }
 }
 
@@ -217,5 +220,31 @@ mod tests {
         assert_eq!(memos.lookup(&object, 0), None);
         memos.forget(&object);
         assert!(!memos.cleaned_up(&object));
+    }
+
+    #[test]
+    fn memos_go_with_their_objects() {
+        let memos = Memos::new(Duration::from_secs(600));
+        for cycle in 0..20 {
+            let objects: Vec<PodIamRole> = (0..100)
+                .map(|i| {
+                    let mut object = pod_iam_role("shop", &format!("app-{i}"));
+                    object.metadata.uid = Some(format!("{cycle}-{i}"));
+                    object
+                })
+                .collect();
+            for object in &objects {
+                memos.remember(object, 0, synced());
+                memos.remember(object, 0, Memo::CleanedUp);
+            }
+            let (evented, listed) = objects.split_at(50);
+            for object in evented {
+                memos.forget_uid(&object.uid().expect("uid"));
+            }
+            assert_eq!(memos.len(), listed.len());
+            // The rest left while no delete event came: the next sweep finds them gone.
+            memos.retain_live(|_| false);
+            assert_eq!(memos.len(), 0, "cycle {cycle}");
+        }
     }
 }

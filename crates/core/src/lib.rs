@@ -24,6 +24,7 @@ pub mod naming;
 pub mod oidc;
 pub mod orphans;
 pub mod ownership;
+pub mod per_object;
 pub mod plan;
 pub mod pod_identity;
 pub mod policy;
