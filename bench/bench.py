@@ -272,14 +272,18 @@ def totals(calls):
 
 
 def restart(operator, recorder, result, start, settle):
-    """Stops `operator`, starts another, and records its start to ready and the IAM calls
-    of its first `settle` seconds. Returns the new one."""
+    """Stops `operator`, starts another, and records its start to ready, the IAM calls of
+    its first `settle` seconds and its reconciles per object then. Returns the new one."""
     operator.stop()
     recorder.take()
     operator = start()
     result["restart_to_ready"] = operator.wait_ready()
     time.sleep(settle)
     result["restart_calls"] = totals(recorder.take())
+    _, text = http_get(operator.port, "/metrics")
+    reconciles = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("irsa_operator_reconciles_total{"))
+    result["restart_reconciles_per_object"] = reconciles / result["n"]
     return operator
 
 
@@ -495,14 +499,14 @@ def main_report(results, budget, spread):
                      f"| {fmt(d['all'])} | {fmt(d['p50'])} / {fmt(d['p95'])} / {fmt(d['max'])} "
                      f"| {fmt(r['peak_rss_mib'])} | {fmt(r['cpu_seconds'])} |")
     lines += ["", "IAM calls per object, and per pass at rest:", "",
-              "| N | create writes / reads | update writes / reads | delete writes / reads | at rest per pass: calls / per-role reads / writes | restart: calls / writes |",
+              "| N | create writes / reads | update writes / reads | delete writes / reads | at rest per pass: calls / per-role reads / writes | restart: calls / writes / reconciles per object |",
               "|---|---|---|---|---|---|"]
     for r in results:
         cc, uc, dc, rc, rs = (r["create_calls"], r["update_calls"], r["delete_calls"],
                               r["rest_calls_per_pass"], r["restart_calls"])
         lines.append(f"| {r['n']} | {fmt(cc['writes'])} / {fmt(cc['reads'])} | {fmt(uc['writes'])} / {fmt(uc['reads'])} "
                      f"| {fmt(dc['writes'])} / {fmt(dc['reads'])} | {fmt(rc['total'])} / {fmt(rc['per_role_reads'])} / {fmt(rc['writes'])} "
-                     f"| {rs['total']} / {rs['writes']} |")
+                     f"| {rs['total']} / {rs['writes']} / {fmt(r.get('restart_reconciles_per_object', 'n/a'))} |")
     lines += ["", "Goals (issue 13): at rest ≤ ⌈roles ÷ 1,000⌉ + 2 calls per pass and 0 writes; create ≤ 2 "
               "writes + 0.1 reads; delete ≤ 2 writes + 0.1 reads. The OIDC provider check "
               "(GetOpenIDConnectProvider) runs at the resync interval, apart from the listing.", ""]
