@@ -287,13 +287,18 @@ def restart(operator, recorder, result, start, settle):
     return operator
 
 
-def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
-    stamp = f"{int(time.time())}{n}"
+def fresh_namespace(stamp, n, proxy, rate):
+    """A new namespace granted what the bench's PodIamRoles use, with the names of its n
+    PodIamRoles and an operator watching it: (namespace, cluster, names, operator)."""
     namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
     kubectl("create", "namespace", namespace)
     grant(namespace)
     names = [f"app-{i}" for i in range(n)]
-    operator = Operator(cluster, namespace, proxy, rate)
+    return namespace, cluster, names, Operator(cluster, namespace, proxy, rate)
+
+
+def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
+    namespace, cluster, names, operator = fresh_namespace(f"{int(time.time())}{n}", n, proxy, rate)
     start_to_ready = operator.wait_ready()
     watch = Watch(namespace)
     result = {"n": n, "rate": rate}
@@ -399,11 +404,7 @@ def run_churn(proxy, recorder):
     until gone, in one namespace; the same names each cycle, new UIDs."""
     # With the pid: two churn runs started in the same second get their own namespaces.
     stamp = f"{int(time.time())}c{os.getpid() % 1000}"
-    namespace, cluster = f"bench-{stamp}", f"bench{stamp}"
-    kubectl("create", "namespace", namespace)
-    grant(namespace)
-    names = [f"app-{i}" for i in range(CHURN_N)]
-    operator = Operator(cluster, namespace, proxy, CHURN_RATE)
+    namespace, _, names, operator = fresh_namespace(stamp, CHURN_N, proxy, CHURN_RATE)
     operator.wait_ready()
     time.sleep(CHURN_SETTLE)
     result = {"n": CHURN_N, "cycles": CHURN_CYCLES, "rate": CHURN_RATE,
