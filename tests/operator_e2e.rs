@@ -418,3 +418,27 @@ async fn a_restart_with_nothing_changed_makes_zero_writes_and_drift_is_repaired(
     );
     s.operator = Some(operator);
 }
+
+/// The spec names another ServiceAccount: the new one gets the role, the old one loses
+/// the annotation, and a ServiceAccount annotated with another role keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/test runs it"]
+async fn a_renamed_service_account_takes_the_annotation_from_the_old_one() {
+    let s = Scenario::start("rename-sa").await;
+    for name in ["first", "second", "bystander"] {
+        s.bed.create_service_account(&s.namespace, name).await;
+    }
+    s.apply("bystander", dynamo_spec("bystander")).await;
+    s.apply("app", dynamo_spec("first")).await;
+    let bystander_arn = s.wait_reason("bystander", "Synced").await.role_arn;
+    let arn = s.wait_reason("app", "Synced").await.role_arn;
+    assert_eq!(s.annotation("first").await, arn);
+
+    s.apply("app", dynamo_spec("second")).await;
+    eventually("the old ServiceAccount released", || async {
+        (s.annotation("first").await.is_none() && s.annotation("second").await == arn).then_some(())
+    })
+    .await;
+    s.wait_reason("app", "Synced").await;
+    assert_eq!(s.annotation("bystander").await, bystander_arn);
+}

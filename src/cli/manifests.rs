@@ -86,9 +86,14 @@ impl Manifests {
                 let mut labels = self.namespaces.get(&namespace).cloned().unwrap_or_default();
                 // The API server labels every namespace with its own name.
                 labels.insert(NAME_LABEL.into(), namespace.clone());
-                let verdict =
-                    admission::review(role, &self.guardrails, &labels, &self.roles, config)
-                        .map(drop);
+                let verdict = admission::review(
+                    role,
+                    &self.guardrails,
+                    &labels,
+                    self.roles.iter().map(AsRef::as_ref),
+                    config,
+                )
+                .map(drop);
                 (format!("{namespace}/{}", role.name_any()), verdict)
             })
             .collect()

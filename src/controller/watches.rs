@@ -23,12 +23,16 @@ use tracing::{debug, warn};
 use crate::{
     config::RunArgs,
     k8s::{
+        indexed::{Indexed, keep_indexed},
         listed::{Listed, flag_listed},
         service_account::ROLE_ARN_ANNOTATION,
         trim_for_cache,
     },
     leader::shutdown_requested,
-    reconcile::{Caches, Context, Shared, SyncGate, error_policy, reconcile},
+    reconcile::{
+        AnnotationValue, Caches, Context, INDEXED_ANNOTATIONS, Shared, SyncGate, error_policy,
+        reconcile,
+    },
 };
 use irsa_api::{PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
 
@@ -76,7 +80,8 @@ pub(super) fn controller_for(
     role_watch: watcher::Config,
 ) -> (impl Future<Output = ()> + use<>, Caches, Listings) {
     let (sa_store, sa_writer) = reflector::store();
-    let (sa_events, sa_listed) = flag_listed(
+    let annotated_service_accounts = Indexed::default();
+    let (sa_events, sa_listed) = flag_listed(keep_indexed(
         reflector(
             sa_writer,
             watcher(
@@ -86,19 +91,26 @@ pub(super) fn controller_for(
             .modify(trim_for_cache),
         )
         .default_backoff(),
-    );
+        sa_store.clone(),
+        annotated_service_accounts.clone(),
+        annotation_values,
+    ));
     let service_accounts = sa_events.touched_objects();
     // The Controller's own store is fed here, so its listing can be flagged without
     // waiting on the store (see `k8s::listed`).
     let (roles, role_writer) = reflector::store();
-    let (role_events, roles_listed) = flag_listed(
+    let roles_by_namespace = Indexed::default();
+    let (role_events, roles_listed) = flag_listed(keep_indexed(
         reflector(
             role_writer,
             watcher(scoped::<PodIamRole>(&shared.client, namespace), role_watch)
                 .modify(trim_for_cache),
         )
         .default_backoff(),
-    );
+        roles.clone(),
+        roles_by_namespace.clone(),
+        |role| (vec![role.namespace().unwrap_or_default()], role.clone()),
+    ));
 
     let synced = SyncGate::default();
 
@@ -136,9 +148,11 @@ pub(super) fn controller_for(
 
     let caches = Caches {
         service_accounts: sa_store,
+        annotated_service_accounts,
         namespaces,
         guardrails,
         roles: roles.clone(),
+        roles_by_namespace: roles_by_namespace.clone(),
         accounts,
         synced: synced.clone(),
     };
@@ -197,14 +211,13 @@ pub(super) fn controller_for(
             }
         }
     };
-    let mapper_roles = roles.clone();
     let open = synced.clone();
     // kube-runtime's concurrency is left unlimited: the context's gate limits, in order
     // (see `reconcile::gate`).
     let run = controller
         .watches_stream(service_accounts, move |sa| {
             if open.is_open() {
-                roles_for_service_account(&mapper_roles, &sa)
+                roles_for_service_account(&roles_by_namespace, &sa)
             } else {
                 Vec::new()
             }
@@ -296,16 +309,13 @@ where
 /// The PodIamRoles a ServiceAccount event concerns: those naming it, and those whose
 /// role it is annotated with (so a stale annotation gets released).
 fn roles_for_service_account(
-    roles: &Store<PodIamRole>,
+    roles_by_namespace: &Indexed<String, Arc<PodIamRole>>,
     sa: &PartialObjectMeta<ServiceAccount>,
 ) -> Vec<ObjectRef<PodIamRole>> {
-    let namespace = sa.namespace();
     let name = sa.name_any();
     let annotated = sa.annotations().get(ROLE_ARN_ANNOTATION);
-    roles
-        .state()
-        .iter()
-        .filter(|role| role.namespace() == namespace)
+    (roles_by_namespace.read())
+        .group(&sa.namespace().unwrap_or_default())
         .filter(|role| {
             role.spec.service_account_name == name
                 || annotated.is_some()
@@ -313,4 +323,24 @@ fn roles_for_service_account(
         })
         .map(|role| ObjectRef::from_obj(role.as_ref()))
         .collect()
+}
+
+/// Where a ServiceAccount goes in `annotated_service_accounts`: under each annotation of
+/// ours it carries.
+fn annotation_values(
+    sa: &Arc<PartialObjectMeta<ServiceAccount>>,
+) -> (Vec<AnnotationValue>, String) {
+    let namespace = sa.namespace().unwrap_or_default();
+    let values = INDEXED_ANNOTATIONS
+        .into_iter()
+        .filter_map(|key| {
+            let value = sa.annotations().get(key)?;
+            Some(AnnotationValue {
+                namespace: namespace.clone(),
+                key,
+                value: value.clone(),
+            })
+        })
+        .collect();
+    (values, sa.name_any())
 }

@@ -2,6 +2,7 @@
 
 pub mod aws_config;
 pub mod events;
+pub mod indexed;
 pub mod issuer;
 pub mod listed;
 pub mod service_account;

@@ -5,7 +5,7 @@
 //! step never calls IAM.
 
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use kube::{Api, ResourceExt};
+use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 
 use super::{Context, Error, service_account::release};
 use crate::k8s::{
@@ -148,10 +148,7 @@ pub(super) async fn remove(
 
 /// The config annotation of a ServiceAccount, as the cache last saw it.
 fn cached_annotation(ctx: &Context, namespace: &str, service_account: &str) -> Option<String> {
-    ctx.caches
-        .service_accounts
-        .state()
-        .iter()
-        .find(|sa| sa.namespace().as_deref() == Some(namespace) && sa.name_any() == service_account)
-        .and_then(|sa| sa.annotations().get(CONFIG_MAP_ANNOTATION).cloned())
+    let cached =
+        (ctx.caches.service_accounts).get(&ObjectRef::new(service_account).within(namespace))?;
+    cached.annotations().get(CONFIG_MAP_ANNOTATION).cloned()
 }

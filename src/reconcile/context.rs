@@ -18,12 +18,13 @@ use kube::{
 
 use super::{gate::Gate, memo::Memos};
 use crate::accounts::{Accounts, Target};
-use crate::k8s::events::Events;
+use crate::k8s::{events::Events, indexed::Indexed, service_account::ROLE_ARN_ANNOTATION};
 use crate::metrics::Metrics;
 use irsa_api::{DeletionPolicy, PodIamRole, PodIamRoleAccount, PodIamRoleGuardrail};
 use irsa_core::{
     account,
     account::AccountProblem,
+    chain::CONFIG_MAP_ANNOTATION,
     config::OperatorConfig,
     failure::{jitter_for, transient_delay},
     per_object::PerObject,
@@ -38,12 +39,28 @@ pub struct Caches {
     /// Namespace labels, for guardrail selectors.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub guardrails: Store<PodIamRoleGuardrail>,
-    /// The PodIamRoles in scope, for quotas and ServiceAccount ownership.
+    /// The ServiceAccounts above that carry an annotation of ours, by its value.
+    pub annotated_service_accounts: Indexed<AnnotationValue, String>,
+    /// The PodIamRoles in scope.
     pub roles: Store<PodIamRole>,
+    /// The same PodIamRoles by namespace: for quotas and ServiceAccount ownership.
+    pub roles_by_namespace: Indexed<String, Arc<PodIamRole>>,
     /// The target accounts PodIamRoles may name in `spec.account`.
     pub accounts: Store<PodIamRoleAccount>,
     /// Opens once every cache above has listed: no write may happen on an unknown guardrail.
     pub synced: SyncGate,
+}
+
+/// The annotations of ours that `annotated_service_accounts` indexes: an annotation left
+/// on a ServiceAccount the spec no longer names is found by its value.
+pub const INDEXED_ANNOTATIONS: [&str; 2] = [ROLE_ARN_ANNOTATION, CONFIG_MAP_ANNOTATION];
+
+/// An annotation of ours with its value, in a namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AnnotationValue {
+    pub namespace: String,
+    pub key: &'static str,
+    pub value: String,
 }
 
 /// Opens once, when a term's caches have listed and its first provider check is in.

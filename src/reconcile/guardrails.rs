@@ -31,11 +31,12 @@ pub fn verdict(
         .get(&ObjectRef::new(&namespace))
         .ok_or(NamespaceNotCached)?;
     let guardrails = caches.guardrails.state();
+    let roles = caches.roles_by_namespace.read();
     Ok(admission::verdict(
         object,
         guardrails.iter().map(Arc::as_ref),
         labels.labels(),
-        &caches.roles.state(),
+        roles.group(&namespace).map(AsRef::as_ref),
         config,
     ))
 }
@@ -94,7 +95,7 @@ pub fn audiences_in_use(
 
 #[cfg(test)]
 mod tests {
-    use crate::reconcile::SyncGate;
+    use crate::{k8s::indexed::Indexed, reconcile::SyncGate};
 
     use k8s_openapi::api::core::v1::Namespace;
     use kube::{
@@ -154,6 +155,7 @@ mod tests {
             Some([("team".to_string(), "other".to_string())].into());
         let caches = Caches {
             service_accounts: cached(vec![]),
+            annotated_service_accounts: Indexed::default(),
             namespaces: cached(vec![namespace]),
             guardrails: cached(vec![guardrail]),
             roles: cached(vec![
@@ -164,6 +166,8 @@ mod tests {
                 in_data,
                 in_closed,
             ]),
+            // No quota here: the verdicts need no PodIamRole by namespace.
+            roles_by_namespace: Indexed::default(),
             accounts: cached(vec![account("data", "222222222222"), closed]),
             synced: SyncGate::default(),
         };

@@ -36,7 +36,7 @@ use kube::{
 };
 use tracing::{debug, instrument, warn};
 
-pub use context::{Caches, Context, Shared, SyncGate};
+pub use context::{AnnotationValue, Caches, Context, INDEXED_ANNOTATIONS, Shared, SyncGate};
 
 use self::gate::Priority;
 use crate::iam::IamError;

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{Api, ResourceExt, runtime::reflector::ObjectRef};
 use tracing::info;
 
-use super::{Context, Error};
+use super::{AnnotationValue, Context, Error};
 use crate::accounts::Target;
 use crate::k8s::service_account::{self, Annotation, ROLE_ARN_ANNOTATION};
 use irsa_api::PodIamRole;
@@ -18,7 +18,9 @@ use irsa_core::{
 /// `Some(outcome)` when another PodIamRole owns the ServiceAccount: then this one must
 /// write nothing, neither to IAM nor to the ServiceAccount.
 pub(super) fn claim(object: &PodIamRole, ctx: &Context) -> Option<Outcome> {
-    let owner = sa_owner::other_owner(object, &ctx.caches.roles.state())?;
+    let roles = ctx.caches.roles_by_namespace.read();
+    let namespace = object.namespace().unwrap_or_default();
+    let owner = sa_owner::other_owner(object, roles.group(&namespace).map(AsRef::as_ref))?;
     Some(Outcome::ServiceAccountInUse {
         service_account: object.spec.service_account_name.clone(),
         owner,
@@ -92,23 +94,25 @@ pub(super) async fn release_others(
         .map(drop)
 }
 
-/// Removes the annotation `key` from the cached ServiceAccounts of `namespace` whose
-/// value is still `value`, except `keep`; returns how many had it.
+/// Removes the annotation `key` (one of `INDEXED_ANNOTATIONS`) from the cached
+/// ServiceAccounts of `namespace` whose value is still `value`, except `keep`; returns how
+/// many had it.
 pub(super) async fn release(
     ctx: &Context,
     namespace: &str,
     keep: Option<&String>,
-    key: &str,
+    key: &'static str,
     value: &str,
 ) -> Result<usize, Error> {
-    let stale: Vec<String> = ctx
-        .caches
-        .service_accounts
-        .state()
-        .iter()
-        .filter(|sa| sa.namespace().as_deref() == Some(namespace) && Some(&sa.name_any()) != keep)
-        .filter(|sa| sa.annotations().get(key).map(String::as_str) == Some(value))
-        .map(|sa| sa.name_any())
+    let annotated = AnnotationValue {
+        namespace: namespace.to_string(),
+        key,
+        value: value.to_string(),
+    };
+    let stale: Vec<String> = (ctx.caches.annotated_service_accounts.read())
+        .group(&annotated)
+        .filter(|name| Some(*name) != keep)
+        .cloned()
         .collect();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.shared.client.clone(), namespace);
     for name in &stale {

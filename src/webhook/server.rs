@@ -208,12 +208,7 @@ impl Validator {
             .any(|guardrail| guardrail.spec.max_roles_per_namespace.is_some());
         let roles = if quotas {
             let api = Api::<PodIamRole>::namespaced(self.client.clone(), &namespace);
-            api.list(&Default::default())
-                .await?
-                .items
-                .into_iter()
-                .map(Arc::new)
-                .collect()
+            api.list(&Default::default()).await?.items
         } else {
             Vec::new()
         };

@@ -5,7 +5,6 @@
 use std::{
     collections::BTreeMap,
     hash::{DefaultHasher, Hash, Hasher},
-    sync::Arc,
 };
 
 use kube::ResourceExt;
@@ -52,15 +51,14 @@ pub struct Verdict {
 /// The guardrails' decision on one PodIamRole, given what the cluster (or a set of
 /// manifests) holds: the guardrails, its namespace's labels and the PodIamRoles there
 /// (for quotas).
-pub fn verdict<'a>(
+pub fn verdict<'a, 'r>(
     role: &PodIamRole,
     guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
     namespace_labels: &BTreeMap<String, String>,
-    roles: &[Arc<PodIamRole>],
+    roles: impl IntoIterator<Item = &'r PodIamRole>,
     config: &OperatorConfig,
 ) -> Verdict {
     let rules = guardrail::rules_for(guardrails, namespace_labels);
-    let rank = guardrail::quota_rank(role, roles);
     let mut hasher = DefaultHasher::new();
     for rule in &rules {
         (
@@ -69,13 +67,18 @@ pub fn verdict<'a>(
         )
             .hash(&mut hasher);
     }
-    // The rank matters only under a quota: without one, older objects come and go freely.
-    if rules
+    // The rank matters only under a quota: without one, older objects come and go freely,
+    // and the other PodIamRoles are not even looked at.
+    let rank = if rules
         .iter()
         .any(|r| r.spec.max_roles_per_namespace.is_some())
     {
+        let rank = guardrail::quota_rank(role, roles);
         rank.hash(&mut hasher);
-    }
+        rank
+    } else {
+        0
+    };
     let namespace = role.namespace().unwrap_or_default();
     let own_prefix =
         naming::namespace_prefix(&config.role_name_prefix, &config.cluster_name, &namespace);
@@ -92,11 +95,11 @@ pub fn verdict<'a>(
 }
 
 /// The whole check on one PodIamRole: the guardrails' [`verdict`], then the spec.
-pub fn review<'a>(
+pub fn review<'a, 'r>(
     role: &PodIamRole,
     guardrails: impl IntoIterator<Item = &'a PodIamRoleGuardrail>,
     namespace_labels: &BTreeMap<String, String>,
-    roles: &[Arc<PodIamRole>],
+    roles: impl IntoIterator<Item = &'r PodIamRole>,
     config: &OperatorConfig,
 ) -> Result<DesiredRole, Outcome> {
     let verdict = verdict(role, guardrails, namespace_labels, roles, config);

@@ -20,6 +20,7 @@ pub mod glob;
 pub mod guardrail;
 pub mod iam_policy;
 pub mod iam_role;
+pub mod index;
 pub mod naming;
 pub mod oidc;
 pub mod orphans;

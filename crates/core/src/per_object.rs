@@ -4,7 +4,7 @@
 //! deleted while the operator was down, with their namespace, or before their first
 //! reconcile. The table shrinks as it empties, so churn leaves no capacity behind either.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, hash::Hash};
 
 /// Below this capacity a table is not worth shrinking.
 const MIN_CAPACITY: usize = 64;
@@ -72,13 +72,17 @@ impl<V> PerObject<V> {
         self.entries.capacity()
     }
 
-    /// A map never gives back its table on removal: halve it once it is a quarter full,
-    /// so the cost of each shrink is paid by the removals before it.
     fn shrink(&mut self) {
-        let len = self.entries.len();
-        if self.entries.capacity() > MIN_CAPACITY.max(4 * len) {
-            self.entries.shrink_to(MIN_CAPACITY.max(2 * len));
-        }
+        shrink(&mut self.entries);
+    }
+}
+
+/// A map never gives back its table on removal: halve it once it is a quarter full, so
+/// the cost of each shrink is paid by the removals before it.
+pub(crate) fn shrink<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    let len = map.len();
+    if map.capacity() > MIN_CAPACITY.max(4 * len) {
+        map.shrink_to(MIN_CAPACITY.max(2 * len));
     }
 }
 

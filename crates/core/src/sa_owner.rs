@@ -2,8 +2,6 @@
 //! same ServiceAccount. The oldest wins (creation time, then name), so every replica and
 //! every reconcile picks the same one, and a newcomer can never take it over.
 
-use std::sync::Arc;
-
 use kube::ResourceExt;
 
 use irsa_api::PodIamRole;
@@ -16,15 +14,18 @@ fn seniority(role: &PodIamRole) -> (Option<jiff::Timestamp>, String) {
 
 /// The name of the PodIamRole that owns `object`'s ServiceAccount instead of `object`,
 /// or `None` when `object` is the owner. Objects being deleted own nothing.
-pub fn other_owner(object: &PodIamRole, roles: &[Arc<PodIamRole>]) -> Option<String> {
+pub fn other_owner<'r>(
+    object: &PodIamRole,
+    roles: impl IntoIterator<Item = &'r PodIamRole>,
+) -> Option<String> {
     let own = seniority(object);
     roles
-        .iter()
+        .into_iter()
         .filter(|role| role.namespace() == object.namespace())
         .filter(|role| role.spec.service_account_name == object.spec.service_account_name)
         .filter(|role| role.metadata.deletion_timestamp.is_none())
         .filter(|role| role.uid() != object.uid())
-        .map(|role| seniority(role))
+        .map(seniority)
         .filter(|other| *other < own)
         .min()
         .map(|(_, name)| name)
@@ -37,12 +38,12 @@ mod tests {
     use super::*;
     use crate::testing::pod_iam_role;
 
-    fn role(name: &str, service_account: &str, created_second: i64) -> Arc<PodIamRole> {
+    fn role(name: &str, service_account: &str, created_second: i64) -> PodIamRole {
         let mut role = pod_iam_role("shop", name);
         role.spec.service_account_name = service_account.into();
         role.metadata.creation_timestamp =
             Some(Time(jiff::Timestamp::from_second(created_second).unwrap()));
-        Arc::new(role)
+        role
     }
 
     #[test]
@@ -60,17 +61,12 @@ mod tests {
     fn other_service_accounts_namespaces_and_deletions_do_not_compete() {
         let mine = role("mine", "payments", 200);
         let other_sa = role("other-sa", "billing", 100);
-        let mut other_ns = (*role("other-ns", "payments", 100)).clone();
+        let mut other_ns = role("other-ns", "payments", 100);
         other_ns.metadata.namespace = Some("bank".into());
-        let mut leaving = (*role("leaving", "payments", 100)).clone();
+        let mut leaving = role("leaving", "payments", 100);
         leaving.metadata.deletion_timestamp =
             Some(Time(jiff::Timestamp::from_second(300).unwrap()));
-        let roles = vec![
-            mine.clone(),
-            other_sa,
-            Arc::new(other_ns),
-            Arc::new(leaving),
-        ];
+        let roles = vec![mine.clone(), other_sa, other_ns, leaving];
         assert_eq!(other_owner(&mine, &roles), None);
     }
 

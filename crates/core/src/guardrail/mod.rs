@@ -2,7 +2,7 @@
 //! resource, which guardrails select a namespace, and the decision on a spec
 //! (`grants.rs`): default deny, the built-in deny list, and the strictest guardrail wins.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use kube::{
     ResourceExt,
@@ -132,14 +132,17 @@ pub fn decide(
 
 /// How many PodIamRoles of `object`'s namespace come before it for the quota: older
 /// ones first, by creation time then name, ignoring those being deleted.
-pub fn quota_rank(object: &PodIamRole, roles: &[Arc<PodIamRole>]) -> usize {
+pub fn quota_rank<'r>(
+    object: &PodIamRole,
+    roles: impl IntoIterator<Item = &'r PodIamRole>,
+) -> usize {
     let key = |role: &PodIamRole| {
         let created = role.metadata.creation_timestamp.as_ref().map(|t| t.0);
         (created, role.name_any())
     };
     let own = key(object);
     roles
-        .iter()
+        .into_iter()
         .filter(|role| role.namespace() == object.namespace())
         .filter(|role| role.metadata.deletion_timestamp.is_none())
         .filter(|role| key(role) < own)

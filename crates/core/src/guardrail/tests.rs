@@ -619,7 +619,7 @@ fn quota_rank_orders_by_age_then_name() {
         if deleting {
             role.metadata.deletion_timestamp = role.metadata.creation_timestamp.clone();
         }
-        Arc::new(role)
+        role
     };
     let roles = vec![
         role("a", "shop", 10, false),
