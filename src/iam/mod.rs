@@ -159,6 +159,7 @@ mod tests {
     use super::{fake::FakeIam, *};
     use irsa_core::{
         plan::{plan_apply, plan_delete},
+        snapshot::{Snapshot, observed_from_listing},
         testing::{desired, owner},
     };
 
@@ -200,6 +201,46 @@ mod tests {
                 "ListAttachedRolePolicies prod.shop.payments"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_listing_names_the_policies_until_the_next_write() {
+        let iam = FakeIam::default();
+        let writes = Writes::default();
+        let want = desired();
+        for op in plan_apply(&want, None).unwrap() {
+            writes.execute(&iam, &want.name, &op).await.unwrap();
+        }
+        let mut snapshot = Snapshot::new(Instant::now(), &want.path, BTreeSet::new());
+        list_all_roles(&iam, |page| snapshot.add(page))
+            .await
+            .unwrap();
+        let mut changed = want.clone();
+        changed.tags.insert("team".into(), "payments".into());
+        let observe = || {
+            iam.calls.lock().unwrap().clear();
+            observe_role_or_listing(
+                &iam,
+                &changed.name,
+                |_| true,
+                |summary| {
+                    let last_write = writes.last_write(&changed.name);
+                    observed_from_listing(&snapshot, &changed, summary, last_write)
+                },
+            )
+        };
+
+        let (observed, from) = observe().await.unwrap().unwrap();
+        assert_eq!(from, PoliciesFrom::Listing);
+        assert_eq!(*iam.calls.lock().unwrap(), ["GetRole prod.shop.payments"]);
+        let ops = plan_apply(&changed, Some(&observed)).unwrap();
+        assert!(matches!(ops[..], [IamOp::TagRole(_)]), "{ops:?}");
+        writes.execute(&iam, &changed.name, &ops[0]).await.unwrap();
+
+        // The listing started before that write: it cannot stand for the role any more.
+        let (_, from) = observe().await.unwrap().unwrap();
+        assert_eq!(from, PoliciesFrom::Reads);
+        assert_eq!(iam.calls.lock().unwrap().len(), 4);
     }
 
     #[tokio::test]

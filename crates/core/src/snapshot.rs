@@ -490,7 +490,8 @@ mod tests {
     fn each_changed_aspect_costs_its_writes_only_with_the_policies_listed() {
         let written = Instant::now();
         let snapshot = snapshot_after(written, vec![listed_in_sync()]);
-        let changes: Vec<(fn(&mut DesiredRole), &[&str])> = vec![
+        type Change = fn(&mut DesiredRole);
+        let changes: Vec<(Change, &[&str])> = vec![
             (|_| {}, &[]),
             (
                 |want| {
