@@ -46,6 +46,7 @@ fn median_micros(statements: usize) -> f64 {
     let observed = ObservedRole {
         summary: RoleSummary {
             arn: desired.arn.clone(),
+            role_id: "AROAEXAMPLE".into(),
             path: desired.path.clone(),
             trust_policy: desired.trust_policy.clone(),
             description: String::new(),

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::{
-    iam::{IamApi, list_all_roles},
+    iam::{IamApi, Writes, list_all_roles},
     orphan_monitor::OrphanMonitor,
 };
 use irsa_core::{
@@ -70,6 +70,7 @@ pub type AccountRoles = watch::Receiver<Listing>;
 
 pub struct AccountObserver {
     pub iam: Arc<dyn IamApi>,
+    pub writes: Arc<Writes>,
     pub role_path: String,
     pub interval: Duration,
     /// `None`: orphans are not looked for (in target accounts).
@@ -101,6 +102,8 @@ impl AccountObserver {
                         "listed the roles under the role path"
                     );
                     publish.send_replace(Listing::Done(Arc::new(snapshot)));
+                    // Only now: until it is published, reconciles go by an older one.
+                    self.writes.seen_by_listing(started);
                     failures = 0;
                 }
                 Err(error) => {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::{
-    iam::{IamApi, observe_role},
+    iam::{IamApi, Writes, observe_role},
     metrics::Metrics,
 };
 use irsa_core::{
@@ -19,6 +19,7 @@ use irsa_core::{
 
 pub struct OrphanMonitor {
     pub iam: Arc<dyn IamApi>,
+    pub writes: Arc<Writes>,
     pub metrics: Arc<Metrics>,
     pub scope: Scope,
     /// The grace period before an orphan is deleted; `None` only reports.
@@ -79,8 +80,8 @@ impl OrphanMonitor {
         let ops =
             plan_delete(name, owner, observed.as_ref()).map_err(|RoleConflict(message)| message)?;
         for op in &ops {
-            self.iam
-                .execute(name, op)
+            self.writes
+                .execute(self.iam.as_ref(), name, op)
                 .await
                 .map_err(|error| error.to_string())?;
         }
@@ -101,6 +102,7 @@ mod tests {
         let want = desired();
         OrphanMonitor {
             iam,
+            writes: Arc::default(),
             metrics: Arc::new(Metrics::default()),
             scope: Scope {
                 cluster: want.owner.cluster.clone(),

@@ -1,7 +1,7 @@
 //! End-to-end: the IAM calls each change costs, counted by operation from the operator's
-//! metrics (deterministic, so asserted exactly). A create is CreateRole + PutRolePolicy, a
-//! policy change the four reads of the role then PutRolePolicy, a delete DeleteRolePolicy and
-//! DeleteRole, with no read when the bulk listing already tells;
+//! metrics (deterministic, so asserted exactly). A create is CreateRole + PutRolePolicy, an
+//! update GetRole then the writes of what changed (the bulk listing names the policies), a
+//! delete DeleteRolePolicy and DeleteRole, with no read when the bulk listing already tells;
 //! at rest each pass is one listing (`GetAccountAuthorizationDetails`) whatever the number
 //! of roles, and drift found in it is repaired with fresh reads; a restart reads no role
 //! its first listing shows in sync, and a failed listing does not make creates or deletions
@@ -45,15 +45,54 @@ async fn per_role_reads(operator: &Operator) -> u64 {
     total
 }
 
-/// Waits until a listing that started after this call has completed: the one under
-/// way may have started earlier, so two more.
+/// Waits until a listing that started after this call is the one reconciles go by: the
+/// one under way may have started earlier, and the next is counted a moment before it is
+/// published, so three more.
 async fn fresh_listing(operator: &Operator) {
     let seen = calls(operator, "GetAccountAuthorizationDetails").await;
     eventually("a fresh listing", || async {
-        (calls(operator, "GetAccountAuthorizationDetails").await >= seen + 2).then_some(())
+        (calls(operator, "GetAccountAuthorizationDetails").await >= seen + 3).then_some(())
     })
     .await;
 }
+
+/// One kind of update: what it changes in a spec, and the writes it costs.
+struct Update {
+    aspect: &'static str,
+    change: fn(&mut Value, &Fixtures),
+    writes: &'static [&'static str],
+}
+
+/// What the updates refer to.
+struct Fixtures {
+    managed_policy: String,
+}
+
+const UPDATES: [Update; 4] = [
+    Update {
+        aspect: "inline policy",
+        change: |spec, _| spec["policy"]["Statement"][0]["Action"] = json!(["dynamodb:Query"]),
+        writes: &["PutRolePolicy"],
+    },
+    Update {
+        aspect: "managed policies",
+        change: |spec, fixtures| spec["managedPolicyArns"] = json!([fixtures.managed_policy]),
+        writes: &["AttachRolePolicy"],
+    },
+    Update {
+        aspect: "trust (ServiceAccount)",
+        change: |spec, _| {
+            let renamed = format!("{}-v2", spec["serviceAccountName"].as_str().unwrap());
+            spec["serviceAccountName"] = json!(renamed);
+        },
+        writes: &["UpdateAssumeRolePolicy"],
+    },
+    Update {
+        aspect: "tags",
+        change: |spec, _| spec["tags"]["team"] = json!("checkout"),
+        writes: &["TagRole"],
+    },
+];
 
 /// ROLES PodIamRoles, created together, until all are in sync.
 async fn create_synced(s: &Scenario) {
@@ -125,6 +164,9 @@ async fn creates_updates_and_deletes_cost_their_writes_and_only_updates_read() {
     let names: Vec<String> = (0..ROLES).map(|i| format!("app-{i}")).collect();
     for name in &names {
         s.bed.create_service_account(&s.namespace, name).await;
+        // For the trust update.
+        let renamed = format!("{name}-v2");
+        s.bed.create_service_account(&s.namespace, &renamed).await;
     }
     // Creates after a listing that has none of these names.
     fresh_listing(operator).await;
@@ -140,36 +182,79 @@ async fn creates_updates_and_deletes_cost_their_writes_and_only_updates_read() {
     assert_eq!(operator.iam_writes().await, 2 * n, "writes per create");
     assert_eq!(per_role_reads(operator).await, 0, "reads per create");
 
-    // A policy change reads the role afresh (a listing is no authority to write), then
-    // writes the one policy.
-    for name in &names {
-        let mut spec = dynamo_spec(name);
-        spec["policy"]["Statement"][0]["Action"] = json!(["dynamodb:Query"]);
-        s.apply(name, spec).await;
-    }
-    for name in &names {
-        s.wait_reason(name, "Synced").await;
-    }
-    assert_eq!(calls(operator, "PutRolePolicy").await, 2 * n);
-    assert_eq!(operator.iam_writes().await, 3 * n, "writes per update");
-    for read in PER_ROLE_READS {
-        assert_eq!(calls(operator, read).await, n, "{read} per update");
+    // Each update, once a listing shows the last write: GetRole (whose role it is, read
+    // afresh: a listing is no authority to write) and the writes of what changed; the
+    // listing names the policies and attachments.
+    let fixtures = Fixtures {
+        managed_policy: s.create_managed_policy("calls").await,
+    };
+    let mut specs: Vec<Value> = names.iter().map(|name| dynamo_spec(name)).collect();
+    let mut summary = Vec::new();
+    for update in &UPDATES {
+        fresh_listing(operator).await;
+        let (reads_before, writes_before) =
+            (per_role_reads(operator).await, operator.iam_writes().await);
+        let mut counted_before = Vec::new();
+        for write in update.writes {
+            counted_before.push(calls(operator, write).await);
+        }
+        let get_role_before = calls(operator, "GetRole").await;
+        for (name, spec) in names.iter().zip(&mut specs) {
+            (update.change)(spec, &fixtures);
+            s.apply(name, spec.clone()).await;
+        }
+        for name in &names {
+            s.wait_reason(name, "Synced").await;
+        }
+        let writes = operator.iam_writes().await - writes_before;
+        let reads = per_role_reads(operator).await - reads_before;
+        assert_eq!(
+            writes,
+            update.writes.len() as u64 * n,
+            "writes per {} update",
+            update.aspect
+        );
+        for (write, before) in update.writes.iter().zip(counted_before) {
+            assert_eq!(
+                calls(operator, write).await - before,
+                n,
+                "{write} per update"
+            );
+        }
+        assert_eq!(reads, n, "reads per {} update", update.aspect);
+        assert_eq!(
+            calls(operator, "GetRole").await - get_role_before,
+            n,
+            "the one read is GetRole"
+        );
+        summary.push(format!(
+            "{}: {} write and {} read",
+            update.aspect,
+            writes / n,
+            reads / n
+        ));
     }
 
     // Deletes once a listing has the roles.
     fresh_listing(operator).await;
-    let reads_before = per_role_reads(operator).await;
+    let (reads_before, writes_before) =
+        (per_role_reads(operator).await, operator.iam_writes().await);
+    let deletes_before = calls(operator, "DeleteRole").await;
     delete_all(&s, &names).await;
-    assert_eq!(calls(operator, "DeleteRolePolicy").await, n);
-    assert_eq!(calls(operator, "DeleteRole").await, n);
-    assert_eq!(operator.iam_writes().await, 5 * n, "writes per delete");
+    assert_eq!(calls(operator, "DeleteRole").await - deletes_before, n);
+    let writes = operator.iam_writes().await - writes_before;
+    // The inline policy, the managed policy, the role.
+    assert_eq!(writes, 3 * n, "writes per delete");
     assert_eq!(
         per_role_reads(operator).await - reads_before,
         0,
         "reads per delete"
     );
     eprintln!(
-        "{ROLES} creates, updates and deletes: 2, 1 and 2 writes, 0, 4 and 0 reads each, {} listings",
+        "{ROLES} creates: 2 writes and 0 reads each; updates, each: {}; deletes: {} writes \
+         (DeleteRolePolicy, DetachRolePolicy, DeleteRole) and 0 reads each; {} listings",
+        summary.join(", "),
+        writes / n,
         calls(operator, "GetAccountAuthorizationDetails").await
     );
 }
@@ -293,10 +378,10 @@ async fn a_restart_reads_only_the_roles_its_first_listing_shows_drifted() {
         "irsa_operator_iam_calls_total",
         "operation=",
     );
-    // The drifted role only: read afresh (it has no inline policy left, so no
-    // GetRolePolicy) before its one write.
+    // The drifted role only: GetRole (the listing names its policies) before its one
+    // write.
     assert_eq!(calls(operator, "GetRole").await, 1, "roles read");
-    assert_eq!(per_role_reads(operator).await, 3, "per-role reads");
+    assert_eq!(per_role_reads(operator).await, 1, "per-role reads");
     assert_eq!(
         operator.iam_writes().await,
         1,
@@ -305,8 +390,8 @@ async fn a_restart_reads_only_the_roles_its_first_listing_shows_drifted() {
     assert_eq!(calls(operator, "PutRolePolicy").await, 1);
     assert_eq!(
         all,
-        listings + provider_checks + 3 + 1,
-        "listings, provider checks, one role's reads and its repair"
+        listings + provider_checks + 1 + 1,
+        "listings, provider checks, one role's read and its repair"
     );
     // The watches' first lists and the first provider check trigger nothing of their own.
     assert_eq!(
@@ -316,6 +401,6 @@ async fn a_restart_reads_only_the_roles_its_first_listing_shows_drifted() {
     );
     eprintln!(
         "restart with {ROLES} roles, one drifted: {all} IAM calls ({listings} listings, \
-         {provider_checks} provider checks, 3 reads and 1 write for the drifted role)"
+         {provider_checks} provider checks, 1 read and 1 write for the drifted role)"
     );
 }

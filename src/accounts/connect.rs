@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{Settings, Target};
 use crate::{
-    iam::{IamApi, aws::AwsIam, aws_error::aws_error_message, budget::Budgeted},
+    iam::{IamApi, Writes, aws::AwsIam, aws_error::aws_error_message, budget::Budgeted},
     listing::{AccountObserver, Listing},
     orphan_monitor::OrphanMonitor,
     provider::ProviderMonitor,
@@ -83,6 +83,7 @@ pub fn connect(settings: &Settings, link: Link<'_>, config: OperatorConfig) -> C
         metrics.clone(),
         account.clone(),
     ));
+    let writes = Arc::new(Writes::default());
     let poke = Arc::new(Notify::new());
     let provider = ProviderMonitor {
         iam: iam.clone(),
@@ -99,10 +100,12 @@ pub fn connect(settings: &Settings, link: Link<'_>, config: OperatorConfig) -> C
     };
     let listing = AccountObserver {
         iam: iam.clone(),
+        writes: writes.clone(),
         role_path: config.role_path.clone(),
         interval: settings.listing_interval,
         orphans: orphans.map(|(scope, delete_after)| OrphanMonitor {
             iam: iam.clone(),
+            writes: writes.clone(),
             metrics: settings.metrics.clone(),
             scope,
             delete_after,
@@ -112,6 +115,7 @@ pub fn connect(settings: &Settings, link: Link<'_>, config: OperatorConfig) -> C
     let (listing_tx, account_roles) = watch::channel(Listing::Pending);
     let target = Target {
         iam,
+        writes,
         config,
         provider: provider_rx,
         provider_poke: (mode == ProviderMode::Manage).then_some(poke),

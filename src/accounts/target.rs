@@ -10,7 +10,7 @@ use tokio::sync::{Notify, watch};
 use tracing::debug;
 
 use crate::{
-    iam::IamApi,
+    iam::{IamApi, ObservedRole, RoleSummary, Writes},
     listing::{AccountRoles, Listing},
 };
 use irsa_api::{DEFAULT_AUDIENCE, PodIamRole};
@@ -31,6 +31,8 @@ const FIRST_LISTING_WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 pub struct Target {
     pub iam: Arc<dyn IamApi>,
+    /// When this term last wrote to each role: every write to a role goes through it.
+    pub writes: Arc<Writes>,
     /// The operator's settings as seen from this account (its ID and partition).
     pub config: OperatorConfig,
     pub provider: watch::Receiver<Option<ProviderCheck>>,
@@ -67,6 +69,19 @@ impl Target {
     pub fn drift(&self, desired: &DesiredRole, synced_at: Instant) -> Option<Drift> {
         let listing = self.account_roles.borrow();
         (listing.snapshot()).map(|roles| snapshot::drift(roles, desired, synced_at))
+    }
+
+    /// The role `GetRole` just returned (`summary`) with its policies as the latest
+    /// listing shows them, when that listing can stand for them (see
+    /// `snapshot::observed_from_listing`); `None`: read them.
+    pub fn listed_policies(
+        &self,
+        desired: &DesiredRole,
+        summary: &RoleSummary,
+    ) -> Option<ObservedRole> {
+        let last_write = self.writes.last_write(&desired.name);
+        let listing = self.account_roles.borrow();
+        snapshot::observed_from_listing(listing.snapshot()?, desired, summary, last_write)
     }
 
     /// Waits until the account's first listing has finished or failed, for a while.

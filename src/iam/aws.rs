@@ -83,6 +83,7 @@ impl IamApi for AwsIam {
                 .map_err(|message| IamError::new("GetRole", "UnreadableDocument", message))?;
         Ok(Some(RoleSummary {
             arn: found.arn().to_string(),
+            role_id: found.role_id().to_string(),
             path: found.path().to_string(),
             trust_policy,
             description: found.description().unwrap_or_default().to_string(),
@@ -336,6 +337,7 @@ impl IamApi for AwsIam {
             .map(|role| ListedRole {
                 name: role.role_name().unwrap_or_default().to_string(),
                 arn: role.arn().unwrap_or_default().to_string(),
+                role_id: role.role_id().unwrap_or_default().to_string(),
                 path: role.path().unwrap_or_default().to_string(),
                 tags: role
                     .tags()

@@ -108,6 +108,7 @@ impl IamApi for FakeIam {
             }
             let summary = RoleSummary {
                 arn: format!("arn:aws:iam::111122223333:role{path}{role}"),
+                role_id: format!("AROA{}", role.to_uppercase()),
                 path: path.clone(),
                 trust_policy: trust_policy.clone(),
                 description: description.clone(),
@@ -221,6 +222,7 @@ impl IamApi for FakeIam {
             .map(|(name, role)| ListedRole {
                 name: name.clone(),
                 arn: role.summary.arn.clone(),
+                role_id: role.summary.role_id.clone(),
                 path: role.summary.path.clone(),
                 tags: role.summary.tags.clone(),
                 trust_policy: role.summary.trust_policy.clone(),

@@ -1,14 +1,18 @@
 //! The narrow IAM surface the operator uses, behind a trait: the AWS SDK implementation
 //! for production and an in-memory fake for unit tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Mutex, MutexGuard},
+    time::Instant,
+};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 pub use irsa_core::failure::{IamError, IamErrorKind};
 pub use irsa_core::iam_role::{ListedRole, ObservedRole, RolePage, RoleSummary};
-use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp};
+use irsa_core::{oidc::ObservedProvider, oidc::ProviderOp, plan::IamOp, write_log::WriteLog};
 
 pub mod aws;
 pub mod aws_error;
@@ -22,7 +26,7 @@ pub trait IamApi: Send + Sync {
     async fn list_role_policy_names(&self, role: &str) -> Result<Vec<String>, IamError>;
     async fn get_role_policy(&self, role: &str, policy: &str) -> Result<Value, IamError>;
     async fn list_attached_policy_arns(&self, role: &str) -> Result<BTreeSet<String>, IamError>;
-    /// Performs one planned write on `role`.
+    /// Performs one planned write on `role`. Through [`Writes::execute`], which records it.
     async fn execute(&self, role: &str, op: &IamOp) -> Result<(), IamError>;
     async fn get_oidc_provider(&self, arn: &str) -> Result<Option<ObservedProvider>, IamError>;
     /// Performs one planned write on the OIDC provider `arn`.
@@ -54,6 +58,55 @@ pub async fn list_all_roles(
     }
 }
 
+/// When this process last wrote to each role of one account (see `irsa_core::write_log`).
+pub struct Writes(Mutex<WriteLog>);
+
+impl Default for Writes {
+    fn default() -> Self {
+        Self(Mutex::new(WriteLog::new(Instant::now())))
+    }
+}
+
+impl Writes {
+    /// Performs one planned write on `role` and records when it ended, or was abandoned:
+    /// either way it may have changed the role.
+    pub async fn execute(&self, iam: &dyn IamApi, role: &str, op: &IamOp) -> Result<(), IamError> {
+        let _recorded = RecordOnDrop { writes: self, role };
+        iam.execute(role, op).await
+    }
+
+    pub fn last_write(&self, role: &str) -> Instant {
+        self.log().last_write(role)
+    }
+
+    /// Call once the listing that started at `started` is the one reconciles go by.
+    pub fn seen_by_listing(&self, started: Instant) {
+        self.log().seen_by_listing(started);
+    }
+
+    fn log(&self) -> MutexGuard<'_, WriteLog> {
+        self.0.lock().expect("write log lock")
+    }
+}
+
+struct RecordOnDrop<'a> {
+    writes: &'a Writes,
+    role: &'a str,
+}
+
+impl Drop for RecordOnDrop<'_> {
+    fn drop(&mut self) {
+        self.writes.log().record(self.role, Instant::now());
+    }
+}
+
+/// Where an observation took a role's policies from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoliciesFrom {
+    Reads,
+    Listing,
+}
+
 /// Reads a role and its policies. The policy reads are skipped for a role that is not
 /// ours: the ownership check only needs `GetRole`.
 pub async fn observe_role(
@@ -61,15 +114,31 @@ pub async fn observe_role(
     role: &str,
     is_ours: impl FnOnce(&RoleSummary) -> bool,
 ) -> Result<Option<ObservedRole>, IamError> {
+    let observed = observe_role_or_listing(iam, role, is_ours, |_| None).await?;
+    Ok(observed.map(|(observed, _)| observed))
+}
+
+/// As [`observe_role`], but the policies of a role that is ours come from `listed` when it
+/// has them for the role `GetRole` returned.
+pub async fn observe_role_or_listing(
+    iam: &dyn IamApi,
+    role: &str,
+    is_ours: impl FnOnce(&RoleSummary) -> bool,
+    listed: impl FnOnce(&RoleSummary) -> Option<ObservedRole>,
+) -> Result<Option<(ObservedRole, PoliciesFrom)>, IamError> {
     let Some(summary) = iam.get_role(role).await? else {
         return Ok(None);
     };
     if !is_ours(&summary) {
-        return Ok(Some(ObservedRole {
+        let foreign = ObservedRole {
             summary,
             inline_policies: BTreeMap::new(),
             managed_policy_arns: BTreeSet::new(),
-        }));
+        };
+        return Ok(Some((foreign, PoliciesFrom::Reads)));
+    }
+    if let Some(observed) = listed(&summary) {
+        return Ok(Some((observed, PoliciesFrom::Listing)));
     }
     let mut inline_policies = BTreeMap::new();
     for name in iam.list_role_policy_names(role).await? {
@@ -77,11 +146,12 @@ pub async fn observe_role(
         inline_policies.insert(name, document);
     }
     let managed_policy_arns = iam.list_attached_policy_arns(role).await?;
-    Ok(Some(ObservedRole {
+    let observed = ObservedRole {
         summary,
         inline_policies,
         managed_policy_arns,
-    }))
+    };
+    Ok(Some((observed, PoliciesFrom::Reads)))
 }
 
 #[cfg(test)]
@@ -89,6 +159,7 @@ mod tests {
     use super::{fake::FakeIam, *};
     use irsa_core::{
         plan::{plan_apply, plan_delete},
+        snapshot::{Snapshot, observed_from_listing},
         testing::{desired, owner},
     };
 
@@ -130,6 +201,46 @@ mod tests {
                 "ListAttachedRolePolicies prod.shop.payments"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_listing_names_the_policies_until_the_next_write() {
+        let iam = FakeIam::default();
+        let writes = Writes::default();
+        let want = desired();
+        for op in plan_apply(&want, None).unwrap() {
+            writes.execute(&iam, &want.name, &op).await.unwrap();
+        }
+        let mut snapshot = Snapshot::new(Instant::now(), &want.path, BTreeSet::new());
+        list_all_roles(&iam, |page| snapshot.add(page))
+            .await
+            .unwrap();
+        let mut changed = want.clone();
+        changed.tags.insert("team".into(), "payments".into());
+        let observe = || {
+            iam.calls.lock().unwrap().clear();
+            observe_role_or_listing(
+                &iam,
+                &changed.name,
+                |_| true,
+                |summary| {
+                    let last_write = writes.last_write(&changed.name);
+                    observed_from_listing(&snapshot, &changed, summary, last_write)
+                },
+            )
+        };
+
+        let (observed, from) = observe().await.unwrap().unwrap();
+        assert_eq!(from, PoliciesFrom::Listing);
+        assert_eq!(*iam.calls.lock().unwrap(), ["GetRole prod.shop.payments"]);
+        let ops = plan_apply(&changed, Some(&observed)).unwrap();
+        assert!(matches!(ops[..], [IamOp::TagRole(_)]), "{ops:?}");
+        writes.execute(&iam, &changed.name, &ops[0]).await.unwrap();
+
+        // The listing started before that write: it cannot stand for the role any more.
+        let (_, from) = observe().await.unwrap().unwrap();
+        assert_eq!(from, PoliciesFrom::Reads);
+        assert_eq!(iam.calls.lock().unwrap().len(), 4);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::accounts::Target;
 use crate::{
-    iam::{IamError, IamErrorKind, observe_role},
+    iam::{IamError, IamErrorKind, PoliciesFrom, observe_role_or_listing},
     k8s::events,
 };
 use irsa_api::{PodIamRole, READY, RoleMode};
@@ -189,11 +189,14 @@ async fn sync(
         }
         // Converge; also what any other combination would safely come to.
         (decision, _, _) => {
-            let read_first = !matches!(decision, Decision::Converge { read_first: false });
+            let look = match decision {
+                Decision::Converge { read_first: false } => Look::Nothing,
+                _ => Look::ListingFirst,
+            };
             if facts.hint.is_some() {
                 debug!("the listing suggests drift, or there is none: reading the role");
             }
-            match converge(object, ctx, target, desired, read_first).await {
+            match converge(object, ctx, target, desired, look).await {
                 Ok(role) => {
                     ctx.memos
                         .remember(object, fingerprint, Memo::Synced(role.clone()));
@@ -278,28 +281,49 @@ fn retry_time(object: &PodIamRole, ctx: &Context, outcome: &Outcome) -> Option<I
     }
 }
 
+/// What `converge` looks at before it plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// Nothing: the last listing has no role of that name, and CreateRole refuses a
+    /// name taken since.
+    Nothing,
+    /// `GetRole` (whose role it is, fresh), and the policies from the listing when it
+    /// can stand for them, else read.
+    ListingFirst,
+    /// `GetRole` and every policy read.
+    Reads,
+}
+
 /// Converges IAM with `desired`: the synced role, or the reported reason it could not.
 async fn converge(
     object: &PodIamRole,
     ctx: &Context,
     target: &Target,
     desired: DesiredRole,
-    read_first: bool,
+    look: Look,
 ) -> Result<SyncedRole, Outcome> {
     let role_name = desired.name.clone();
     let iam_failed = |error: IamError| Outcome::IamFailed {
         role_name: role_name.clone(),
         failure: failure::classify(&error),
     };
-    let observed = if read_first {
-        observe_role(target.iam.as_ref(), &role_name, |summary| {
-            desired.owner.may_take(&summary.tags, desired.adoption)
-        })
+    let observed = match look {
+        Look::Nothing => None,
+        Look::ListingFirst | Look::Reads => observe_role_or_listing(
+            target.iam.as_ref(),
+            &role_name,
+            |summary| desired.owner.may_take(&summary.tags, desired.adoption),
+            |summary| {
+                (look == Look::ListingFirst)
+                    .then(|| target.listed_policies(&desired, summary))
+                    .flatten()
+            },
+        )
         .await
-        .map_err(iam_failed)?
-    } else {
-        None
+        .map_err(iam_failed)?,
     };
+    let listed = matches!(observed, Some((_, PoliciesFrom::Listing)));
+    let observed = observed.map(|(observed, _)| observed);
     let adopted = observed
         .as_ref()
         .is_some_and(|o| desired.owner.mismatch(&o.summary.tags).is_some());
@@ -318,9 +342,15 @@ async fn converge(
     })?;
     match execute(target, &role_name, &ops, false).await {
         Ok(()) => {}
-        Err(error) if !read_first && error.kind() == IamErrorKind::AlreadyExists => {
+        Err(error) if look == Look::Nothing && error.kind() == IamErrorKind::AlreadyExists => {
             debug!(role = %role_name, "created since the listing: reading it");
-            return Box::pin(converge(object, ctx, target, desired, true)).await;
+            return Box::pin(converge(object, ctx, target, desired, Look::Reads)).await;
+        }
+        // Not a passing fault: the listing may be out of date (IAM is eventually
+        // consistent), so read rather than guess.
+        Err(error) if listed && error.kind() != IamErrorKind::Retryable => {
+            debug!(role = %role_name, %error, "planned from the listing: reading the role");
+            return Box::pin(converge(object, ctx, target, desired, Look::Reads)).await;
         }
         Err(error) => return Err(iam_failed(error)),
     }
@@ -349,7 +379,8 @@ async fn converge(
     })
 }
 
-/// Runs `ops` in order. With `missing_is_done`, "already gone" counts as done.
+/// Runs `ops` in order. With `missing_is_done`, "already gone" counts as done; an inline
+/// policy already gone always counts as deleted.
 pub(super) async fn execute(
     target: &Target,
     role_name: &str,
@@ -357,8 +388,13 @@ pub(super) async fn execute(
     missing_is_done: bool,
 ) -> Result<(), IamError> {
     for op in ops {
-        match target.iam.execute(role_name, op).await {
-            Err(error) if missing_is_done && error.kind() == IamErrorKind::NotFound => {}
+        let gone_is_done = missing_is_done || matches!(op, IamOp::DeleteInlinePolicy(_));
+        match target
+            .writes
+            .execute(target.iam.as_ref(), role_name, op)
+            .await
+        {
+            Err(error) if gone_is_done && error.kind() == IamErrorKind::NotFound => {}
             result => result?,
         }
     }

@@ -9,6 +9,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoleSummary {
     pub arn: String,
+    /// IAM's unique ID of the role: a role deleted and created again under the same name
+    /// has another.
+    pub role_id: String,
     pub path: String,
     pub trust_policy: Value,
     pub description: String,
@@ -32,6 +35,7 @@ pub struct ObservedRole {
 pub struct ListedRole {
     pub name: String,
     pub arn: String,
+    pub role_id: String,
     pub path: String,
     pub tags: BTreeMap<String, String>,
     pub trust_policy: Value,

@@ -38,3 +38,4 @@ pub mod sync_check;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trust;
+pub mod write_log;

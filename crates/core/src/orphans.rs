@@ -193,6 +193,7 @@ mod tests {
         let want = desired();
         RoleSummary {
             arn: want.arn,
+            role_id: "AROAEXAMPLE".into(),
             path: want.path,
             trust_policy: want.trust_policy,
             description: want.description,

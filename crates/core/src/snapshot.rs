@@ -1,11 +1,13 @@
 //! Pure: the account's roles as one bulk listing saw them, and what a drift check can
 //! conclude from it. A listing only tells whether a role may have drifted; it is never
 //! the authority for a write (IAM is eventually consistent): a role that looks different
-//! is read afresh, role by role, before anything changes.
+//! is read afresh before anything changes. Its policies alone may come from the listing,
+//! its tags (whose it is) never do.
 //!
 //! Its memory is bounded: of each role under the role path it keeps a fingerprint of what
-//! the plan compares, its ownership tags, and the names a deletion needs; never the
-//! documents, which a listing of 10,000 roles would hold by the tens of megabytes.
+//! the plan compares, its RoleId and ownership tags, and the names a deletion needs, with
+//! a fingerprint of each inline policy; never the documents, which a listing of 10,000
+//! roles would hold by the tens of megabytes.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -22,24 +24,33 @@ use crate::{
     policy::normalize,
 };
 
+type Fingerprint = [u8; 16];
+
 /// What a snapshot keeps of one role.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeptRole {
     /// Of the normalized trust policy, boundary, tags, inline policies and attachments.
-    fingerprint: [u8; 16],
+    fingerprint: Fingerprint,
+    pub role_id: String,
     /// The `irsa.dev/` tags: whose role it is, for deletions and orphans.
     pub ownership_tags: Vec<(String, String)>,
-    pub inline_policy_names: Vec<String>,
+    /// Each inline policy's name and the fingerprint of its normalized document.
+    pub inline_policies: Vec<(String, Fingerprint)>,
     pub managed_policy_arns: Vec<String>,
 }
 
 impl KeptRole {
     fn new(listed: ListedRole) -> Self {
+        let inline_policies: Vec<(String, Fingerprint)> = (listed.inline_policies.into_iter())
+            .map(|(name, document)| (name, document_fingerprint(&document)))
+            .collect();
         let fingerprint = fingerprint(
             &listed.trust_policy,
             listed.permissions_boundary.as_deref(),
             &listed.tags,
-            listed.inline_policies.iter(),
+            inline_policies
+                .iter()
+                .map(|(name, kept)| (name.as_str(), *kept)),
             &listed.managed_policy_arns,
         );
         let mut ownership_tags: Vec<(String, String)> = listed
@@ -50,8 +61,9 @@ impl KeptRole {
         ownership_tags.shrink_to_fit();
         Self {
             fingerprint,
+            role_id: listed.role_id,
             ownership_tags,
-            inline_policy_names: listed.inline_policies.into_keys().collect(),
+            inline_policies,
             managed_policy_arns: listed.managed_policy_arns.into_iter().collect(),
         }
     }
@@ -63,18 +75,43 @@ impl KeptRole {
     /// The role as `plan_delete` reads it: whose it is, and what it holds. Documents
     /// are not kept, and deleting needs none.
     pub fn for_deletion(&self) -> ObservedRole {
+        let summary = RoleSummary {
+            arn: String::new(),
+            role_id: self.role_id.clone(),
+            path: String::new(),
+            trust_policy: Value::Null,
+            description: String::new(),
+            max_session_duration: 0,
+            permissions_boundary: None,
+            tags: self.ownership_tags(),
+        };
+        self.with_summary(summary, |_, _| Value::Null)
+    }
+
+    /// The role as `plan_apply` reads it: `summary` as `GetRole` just returned it, with the
+    /// listed policies. Documents are not kept: an inline policy whose fingerprint is that
+    /// of `desired`'s document reads as that document, any other as `Null`, which matches
+    /// no desired one, so the plan writes it.
+    fn for_update(&self, summary: RoleSummary, desired: &DesiredRole) -> ObservedRole {
+        let wanted = (desired.inline_policy.as_ref())
+            .map(|document| (document, document_fingerprint(document)));
+        self.with_summary(summary, |name, kept| match &wanted {
+            Some((document, want)) if name == INLINE_POLICY_NAME && want == kept => {
+                (*document).clone()
+            }
+            _ => Value::Null,
+        })
+    }
+
+    fn with_summary(
+        &self,
+        summary: RoleSummary,
+        document: impl Fn(&str, &Fingerprint) -> Value,
+    ) -> ObservedRole {
         ObservedRole {
-            summary: RoleSummary {
-                arn: String::new(),
-                path: String::new(),
-                trust_policy: Value::Null,
-                description: String::new(),
-                max_session_duration: 0,
-                permissions_boundary: None,
-                tags: self.ownership_tags(),
-            },
-            inline_policies: (self.inline_policy_names.iter())
-                .map(|name| (name.clone(), Value::Null))
+            summary,
+            inline_policies: (self.inline_policies.iter())
+                .map(|(name, kept)| (name.clone(), document(name, kept)))
                 .collect(),
             managed_policy_arns: self.managed_policy_arns.iter().cloned().collect(),
         }
@@ -175,10 +212,8 @@ pub fn drift(snapshot: &Snapshot, desired: &DesiredRole, synced_at: Instant) -> 
         &desired.trust_policy,
         desired.permissions_boundary.as_deref(),
         &desired.tags,
-        desired
-            .inline_policy
-            .iter()
-            .map(|document| (&INLINE_POLICY_NAME, document)),
+        (desired.inline_policy.iter())
+            .map(|document| (INLINE_POLICY_NAME, document_fingerprint(document))),
         &desired.managed_policy_arns,
     );
     if listed.fingerprint == want {
@@ -188,16 +223,35 @@ pub fn drift(snapshot: &Snapshot, desired: &DesiredRole, synced_at: Instant) -> 
     }
 }
 
+/// The role `GetRole` just returned (`summary`) as `plan_apply` reads it, its policies
+/// and attachments taken from the listing instead of read one by one. `None` when the
+/// listing cannot stand for them, and they are read: it started before the operator's
+/// last write to the role (`last_write`), so it misses that write; it lacks the role; or
+/// it lists another role of that name (another RoleId: deleted and created again since).
+pub fn observed_from_listing(
+    snapshot: &Snapshot,
+    desired: &DesiredRole,
+    summary: &RoleSummary,
+    last_write: Instant,
+) -> Option<ObservedRole> {
+    if snapshot.started <= last_write {
+        return None;
+    }
+    let listed = snapshot.role(&desired.name)?;
+    let same_role = !summary.role_id.is_empty() && listed.role_id == summary.role_id;
+    same_role.then(|| listed.for_update(summary.clone(), desired))
+}
+
 /// Equal for two roles exactly when `plan_apply` would find nothing to change between
 /// them, save description and session duration: documents are normalized as the plan
 /// compares them, and every tag, policy and attachment counts (an extra one is removed).
-fn fingerprint<'a, N: AsRef<str> + 'a>(
+fn fingerprint<'a>(
     trust_policy: &Value,
     permissions_boundary: Option<&str>,
     tags: &BTreeMap<String, String>,
-    inline_policies: impl Iterator<Item = (&'a N, &'a Value)>,
+    inline_policies: impl Iterator<Item = (&'a str, Fingerprint)>,
     managed_policy_arns: &BTreeSet<String>,
-) -> [u8; 16] {
+) -> Fingerprint {
     let mut hash = Sha256::new();
     feed(&mut hash, &normalize(trust_policy));
     match permissions_boundary {
@@ -208,16 +262,25 @@ fn fingerprint<'a, N: AsRef<str> + 'a>(
         feed_str(&mut hash, b't', key);
         feed_str(&mut hash, b'v', value);
     }
-    let inline: BTreeMap<&str, &Value> = inline_policies
-        .map(|(name, document)| (name.as_ref(), document))
-        .collect();
+    let inline: BTreeMap<&str, Fingerprint> = inline_policies.collect();
     for (name, document) in inline {
         feed_str(&mut hash, b'i', name);
-        feed(&mut hash, &normalize(document));
+        hash.update(document);
     }
     for arn in managed_policy_arns {
         feed_str(&mut hash, b'm', arn);
     }
+    truncated(hash)
+}
+
+/// Equal for two policy documents exactly when the plan takes them as equal.
+fn document_fingerprint(document: &Value) -> Fingerprint {
+    let mut hash = Sha256::new();
+    feed(&mut hash, &normalize(document));
+    truncated(hash)
+}
+
+fn truncated(hash: Sha256) -> Fingerprint {
     let digest = hash.finalize();
     let mut fingerprint = [0; 16];
     fingerprint.copy_from_slice(&digest[..16]);
@@ -263,7 +326,7 @@ mod tests {
     use super::*;
     use crate::{
         iam_role::ListedRole,
-        plan::plan_delete,
+        plan::{IamOp, plan_apply, plan_delete},
         testing::{desired, in_sync, owner},
     };
 
@@ -275,6 +338,7 @@ mod tests {
         ListedRole {
             name: want.name,
             arn: have.summary.arn,
+            role_id: have.summary.role_id,
             path: have.summary.path,
             tags: have.summary.tags,
             trust_policy: have.summary.trust_policy,
@@ -391,7 +455,8 @@ mod tests {
             .insert("arn:aws:iam::aws:policy/A".into());
         let kept = KeptRole::new(listed);
         assert_eq!(kept.ownership_tags(), owner().tags());
-        assert_eq!(kept.inline_policy_names, [INLINE_POLICY_NAME]);
+        assert_eq!(kept.inline_policies.len(), 1);
+        assert_eq!(kept.inline_policies[0].0, INLINE_POLICY_NAME);
         let ops = plan_delete(&desired().name, &owner(), Some(&kept.for_deletion())).unwrap();
         let described: Vec<String> = ops.iter().map(|op| op.describe()).collect();
         assert_eq!(
@@ -402,6 +467,116 @@ mod tests {
                 "DeleteRole"
             ]
         );
+    }
+
+    /// `GetRole`'s answer for the role of `listed_in_sync()`.
+    fn summary() -> RoleSummary {
+        in_sync(&desired()).summary
+    }
+
+    /// The writes `plan_apply` makes for `want`, the policies taken from `snapshot`.
+    fn planned_from_listing(
+        snapshot: &Snapshot,
+        want: &DesiredRole,
+        written: Instant,
+    ) -> Vec<String> {
+        let observed = observed_from_listing(snapshot, want, &summary(), written)
+            .expect("the listing stands for the policies");
+        let ops = plan_apply(want, Some(&observed)).unwrap();
+        ops.iter().map(IamOp::describe).collect()
+    }
+
+    #[test]
+    fn each_changed_aspect_costs_its_writes_only_with_the_policies_listed() {
+        let written = Instant::now();
+        let snapshot = snapshot_after(written, vec![listed_in_sync()]);
+        type Change = fn(&mut DesiredRole);
+        let changes: Vec<(Change, &[&str])> = vec![
+            (|_| {}, &[]),
+            (
+                |want| {
+                    want.inline_policy.as_mut().unwrap()["Statement"][0]["Action"] = json!("s3:*")
+                },
+                &["PutRolePolicy irsa-operator"],
+            ),
+            (
+                |want| want.inline_policy = None,
+                &["DeleteRolePolicy irsa-operator"],
+            ),
+            (
+                |want| {
+                    want.managed_policy_arns
+                        .insert("arn:aws:iam::aws:policy/A".into());
+                },
+                &["AttachRolePolicy arn:aws:iam::aws:policy/A"],
+            ),
+            (
+                |want| want.trust_policy["Statement"][0]["Effect"] = json!("Deny"),
+                &["UpdateAssumeRolePolicy"],
+            ),
+            (
+                |want| {
+                    want.tags.insert("team".into(), "payments".into());
+                },
+                &["TagRole"],
+            ),
+        ];
+        for (index, (change, writes)) in changes.into_iter().enumerate() {
+            let mut want = desired();
+            change(&mut want);
+            assert_eq!(
+                planned_from_listing(&snapshot, &want, written),
+                writes,
+                "change {index}"
+            );
+        }
+    }
+
+    #[test]
+    fn listed_extras_and_unreadable_documents_are_repaired() {
+        let written = Instant::now();
+        let mut listed = listed_in_sync();
+        listed.inline_policies.insert("hand-made".into(), json!({}));
+        listed
+            .inline_policies
+            .insert(INLINE_POLICY_NAME.into(), Value::Null);
+        listed
+            .managed_policy_arns
+            .insert("arn:aws:iam::aws:policy/Admin".into());
+        let snapshot = snapshot_after(written, vec![listed]);
+        assert_eq!(
+            planned_from_listing(&snapshot, &desired(), written),
+            [
+                "DeleteRolePolicy hand-made",
+                "PutRolePolicy irsa-operator",
+                "DetachRolePolicy arn:aws:iam::aws:policy/Admin"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_policies_are_read_when_the_listing_cannot_stand_for_them() {
+        let written = Instant::now();
+        let snapshot = snapshot_after(written, vec![listed_in_sync()]);
+        let want = desired();
+        let from_listing = |snapshot: &Snapshot, summary: &RoleSummary, written| {
+            observed_from_listing(snapshot, &want, summary, written)
+        };
+        assert!(from_listing(&snapshot, &summary(), written).is_some());
+        // It started before the last write, or with it: it may miss it.
+        let later = snapshot.started + Duration::from_secs(1);
+        assert_eq!(from_listing(&snapshot, &summary(), later), None);
+        assert_eq!(from_listing(&snapshot, &summary(), snapshot.started), None);
+        // Deleted and created again under the same name since the listing.
+        let mut recreated = summary();
+        recreated.role_id = "AROAEXAMPLEOTHER".into();
+        assert_eq!(from_listing(&snapshot, &recreated, written), None);
+        let mut no_id = summary();
+        no_id.role_id.clear();
+        assert_eq!(from_listing(&snapshot, &no_id, written), None);
+        // Not listed (created since, or under another path).
+        let empty = snapshot_after(written, Vec::new());
+        assert_eq!(from_listing(&empty, &summary(), written), None);
     }
 
     #[test]

@@ -81,11 +81,15 @@ pub fn respelled_by_iam(document: &Value) -> Value {
     policy::decode_iam_document(&encoded).unwrap()
 }
 
+/// The RoleId IAM gave the role of `in_sync`.
+pub const ROLE_ID: &str = "AROAEXAMPLEPAYMENTS";
+
 /// What IAM holds after the desired role was applied, with IAM's own spelling.
 pub fn in_sync(desired: &DesiredRole) -> ObservedRole {
     ObservedRole {
         summary: RoleSummary {
             arn: desired.arn.clone(),
+            role_id: ROLE_ID.into(),
             path: desired.path.clone(),
             trust_policy: respelled_by_iam(&desired.trust_policy),
             description: desired.description.clone(),
