@@ -21,8 +21,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The commit measured: read at the start, as commits made meanwhile are not in the binary.
 COMMIT = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                         capture_output=True, text=True).stdout.strip()
-# The release build bench/run makes.
+# The binary bench/run measures: the image's, static with musl and its allocator.
 BIN = os.environ["BENCH_BINARY"]
+BUILD = os.environ.get("BENCH_BUILD", "static musl release build (the image's binary)")
 # Short, so the rest phase sees several bulk listings (drift checks go by them).
 LISTING_SECONDS = 15
 # The default: each object is re-checked this often, against the latest listing.
@@ -189,20 +190,24 @@ class Operator:
 
 class Watch:
     """When each PodIamRole (by name, or namespace/name when `namespace` is None) was first
-    seen Ready, and when each was seen deleted."""
+    seen Ready, and when each was seen deleted. kubectl's watch can end (the API server
+    closes watches): it is started again, and a listing fills in what it missed."""
 
     def __init__(self, namespace):
         self.ready, self.gone = {}, {}
-        scope, key = (["-n", namespace], "") if namespace else (["-A"], "{.object.metadata.namespace}/")
+        self.scope, self.key = (["-n", namespace], "") if namespace else (["-A"], "{.object.metadata.namespace}/")
+        self.start()
+
+    def start(self):
         self.process = subprocess.Popen(
-            ["kubectl", "get", "pir", *scope, "--watch", "--output-watch-events", "-o",
-             "jsonpath={.type} " + key + "{.object.metadata.name} "
+            ["kubectl", "get", "pir", *self.scope, "--watch", "--output-watch-events", "-o",
+             "jsonpath={.type} " + self.key + "{.object.metadata.name} "
              "{.object.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}"],
             stdout=subprocess.PIPE, text=True)
-        threading.Thread(target=self.read, daemon=True).start()
+        threading.Thread(target=self.read, args=(self.process,), daemon=True).start()
 
-    def read(self):
-        for line in self.process.stdout:
+    def read(self, process):
+        for line in process.stdout:
             parts = line.split()
             if len(parts) < 2:
                 continue
@@ -212,11 +217,31 @@ class Watch:
             elif len(parts) > 2 and parts[2] == "True":
                 self.ready.setdefault(parts[1], now)
 
+    def catch_up(self, names):
+        """The watch ended: start it again, and take from a listing what it missed."""
+        self.start()
+        key = self.key.replace(".object.", ".")
+        listed = kubectl("get", "pir", *self.scope, "-o",
+                         "jsonpath={range .items[*]}" + key + "{.metadata.name} "
+                         "{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}")
+        now, present = time.monotonic(), set()
+        for line in listed.splitlines():
+            parts = line.split()
+            if parts:
+                present.add(parts[0])
+                if parts[1:] == ["True"]:
+                    self.ready.setdefault(parts[0], now)
+        for name in names:
+            if name not in present:
+                self.gone.setdefault(name, now)
+
     def wait(self, seen, names, what):
         deadline = time.monotonic() + 3600
         while not all(name in seen for name in names):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not all {what} within an hour")
+            if self.process.poll() is not None:
+                self.catch_up(names)
             time.sleep(0.2)
 
     def stop(self):
@@ -408,7 +433,7 @@ def run_churn(proxy, recorder):
     operator.wait_ready()
     time.sleep(CHURN_SETTLE)
     result = {"n": CHURN_N, "cycles": CHURN_CYCLES, "rate": CHURN_RATE,
-              "build": "musl (static)" if "musl" in BIN else "glibc",
+              "build": BUILD,
               "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
               "start_rss_mib": operator.rss()[1], "with_mib": [], "after_mib": []}
     watch = Watch(namespace)
@@ -448,7 +473,7 @@ def churn_report(churn):
     last_with, last_after = withs[-1], afters[-1]
     return [
         "## Memory under churn", "",
-        f"`BENCH_CHURN={churn['cycles']}`, commit `{COMMIT}`, {churn['build']} release build{arena}: "
+        f"`BENCH_CHURN={churn['cycles']}`, commit `{COMMIT}`, {churn['build']}{arena}: "
         f"{churn['cycles']} cycles of {churn['n']} PodIamRoles applied to one namespace and left "
         f"until all were Ready, then deleted and left until all were gone, with `--iam-rate "
         f"{churn['rate']} --iam-burst {churn['rate']}`. VmRSS {CHURN_SETTLE} s after each step, "
@@ -484,7 +509,7 @@ def main_report(results, budget, spread):
         "# Benchmarks",
         "",
         f"`bench/run {' '.join(str(r['n']) for r in results)}` on {datetime.date.today()}, commit "
-        f"`{COMMIT}`, {os.cpu_count()} cores ({cpu}), release build (glibc), on the test bed "
+        f"`{COMMIT}`, {os.cpu_count()} cores ({cpu}), {BUILD}, on the test bed "
         "(kube-apiserver and LocalStack on the same machine). IAM calls are counted by a "
         "recording proxy between the operator and LocalStack. Times are wall-clock on a "
         f"shared machine; call counts are exact. Bulk listing every {LISTING_SECONDS} s, resync "
