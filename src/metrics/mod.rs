@@ -114,7 +114,7 @@ impl Default for Metrics {
         );
         registry.register(
             "iam_budget_rate",
-            "Current IAM calls per second the budget allows, lowered by throttling",
+            "IAM calls per second the budget allows now: its ceiling, or less after throttling",
             iam_budget_rate.clone(),
         );
         let leader = Gauge::default();
