@@ -1,9 +1,9 @@
-//! A process-wide IAM call budget: every IAM call, read or write, takes a token from one
-//! bucket first, so the fleet of PodIamRoles cannot outrun the account's IAM quota. The
-//! bucket runs at a ceiling while IAM accepts calls, slows down on `Throttling` and climbs
-//! back over seconds, as the AWS SDKs' adaptive retry mode does; transient failures are
-//! retried here, each attempt paced by the bucket, so one throttled call does not fail a
-//! whole reconcile.
+//! An IAM call budget per account: every IAM call, read or write, takes a token from its
+//! account's bucket first, so the fleet of PodIamRoles cannot outrun the account's IAM
+//! quota. The bucket runs at a ceiling while IAM accepts calls, slows down on `Throttling`
+//! and climbs back over seconds, as the AWS SDKs' adaptive retry mode does; transient
+//! failures are retried here, each attempt paced by the bucket, so one throttled call does
+//! not fail a whole reconcile.
 
 use std::{
     collections::{VecDeque, hash_map::RandomState},
@@ -36,8 +36,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A `Throttling` cuts the rate to this share of the calls per second being sent.
 const CUT_FACTOR: f64 = 0.7;
-/// How fast the rate climbs back after a cut, in calls per second per cubed second: from
-/// 10 calls/s it is back in under 2 s, from 100 in under 4 s.
+/// How fast the rate climbs back after a cut, in calls per second per cubed second: back
+/// where it was cut from in 2 s from 10 calls/s, in 4 s from 100.
 const CLIMB_SCALE: f64 = 0.4;
 /// The rate never drops below one call per second: reconciles still make progress.
 const MIN_RATE: f64 = 1.0;
@@ -116,7 +116,7 @@ impl TokenBucket {
         }
     }
 
-    /// The calls per second allowed `now`: the ceiling, or less since the last throttle.
+    /// The calls per second allowed `now`: the ceiling, or less for a while after a cut.
     pub fn rate(&self, now: Instant) -> f64 {
         let floor = MIN_RATE.min(self.ceiling);
         self.cut
