@@ -364,6 +364,16 @@ mod tests {
         now
     }
 
+    /// A bucket of 100 calls a second that sent 20 a second for 5 s (IAM's latency, not the
+    /// bucket, held them back), then saw a throttle: returned with when.
+    fn throttled_at_twenty_calls_a_second() -> (TokenBucket, Instant) {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(100.0, 20.0, t0);
+        let t1 = send(&mut bucket, t0, 0.05, 100);
+        bucket.on_answer(true, t1);
+        (bucket, t1)
+    }
+
     /// A caller that always has a call to make, each taking 10 ms, against an IAM that
     /// throttles when `throttles(call, now)` says so, for `seconds`: (calls sent, calls
     /// throttled) in the second half.
@@ -399,21 +409,14 @@ mod tests {
 
     #[test]
     fn a_throttle_cuts_the_rate_to_a_share_of_the_calls_sent() {
-        let t0 = Instant::now();
-        let mut bucket = TokenBucket::new(100.0, 20.0, t0);
-        // 20 calls a second: IAM's latency, not the bucket, holds them back.
-        let t1 = send(&mut bucket, t0, 0.05, 100);
-        bucket.on_answer(true, t1);
+        let (bucket, t1) = throttled_at_twenty_calls_a_second();
         let rate = bucket.rate(t1);
         assert!((rate - 0.7 * 20.0).abs() < 1.0, "{rate}");
     }
 
     #[test]
     fn the_rate_climbs_back_gradually_then_up_to_the_ceiling() {
-        let t0 = Instant::now();
-        let mut bucket = TokenBucket::new(100.0, 20.0, t0);
-        let t1 = send(&mut bucket, t0, 0.05, 100);
-        bucket.on_answer(true, t1);
+        let (bucket, t1) = throttled_at_twenty_calls_a_second();
         let cut = bucket.rate(t1);
         let sent = cut / 0.7;
         let rates: Vec<f64> = (0..=100)
@@ -431,10 +434,7 @@ mod tests {
 
     #[test]
     fn sporadic_throttles_cut_the_rate_only_once_it_is_back_at_the_ceiling() {
-        let t0 = Instant::now();
-        let mut bucket = TokenBucket::new(100.0, 20.0, t0);
-        let t1 = send(&mut bucket, t0, 0.05, 100);
-        bucket.on_answer(true, t1);
+        let (mut bucket, t1) = throttled_at_twenty_calls_a_second();
         let first_cut = bucket.rate(t1);
         // 10 calls a second while it climbs back, throttled now and then.
         let t2 = send(&mut bucket, t1, 0.1, 10);
@@ -452,10 +452,7 @@ mod tests {
 
     #[test]
     fn sustained_throttles_cut_again_while_the_rate_climbs_back() {
-        let t0 = Instant::now();
-        let mut bucket = TokenBucket::new(100.0, 20.0, t0);
-        let t1 = send(&mut bucket, t0, 0.05, 100);
-        bucket.on_answer(true, t1);
+        let (mut bucket, t1) = throttled_at_twenty_calls_a_second();
         let first_cut = bucket.rate(t1);
         // Half of the next 20 calls throttled: more than sporadic.
         let mut now = t1;
