@@ -109,7 +109,7 @@ impl Default for Metrics {
         );
         registry.register(
             "iam_budget_wait_seconds",
-            "Time an IAM call waited for a token of the process-wide budget",
+            "Time an IAM call waited for a token of its account's budget",
             iam_budget_wait.clone(),
         );
         registry.register(
