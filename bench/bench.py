@@ -144,7 +144,8 @@ def http_get(port, path):
 
 
 class Operator:
-    """The operator, watching `namespace`, or every namespace when it is None."""
+    """The operator, watching `namespace`, or every namespace when it is None; at the default
+    IAM budget when `rate` is None."""
 
     def __init__(self, cluster, namespace, proxy, rate):
         self.port = free_port()
@@ -157,7 +158,7 @@ class Operator:
             [BIN, "run", "--cluster-name", cluster, *scope,
              "--metrics-addr", f"127.0.0.1:{self.port}", "--resync-interval", RESYNC,
              "--listing-interval", f"{LISTING_SECONDS}s",
-             "--iam-rate", str(rate), "--iam-burst", str(rate), "--concurrency", "16",
+             *(["--iam-rate", str(rate), "--iam-burst", str(rate)] if rate else []), "--concurrency", "16",
              "--oidc-provider", "manage", "--oidc-ca-file", os.environ["TESTBED_CA_FILE"]],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
@@ -322,6 +323,13 @@ def fresh_namespace(stamp, n, proxy, rate):
     return namespace, cluster, names, Operator(cluster, namespace, proxy, rate)
 
 
+def wait_updated(recorder, n):
+    """Until IAM has seen a write per object since `recorder` was last taken."""
+    deadline = time.monotonic() + 3600
+    while per_object(recorder.peek(), n)["writes"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
     namespace, cluster, names, operator = fresh_namespace(f"{int(time.time())}{n}", n, proxy, rate)
     start_to_ready = operator.wait_ready()
@@ -360,9 +368,7 @@ def run_n(n, proxy, recorder, rate=FAST_RATE, phases=True):
     watch.ready.clear()
     started = time.monotonic()
     apply(namespace, names, "v2")
-    deadline = time.monotonic() + 3600
-    while per_object(recorder.peek(), n)["writes"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_updated(recorder, n)
     result["update"] = {"all": time.monotonic() - started}
     time.sleep(2)
     result["update_calls"] = per_object(recorder.take(), n)

@@ -83,11 +83,11 @@ pub struct RunArgs {
     #[arg(long, env = "IRSA_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
-    /// IAM calls per second, reads and writes together, for the whole process. IAM's quota
-    /// is per account and shared with every other tool there, and it is low (tens of calls
-    /// per second); 10 leaves room for the others while one reconcile needs about 5 calls.
-    /// Throttling lowers the rate for a while.
-    #[arg(long, env = "IRSA_IAM_RATE", default_value_t = 10.0, value_parser = parse_rate)]
+    /// Most IAM calls per second, reads and writes together, per account. The operator runs
+    /// at this ceiling while IAM accepts its calls; a `Throttling` cuts the rate to 70 % of
+    /// what it sent, and it climbs back over seconds. IAM's quota is per account, shared
+    /// with every other tool there, and unpublished: the throttles find it.
+    #[arg(long, env = "IRSA_IAM_RATE", default_value_t = 100.0, value_parser = parse_rate)]
     pub iam_rate: f64,
 
     /// IAM calls allowed at once after a quiet spell, on top of the rate: a start-up or a
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn iam_budget_flags() {
         let defaults = args(&[]);
-        assert_eq!((defaults.iam_rate, defaults.iam_burst), (10.0, 20.0));
+        assert_eq!((defaults.iam_rate, defaults.iam_burst), (100.0, 20.0));
         assert_eq!(defaults.aws_timeout, Duration::from_secs(10));
         let set = args(&[
             "--iam-rate",

@@ -109,12 +109,12 @@ impl Default for Metrics {
         );
         registry.register(
             "iam_budget_wait_seconds",
-            "Time an IAM call waited for a token of the process-wide budget",
+            "Time an IAM call waited for a token of its account's budget",
             iam_budget_wait.clone(),
         );
         registry.register(
             "iam_budget_rate",
-            "Current IAM calls per second the budget allows, lowered by throttling",
+            "IAM calls per second the budget allows now: its ceiling, or less after throttling",
             iam_budget_rate.clone(),
         );
         let leader = Gauge::default();

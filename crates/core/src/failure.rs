@@ -116,7 +116,7 @@ impl IamErrorKind {
 
 /// First retry after a transient failure; doubles per consecutive failure.
 const TRANSIENT_BASE: Duration = Duration::from_secs(1);
-/// Transient failures retry within a minute: the process-wide IAM budget, not this
+/// Transient failures retry within a minute: the account's IAM budget, not this
 /// delay, protects the account, so a recovered IAM is used again quickly.
 const TRANSIENT_MAX: Duration = Duration::from_secs(60);
 /// A permission fix is a human action: retrying every few minutes finds it without
